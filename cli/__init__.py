@@ -1,0 +1,1 @@
+"""The `bacalao` command line."""

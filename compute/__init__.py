@@ -1,0 +1,1 @@
+"""Compute nodes: bidding, capacity, executors, storage providers, publishers, the runner."""

@@ -1,0 +1,1 @@
+"""Compute bid rules, one per module, chained."""

@@ -1,0 +1,1 @@
+"""Executors, one module per engine Type: ``wasm``, ``noop`` (``docker`` later)."""

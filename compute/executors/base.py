@@ -1,0 +1,71 @@
+"""The executor interface: run one execution's task, blocking, and say how it ended."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from protocol.job import InputSource, NetworkConfig, SpecConfig
+from protocol.resources import Resources
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host file or folder seen by the task at ``target``."""
+
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything an executor needs; inputs are already staged on this host.
+
+    ``outputs`` are empty writable folders inside ``results_dir`` (one per ResultPath), and
+    the executor writes the task's ``stdout`` and ``stderr`` files into ``results_dir``.
+    """
+
+    job_id: str
+    execution_id: str
+    engine: SpecConfig
+    results_dir: Path
+    timeout_s: float
+    inputs: tuple[Mount, ...] = ()
+    outputs: tuple[Mount, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    partition_index: int = 0
+    partition_count: int = 1
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How the task ended. ``error`` is set when it did not run to its own end
+    (timeout, out of memory, trap, cancelled); ``exit_code`` is then non-zero too."""
+
+    exit_code: int
+    error: str = ""
+
+
+class Executor(Protocol):
+    @property
+    def type(self) -> str: ...
+
+    def is_installed(self) -> bool: ...
+
+    def extra_inputs(self, engine: SpecConfig) -> list[InputSource]:
+        """Inputs the engine itself needs staged (e.g. an embedded wasm EntryModule)."""
+        ...
+
+    def run(self, request: RunRequest) -> RunOutcome:
+        """Run to the end, blocking. Raises ExecutionError (the task cannot run, e.g. the
+        module does not load) or RetryableExecutionError (this node failed)."""
+        ...
+
+    def cancel(self, execution_id: str) -> None:
+        """Stop a running execution soon; ``run`` then returns an outcome with an error."""
+        ...

@@ -1,0 +1,1 @@
+"""Publishers, one module per publisher Type: ``local``, ``noop``."""

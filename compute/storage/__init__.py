@@ -1,0 +1,1 @@
+"""Storage providers, one module per source Type: ``inline``, ``local``, ``urlDownload``."""

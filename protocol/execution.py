@@ -1,0 +1,73 @@
+"""An execution: one attempt of a job on one node, with desired and observed state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from protocol.job import Job, SpecConfig
+from protocol.resources import Resources
+from protocol.states import ExecutionDesiredStateType, ExecutionStateType
+from protocol.wire import WireModel
+
+
+class ComputeState(WireModel):
+    state_type: ExecutionStateType = Field(default=ExecutionStateType.NEW, alias="StateType")
+    message: str = Field(default="", alias="Message")
+    details: dict[str, str] = Field(default_factory=dict, alias="Details")
+
+
+class DesiredState(WireModel):
+    state_type: ExecutionDesiredStateType = Field(
+        default=ExecutionDesiredStateType.PENDING, alias="StateType"
+    )
+    message: str = Field(default="", alias="Message")
+    details: dict[str, str] = Field(default_factory=dict, alias="Details")
+
+
+class RunCommandResult(WireModel):
+    """What the task printed and how it exited (output truncated to a few KiB)."""
+
+    stdout: str = Field(default="", alias="Stdout")
+    stdout_truncated: bool = Field(default=False, alias="StdoutTruncated")
+    stderr: str = Field(default="", alias="stderr")
+    stderr_truncated: bool = Field(default=False, alias="StderrTruncated")
+    exit_code: int = Field(default=0, alias="ExitCode")
+    error_msg: str = Field(default="", alias="ErrorMsg")
+
+
+class Execution(WireModel):
+    id: str = Field(alias="ID")
+    namespace: str = Field(default="default", alias="Namespace")
+    eval_id: str = Field(default="", alias="EvalID")
+    name: str = Field(default="", alias="Name")
+    node_id: str = Field(alias="NodeID")
+    job_id: str = Field(alias="JobID")
+    job: Job | None = Field(default=None, alias="Job")
+    allocated_resources: dict[str, Any] = Field(
+        default_factory=dict, alias="AllocatedResources"
+    )
+    desired_state: DesiredState = Field(default_factory=DesiredState, alias="DesiredState")
+    compute_state: ComputeState = Field(default_factory=ComputeState, alias="ComputeState")
+    published_result: SpecConfig | None = Field(default=None, alias="PublishedResult")
+    run_output: RunCommandResult | None = Field(default=None, alias="RunOutput")
+    previous_execution: str = Field(default="", alias="PreviousExecution")
+    next_execution: str = Field(default="", alias="NextExecution")
+    followup_eval_id: str = Field(default="", alias="FollowupEvalID")
+    revision: int = Field(default=0, alias="Revision")
+    create_time: int = Field(default=0, alias="CreateTime")
+    modify_time: int = Field(default=0, alias="ModifyTime")
+    rank: int = Field(default=0, exclude=True)
+
+    @field_validator("allocated_resources", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @property
+    def state(self) -> ExecutionStateType:
+        return self.compute_state.state_type
+
+    def resources(self) -> Resources:
+        return Resources.model_validate(self.allocated_resources.get("Tasks", {}).get("main", {}))

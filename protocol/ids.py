@@ -1,0 +1,34 @@
+"""Identifiers in Bacalhau's shapes: ``j-<uuid>``, ``e-<uuid>``, ``v-<uuid>``, ``n-<uuid>``."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+
+
+def new_job_id() -> str:
+    return f"j-{uuid.uuid4()}"
+
+
+def new_execution_id() -> str:
+    return f"e-{uuid.uuid4()}"
+
+
+def new_evaluation_id() -> str:
+    return f"v-{uuid.uuid4()}"
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+def node_id_from_key(key: bytes) -> str:
+    """A node's ID is derived from its secret key, so a restarted node keeps its identity."""
+    digest = hashlib.sha256(b"bacalao-node-id\x00" + key).digest()
+    return f"n-{uuid.UUID(bytes=digest[:16], version=4)}"
+
+
+def now_ns() -> int:
+    """Wall-clock time in Unix nanoseconds, as Bacalhau puts times on the wire."""
+    return time.time_ns()

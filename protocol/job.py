@@ -1,0 +1,312 @@
+"""The Bacalhau v1 Job model: structure, defaults and the checks Bacalhau makes.
+
+Engine, source and publisher *params* are checked by :mod:`protocol.specs`, which knows each
+type's typed parameters; this module checks the shape of the job itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from protocol.resources import Resources
+from protocol.units import parse_bytes, parse_cpu, parse_gpu
+from protocol.wire import WireModel
+
+JOB_TYPES = ("batch", "ops", "daemon", "service")
+SUPPORTED_JOB_TYPES = ("batch", "ops")
+SELECTOR_OPERATORS = ("=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt")
+
+
+class SpecConfig(WireModel):
+    """A typed plugin reference: ``{Type: wasm, Params: {...}}``."""
+
+    type: str = Field(alias="Type")
+    params: dict[str, Any] = Field(default_factory=dict, alias="Params")
+
+    @field_validator("type")
+    @classmethod
+    def _type_present(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _params_none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class InputSource(WireModel):
+    source: SpecConfig = Field(alias="Source")
+    alias: str = Field(default="", alias="Alias")
+    target: str = Field(default="", alias="Target")
+
+    @field_validator("target")
+    @classmethod
+    def _target_absolute(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError(f"{value!r} must be an absolute path inside the task")
+        return value
+
+
+class ResultPath(WireModel):
+    name: str = Field(alias="Name")
+    path: str = Field(alias="Path")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_folder_name(cls, value: str) -> str:
+        if not value or "/" in value or value in (".", "..", "stdout", "stderr", "exitCode"):
+            raise ValueError(f"{value!r} is not a usable result name")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must be an absolute path inside the task")
+        return value
+
+
+class ResourcesConfig(WireModel):
+    """What a task asks for, as strings: ``CPU: 500m``, ``Memory: 512Mb``, ``GPU: "1"``."""
+
+    cpu: str = Field(default="", alias="CPU")
+    memory: str = Field(default="", alias="Memory")
+    disk: str = Field(default="", alias="Disk")
+    gpu: str = Field(default="", alias="GPU")
+
+    @field_validator("cpu", "memory", "disk", "gpu", mode="before")
+    @classmethod
+    def _numbers_as_strings(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: str) -> str:
+        if value:
+            parse_cpu(value)
+        return value
+
+    @field_validator("memory", "disk")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if value:
+            parse_bytes(value)
+        return value
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, value: str) -> str:
+        if value:
+            parse_gpu(value)
+        return value
+
+    def parsed(self) -> Resources:
+        return Resources(
+            cpu=parse_cpu(self.cpu) if self.cpu else 0.0,
+            memory=parse_bytes(self.memory) if self.memory else 0,
+            disk=parse_bytes(self.disk) if self.disk else 0,
+            gpu=parse_gpu(self.gpu) if self.gpu else 0,
+        )
+
+
+class NetworkType(enum.StrEnum):
+    NONE = "None"
+    HOST = "Host"
+    FULL = "Full"
+    HTTP = "HTTP"
+
+
+class NetworkConfig(WireModel):
+    type: NetworkType = Field(default=NetworkType.NONE, alias="Type")
+    domains: list[str] = Field(default_factory=list, alias="Domains")
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type_any_case(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            for member in NetworkType:
+                if member.value.lower() == value.strip().lower():
+                    return member
+            if not value.strip():
+                return NetworkType.NONE
+        return value
+
+
+class TimeoutConfig(WireModel):
+    """Seconds; 0 means "use the node's default"."""
+
+    execution_timeout: int = Field(default=0, ge=0, alias="ExecutionTimeout")
+    queue_timeout: int = Field(default=0, ge=0, alias="QueueTimeout")
+    total_timeout: int = Field(default=0, ge=0, alias="TotalTimeout")
+
+
+class LabelSelectorRequirement(WireModel):
+    """A Kubernetes-style selector: ``{Key: region, Operator: in, Values: [eu, us]}``."""
+
+    key: str = Field(alias="Key")
+    operator: str = Field(alias="Operator")
+    values: list[str] = Field(default_factory=list, alias="Values")
+
+    @field_validator("operator")
+    @classmethod
+    def _known_operator(cls, value: str) -> str:
+        normalized = value.strip().lower()
+        if normalized not in SELECTOR_OPERATORS:
+            known = ", ".join(SELECTOR_OPERATORS)
+            raise ValueError(f"unknown operator {value!r} (known: {known})")
+        return normalized
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> Self:
+        count = len(self.values)
+        if self.operator in ("exists", "!") and count:
+            raise ValueError(f"operator {self.operator!r} takes no values")
+        if self.operator in ("=", "==", "!=", "gt", "lt") and count != 1:
+            raise ValueError(f"operator {self.operator!r} takes exactly one value")
+        if self.operator in ("in", "notin") and not count:
+            raise ValueError(f"operator {self.operator!r} needs at least one value")
+        if self.operator in ("gt", "lt"):
+            try:
+                float(self.values[0])
+            except ValueError:
+                raise ValueError(f"operator {self.operator!r} needs a number") from None
+        return self
+
+
+class Task(WireModel):
+    name: str = Field(default="main", alias="Name")
+    engine: SpecConfig = Field(alias="Engine")
+    publisher: SpecConfig = Field(
+        default_factory=lambda: SpecConfig(Type="noop"), alias="Publisher"
+    )
+    env: dict[str, str] = Field(default_factory=dict, alias="Env")
+    meta: dict[str, str] = Field(default_factory=dict, alias="Meta")
+    input_sources: list[InputSource] = Field(default_factory=list, alias="InputSources")
+    result_paths: list[ResultPath] = Field(default_factory=list, alias="ResultPaths")
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig, alias="Resources")
+    network: NetworkConfig = Field(default_factory=NetworkConfig, alias="Network")
+    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig, alias="Timeouts")
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _default_name(cls, value: Any) -> Any:
+        return value or "main"
+
+    @field_validator(
+        "env", "meta", "input_sources", "result_paths", "resources", mode="before"
+    )
+    @classmethod
+    def _null_is_empty(cls, value: Any, info: Any) -> Any:
+        if value is not None:
+            return value
+        return {} if info.field_name in ("env", "meta", "resources") else []
+
+    @field_validator("publisher", "network", "timeouts", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any, info: Any) -> Any:
+        if value is not None:
+            return value
+        return {"Type": "noop"} if info.field_name == "publisher" else {}
+
+    @model_validator(mode="after")
+    def _unique_paths(self) -> Self:
+        targets = [source.target for source in self.input_sources if source.target]
+        if len(targets) != len(set(targets)):
+            raise ValueError("two InputSources share one Target")
+        names = [result.name for result in self.result_paths]
+        if len(names) != len(set(names)):
+            raise ValueError("two ResultPaths share one Name")
+        return self
+
+
+class JobStateType(enum.StrEnum):
+    UNDEFINED = "Undefined"
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPED = "Stopped"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStateType.COMPLETED, JobStateType.FAILED, JobStateType.STOPPED)
+
+
+class JobState(WireModel):
+    state_type: JobStateType = Field(default=JobStateType.PENDING, alias="StateType")
+    message: str = Field(default="", alias="Message")
+    details: dict[str, str] = Field(default_factory=dict, alias="Details")
+
+
+class Job(WireModel):
+    id: str = Field(default="", alias="ID")
+    name: str = Field(default="", alias="Name")
+    namespace: str = Field(default="default", alias="Namespace")
+    type: str = Field(default="batch", alias="Type")
+    priority: int = Field(default=0, ge=0, alias="Priority")
+    count: int = Field(default=0, ge=0, alias="Count")
+    constraints: list[LabelSelectorRequirement] = Field(
+        default_factory=list, alias="Constraints"
+    )
+    meta: dict[str, str] = Field(default_factory=dict, alias="Meta")
+    labels: dict[str, str] = Field(default_factory=dict, alias="Labels")
+    tasks: list[Task] = Field(alias="Tasks")
+    state: JobState = Field(default_factory=JobState, alias="State")
+    version: int = Field(default=0, alias="Version")
+    revision: int = Field(default=0, alias="Revision")
+    create_time: int = Field(default=0, alias="CreateTime")
+    modify_time: int = Field(default=0, alias="ModifyTime")
+
+    @field_validator("namespace", mode="before")
+    @classmethod
+    def _default_namespace(cls, value: Any) -> Any:
+        return value or "default"
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return "batch"
+        if not isinstance(value, str) or value.lower() not in JOB_TYPES:
+            raise ValueError(f"unknown job type {value!r} (known: {', '.join(JOB_TYPES)})")
+        if value.lower() not in SUPPORTED_JOB_TYPES:
+            raise ValueError(
+                f"job type {value!r} is not supported yet (bacalao runs batch and ops jobs)"
+            )
+        return value.lower()
+
+    @field_validator("constraints", "meta", "labels", "state", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any, info: Any) -> Any:
+        if value is not None:
+            return value
+        return [] if info.field_name == "constraints" else {}
+
+    @field_validator("tasks")
+    @classmethod
+    def _one_task(cls, value: list[Task]) -> list[Task]:
+        if len(value) != 1:
+            raise ValueError(f"a job has exactly one task, got {len(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Self:
+        if self.count == 0 and self.type == "batch":
+            self.count = 1
+        if not self.name:
+            self.name = self.id
+        return self
+
+    @property
+    def task(self) -> Task:
+        return self.tasks[0]
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.state_type.terminal

@@ -1,0 +1,102 @@
+"""bprotocol messages. The wire ``type`` of each is its class name."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from protocol.execution import Execution, RunCommandResult
+from protocol.job import SpecConfig
+from protocol.node import NodeInfo
+from protocol.wire import WireModel
+
+
+class Message(WireModel):
+    """Base of every bprotocol payload."""
+
+
+class AskForBid(Message):
+    """Requester -> compute: would you run this execution? (carries the whole job)"""
+
+    execution: Execution = Field(alias="Execution")
+    wait_for_approval: bool = Field(default=True, alias="WaitForApproval")
+
+
+class BidResult(Message):
+    """Compute -> requester: yes (capacity reserved) or no, with the reason."""
+
+    execution_id: str = Field(alias="ExecutionID")
+    job_id: str = Field(alias="JobID")
+    accepted: bool = Field(alias="Accepted")
+    reason: str = Field(default="", alias="Reason")
+
+
+class BidAccepted(Message):
+    execution_id: str = Field(alias="ExecutionID")
+    job_id: str = Field(alias="JobID")
+
+
+class BidRejected(Message):
+    execution_id: str = Field(alias="ExecutionID")
+    job_id: str = Field(alias="JobID")
+    reason: str = Field(default="", alias="Reason")
+
+
+class CancelExecution(Message):
+    execution_id: str = Field(alias="ExecutionID")
+    job_id: str = Field(alias="JobID")
+    reason: str = Field(default="", alias="Reason")
+
+
+class ExecutionStarted(Message):
+    """Compute -> requester: the executor has started the task."""
+
+    execution_id: str = Field(alias="ExecutionID")
+    job_id: str = Field(alias="JobID")
+
+
+class RunResult(Message):
+    """Compute -> requester: the task ran (any exit code) and its results are published."""
+
+    execution_id: str = Field(alias="ExecutionID")
+    job_id: str = Field(alias="JobID")
+    published_result: SpecConfig | None = Field(default=None, alias="PublishResult")
+    run_output: RunCommandResult = Field(alias="RunCommandResult")
+
+
+class ComputeError(Message):
+    """Compute -> requester: the execution could not run or finish."""
+
+    execution_id: str = Field(alias="ExecutionID")
+    job_id: str = Field(alias="JobID")
+    message: str = Field(alias="Message")
+    retryable: bool = Field(default=False, alias="Retryable")
+
+
+class NodeInfoMessage(Message):
+    info: NodeInfo = Field(alias="NodeInfo")
+
+
+class Heartbeat(Message):
+    node_id: str = Field(alias="NodeID")
+    seq: int = Field(alias="Seq")
+
+
+class ShutdownNotice(Message):
+    node_id: str = Field(alias="NodeID")
+    reason: str = Field(default="", alias="Reason")
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    "AskForBid": AskForBid,
+    "BidResult": BidResult,
+    "BidAccepted": BidAccepted,
+    "BidRejected": BidRejected,
+    "CancelExecution": CancelExecution,
+    "ExecutionStarted": ExecutionStarted,
+    "RunResult": RunResult,
+    "ComputeError": ComputeError,
+    "NodeInfo": NodeInfoMessage,
+    "Heartbeat": Heartbeat,
+    "ShutdownNotice": ShutdownNotice,
+}
+WIRE_NAMES: dict[type[Message], str] = {cls: name for name, cls in MESSAGE_TYPES.items()}

@@ -1,0 +1,85 @@
+"""Input source params: ``inline``, ``local``, ``urlDownload``, ``s3``, ``ipfs``."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
+
+from protocol.wire import WireModel
+
+
+class InlineParams(WireModel):
+    """An RFC 2397 ``data:`` URL (base64 or percent-encoded, optionally gzip'd)."""
+
+    url: str = Field(alias="URL")
+
+    @field_validator("url")
+    @classmethod
+    def _data_url(cls, value: str) -> str:
+        if not value.startswith("data:") or "," not in value:
+            raise ValueError("must be a data: URL (data:[<mediatype>][;base64],<data>)")
+        return value
+
+
+class LocalParams(WireModel):
+    source_path: str = Field(alias="SourcePath")
+    read_write: bool = Field(default=False, alias="ReadWrite")
+
+    @field_validator("source_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must be an absolute path on the compute node")
+        return value
+
+
+class URLDownloadParams(WireModel):
+    url: str = Field(alias="URL")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+
+class S3Params(WireModel):
+    bucket: str = Field(alias="Bucket")
+    key: str = Field(default="", alias="Key")
+    region: str = Field(default="", alias="Region")
+    endpoint: str = Field(default="", alias="Endpoint")
+    version_id: str = Field(default="", alias="VersionID")
+    checksum_sha256: str = Field(default="", alias="ChecksumSHA256")
+    filter: str = Field(default="", alias="Filter")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must name a bucket")
+        return value
+
+    @field_validator("filter")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
+class IPFSParams(WireModel):
+    cid: str = Field(alias="CID")
+
+    @field_validator("cid")
+    @classmethod
+    def _cid(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a CID")
+        return value.strip()

@@ -1,0 +1,45 @@
+"""Checks that need the spec registries: every Type known, every Params valid."""
+
+from __future__ import annotations
+
+from protocol.errors import ValidationError
+from protocol.job import Job, SpecConfig
+from protocol.specs.engines import WasmParams
+from protocol.specs.registry import ENGINES, PUBLISHERS, SOURCES, SpecFamily
+
+
+def _canonicalize(family: SpecFamily, spec: SpecConfig, where: str) -> None:
+    family.parse(spec, where)
+    spec.type = family.canonical(spec.type) or spec.type
+
+
+def validate_job(job: Job) -> list[str]:
+    """Check every spec of ``job`` (in place: types get their registered spelling).
+
+    Raises :class:`ValidationError` naming the field; returns warnings worth showing.
+    """
+    task = job.task
+    where = "Tasks[0]"
+    warnings: list[str] = []
+    _canonicalize(ENGINES, task.engine, f"{where}.Engine")
+    _canonicalize(PUBLISHERS, task.publisher, f"{where}.Publisher")
+    for index, source in enumerate(task.input_sources):
+        _canonicalize(SOURCES, source.source, f"{where}.InputSources[{index}].Source")
+        if not source.target:
+            raise ValidationError(f"{where}.InputSources[{index}].Target", "must not be empty")
+    if task.engine.type == "wasm":
+        params = WasmParams.from_wire(task.engine.params, prefix=f"{where}.Engine.Params")
+        if isinstance(params.entry_module, str):
+            targets = {source.target for source in task.input_sources}
+            if params.entry_module not in targets:
+                raise ValidationError(
+                    f"{where}.Engine.Params.EntryModule",
+                    f"{params.entry_module!r} is not the Target of any InputSource",
+                )
+        else:
+            _canonicalize(
+                SOURCES, params.entry_module.source, f"{where}.Engine.Params.EntryModule.Source"
+            )
+    if task.publisher.type == "noop" and task.result_paths:
+        warnings.append("ResultPaths are set but the noop publisher discards results")
+    return warnings

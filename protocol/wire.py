@@ -1,0 +1,72 @@
+"""The base of every wire and API model: PascalCase aliases, keys matched case-insensitively.
+
+Go's JSON decoder matches keys without regard to case, so Bacalhau's clients and job files may
+write ``count`` or ``COUNT`` for ``Count``. Output always uses Bacalhau's own casing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from protocol.errors import ValidationError
+
+
+class WireModel(BaseModel):
+    """PascalCase on the wire, snake_case in Python, unknown keys ignored as Go does."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", validate_default=True)
+    _key_table: ClassVar[dict[str, str]]
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        table: dict[str, str] = {}
+        for name, field in cls.model_fields.items():
+            wire = field.alias or name
+            table[wire.lower()] = wire
+            table[name.lower()] = wire
+        cls._key_table = table
+
+    @model_validator(mode="before")
+    @classmethod
+    def _match_keys_case_insensitively(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        table = cls._key_table
+        return {table.get(str(key).lower(), key): value for key, value in data.items()}
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    @classmethod
+    def from_wire(cls, data: Any, *, prefix: str = "") -> Self:
+        """Validate ``data``; a failure raises :class:`ValidationError` naming the field."""
+        try:
+            return cls.model_validate(data)
+        except PydanticValidationError as exc:
+            raise validation_error(exc, prefix) from None
+
+
+def field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
+    """``("Tasks", 0, "Engine", "Type")`` -> ``Tasks[0].Engine.Type``."""
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part and not str(part).startswith(("function-", "tagged-union")):
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def validation_error(exc: PydanticValidationError, prefix: str = "") -> ValidationError:
+    """The first problem of a pydantic error, as one readable line with its field path."""
+    first = exc.errors(include_url=False)[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    others = exc.error_count() - 1
+    if others:
+        message += f" (and {others} more problem{'s' if others > 1 else ''})"
+    return ValidationError(field_path(tuple(first["loc"]), prefix), message)

@@ -1,0 +1,1 @@
+"""Requester (orchestrator): API, job store, node table, selection, scheduler, planner."""
