@@ -58,7 +58,6 @@ class Execution(WireModel):
     revision: int = Field(default=0, alias="Revision")
     create_time: int = Field(default=0, alias="CreateTime")
     modify_time: int = Field(default=0, alias="ModifyTime")
-    rank: int = Field(default=0, exclude=True)
 
     @field_validator("allocated_resources", mode="before")
     @classmethod
@@ -70,4 +69,6 @@ class Execution(WireModel):
         return self.compute_state.state_type
 
     def resources(self) -> Resources:
-        return Resources.model_validate(self.allocated_resources.get("Tasks", {}).get("main", {}))
+        """What the requester allocated for the (single) task."""
+        tasks = self.allocated_resources.get("Tasks") or {}
+        return Resources.model_validate(next(iter(tasks.values()), {}))

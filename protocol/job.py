@@ -182,7 +182,7 @@ class Task(WireModel):
     name: str = Field(default="main", alias="Name")
     engine: SpecConfig = Field(alias="Engine")
     publisher: SpecConfig = Field(
-        default_factory=lambda: SpecConfig(Type="noop"), alias="Publisher"
+        default_factory=lambda: SpecConfig.model_validate({"Type": "noop"}), alias="Publisher"
     )
     env: dict[str, str] = Field(default_factory=dict, alias="Env")
     meta: dict[str, str] = Field(default_factory=dict, alias="Meta")

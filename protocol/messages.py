@@ -28,6 +28,7 @@ class BidResult(Message):
     job_id: str = Field(alias="JobID")
     accepted: bool = Field(alias="Accepted")
     reason: str = Field(default="", alias="Reason")
+    busy: bool = Field(default=False, alias="Busy")
 
 
 class BidAccepted(Message):

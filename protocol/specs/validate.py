@@ -19,7 +19,7 @@ def validate_job(job: Job) -> list[str]:
     Raises :class:`ValidationError` naming the field; returns warnings worth showing.
     """
     task = job.task
-    where = "Tasks[0]"
+    where = "Job.Tasks[0]"
     warnings: list[str] = []
     _canonicalize(ENGINES, task.engine, f"{where}.Engine")
     _canonicalize(PUBLISHERS, task.publisher, f"{where}.Publisher")

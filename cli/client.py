@@ -1,0 +1,274 @@
+"""A typed client of the requester's Bacalhau v1 REST API (``/api/v1/...``).
+
+Responses are parsed into the :mod:`protocol` models; every failure becomes an
+:class:`~cli.errors.APIError` whose message a person can act on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from cli.errors import APIError
+from protocol.errors import ValidationError
+from protocol.execution import Execution
+from protocol.history import JobHistory
+from protocol.job import Job, SpecConfig
+from protocol.node import BuildVersionInfo, NodeInfo, NodeState
+from protocol.wire import WireModel
+
+DEFAULT_API_HOST = "127.0.0.1"
+DEFAULT_API_PORT = 1234
+DEFAULT_TIMEOUT_S = 30.0
+ENV_API_HOST = "BACALAO_API_HOST"
+ENV_API_PORT = "BACALAO_API_PORT"
+_JOBS = "/api/v1/orchestrator/jobs"
+_NODES = "/api/v1/orchestrator/nodes"
+_AGENT = "/api/v1/agent"
+_MAX_PAGES = 1000
+
+M = TypeVar("M", bound=WireModel)
+QueryValue = str | int | bool
+
+
+def base_url(host: str, port: int) -> str:
+    """``127.0.0.1``, 1234 -> ``http://127.0.0.1:1234``; a host given as a URL is kept."""
+    if "://" in host:
+        return host.rstrip("/")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # a bare IPv6 address
+    return f"http://{host}:{port}"
+
+
+def env_api_host() -> str:
+    return os.environ.get(ENV_API_HOST) or DEFAULT_API_HOST
+
+
+def env_api_port() -> int:
+    text = os.environ.get(ENV_API_PORT)
+    if not text:
+        return DEFAULT_API_PORT
+    if not text.isdigit():
+        raise APIError(f"{ENV_API_PORT}={text!r} is not a port number")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class PutJobResult:
+    job_id: str
+    evaluation_id: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of ``GET /jobs``; ``next_token`` is empty on the last page."""
+
+    items: tuple[Job, ...]
+    next_token: str = ""
+
+
+def _quoted(identifier: str) -> str:
+    if not identifier.strip():
+        raise APIError("an empty ID was given")
+    return quote(identifier.strip(), safe="")
+
+
+def _error_message(response: httpx.Response) -> tuple[str, str]:
+    """The message and field of an error response: Bacalhau's ``{Code, Message, Field}``,
+    FastAPI's ``{detail}``, or the start of whatever text came back."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping):
+        lowered = {str(key).lower(): value for key, value in body.items()}
+        message = lowered.get("message") or lowered.get("detail") or lowered.get("error")
+        if message:
+            return str(message), str(lowered.get("field") or "")
+    text = response.text.strip()[:300]
+    return text or response.reason_phrase or f"HTTP {response.status_code}", ""
+
+
+class APIClient:
+    """The requester's REST API. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(
+        self,
+        host: str = DEFAULT_API_HOST,
+        port: int = DEFAULT_API_PORT,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url(host, port)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def put_job(self, job: Job) -> PutJobResult:
+        body = self._request("PUT", _JOBS, json={"Job": job.to_wire()})
+        warnings = body.get("Warnings") or []
+        return PutJobResult(
+            job_id=str(body.get("JobID") or ""),
+            evaluation_id=str(body.get("EvaluationID") or ""),
+            warnings=tuple(str(warning) for warning in warnings),
+        )
+
+    def get_job(self, job_id: str) -> Job:
+        body = self._request("GET", f"{_JOBS}/{_quoted(job_id)}")
+        return self._parse(Job, body.get("Job"), "job")
+
+    def list_jobs(
+        self,
+        *,
+        limit: int | None = None,
+        next_token: str = "",
+        order_by: str = "",
+        reverse: bool = False,
+        labels: str = "",
+        namespace: str = "",
+    ) -> JobPage:
+        """One page of jobs. ``labels`` is a selector (``env=prod,region in (eu)``); an empty
+        ``namespace`` asks for every namespace."""
+        params: dict[str, QueryValue] = {}
+        if limit is not None:
+            params["limit"] = limit
+        if next_token:
+            params["next_token"] = next_token
+        if order_by:
+            params["order_by"] = order_by
+        if reverse:
+            params["reverse"] = "true"
+        if labels:
+            params["labels"] = labels
+        if namespace:
+            params["namespace"] = namespace
+        body = self._request("GET", _JOBS, params=params)
+        items = tuple(self._parse(Job, item, "job") for item in self._items(body))
+        return JobPage(items=items, next_token=str(body.get("NextToken") or ""))
+
+    def stop_job(self, job_id: str, reason: str = "") -> str:
+        """Ask the requester to stop a job; returns the evaluation ID."""
+        params: dict[str, QueryValue] = {"reason": reason} if reason else {}
+        body = self._request("DELETE", f"{_JOBS}/{_quoted(job_id)}", params=params)
+        return str(body.get("EvaluationID") or "")
+
+    def executions(self, job_id: str) -> list[Execution]:
+        path = f"{_JOBS}/{_quoted(job_id)}/executions"
+        return [self._parse(Execution, item, "execution") for item in self._all_items(path)]
+
+    def history(self, job_id: str) -> list[JobHistory]:
+        path = f"{_JOBS}/{_quoted(job_id)}/history"
+        return [self._parse(JobHistory, item, "history entry") for item in self._all_items(path)]
+
+    def results(self, job_id: str) -> list[SpecConfig]:
+        """The published result specs of a job: one per execution that published one."""
+        path = f"{_JOBS}/{_quoted(job_id)}/results"
+        return [self._parse(SpecConfig, item, "result spec") for item in self._all_items(path)]
+
+    # -- nodes and agent ------------------------------------------------------------------
+
+    def nodes(self) -> list[NodeState]:
+        return [self._parse(NodeState, item, "node") for item in self._all_items(_NODES)]
+
+    def node(self, node_id: str) -> NodeState:
+        body = self._request("GET", f"{_NODES}/{_quoted(node_id)}")
+        return self._parse(NodeState, body.get("Node"), "node")
+
+    def version(self) -> BuildVersionInfo:
+        body = self._request("GET", f"{_AGENT}/version")
+        return self._parse(BuildVersionInfo, body.get("Version"), "version")
+
+    def agent_node(self) -> NodeInfo:
+        body = self._request("GET", f"{_AGENT}/node")
+        return self._parse(NodeInfo, body.get("NodeInfo"), "node info")
+
+    def alive(self) -> bool:
+        """True when the requester answers ``/agent/alive`` with ``OK``; never raises."""
+        try:
+            body = self._request("GET", f"{_AGENT}/alive")
+        except APIError:
+            return False
+        return str(body.get("Status", "")).upper() == "OK"
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, QueryValue] | None = None,
+        json: Any = None,
+    ) -> dict[str, Any]:
+        url = f"{self.base_url}{path}"
+        try:
+            response = self._http.request(method, path, params=params, json=json)
+        except httpx.ConnectError:
+            raise APIError(
+                f"cannot reach the requester at {self.base_url}: "
+                "is `bacalao serve` or `bacalao devstack` running?"
+            ) from None
+        except httpx.TimeoutException:
+            raise APIError(f"the requester at {self.base_url} did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise APIError(f"{method} {url} failed: {exc}") from None
+        if response.is_error:
+            message, field = _error_message(response)
+            raise APIError(message, status_code=response.status_code, field=field)
+        try:
+            body = response.json()
+        except ValueError:
+            raise APIError(f"{method} {url}: the answer is not JSON") from None
+        if not isinstance(body, dict):
+            raise APIError(f"{method} {url}: expected a JSON object, got {type(body).__name__}")
+        return body
+
+    @staticmethod
+    def _items(body: Mapping[str, Any]) -> list[Any]:
+        items = body.get("Items")
+        return list(items) if isinstance(items, list) else []
+
+    def _all_items(self, path: str) -> Iterator[Any]:
+        """Every item of a list endpoint, following ``NextToken`` page after page."""
+        token = ""
+        seen: set[str] = set()
+        for _ in range(_MAX_PAGES):
+            params: dict[str, QueryValue] = {"next_token": token} if token else {}
+            body = self._request("GET", path, params=params)
+            yield from self._items(body)
+            token = str(body.get("NextToken") or "")
+            if not token or token in seen:
+                return
+            seen.add(token)
+
+    def _parse(self, model: type[M], data: Any, what: str) -> M:
+        if data is None:
+            raise APIError(f"the requester at {self.base_url} sent no {what}")
+        try:
+            return model.from_wire(data)
+        except ValidationError as exc:
+            raise APIError(
+                f"the requester at {self.base_url} sent a {what} bacalao cannot read: {exc}"
+            ) from None

@@ -1,0 +1,69 @@
+"""A whole cluster in one process: one requester and N compute nodes on one bus URL."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cli.stack import NodeOptions, NodeProcess
+
+
+class Devstack:
+    def __init__(self, base: NodeOptions, compute_nodes: int = 3) -> None:
+        self.requester = NodeProcess(
+            dataclasses.replace(base, name="requester", requester=True, compute=False)
+        )
+        self.computes = [
+            NodeProcess(
+                dataclasses.replace(
+                    base, name=f"compute-{index}", requester=False, compute=True, api_port=0
+                )
+            )
+            for index in range(compute_nodes)
+        ]
+
+    @property
+    def api_port(self) -> int:
+        assert self.requester.api_port is not None
+        return self.requester.api_port
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        try:
+            self.requester.start()
+            for node in self.computes:
+                node.start()
+            self.requester.wait_for_compute_nodes(len(self.computes), timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for node in [*self.computes, self.requester]:
+            try:
+                node.stop()
+            except Exception:  # noqa: BLE001 - stop the rest regardless
+                continue
+
+
+@contextmanager
+def embedded(compute_nodes: int = 1, data_dir: Path | None = None) -> Iterator[Devstack]:
+    """A throw-away devstack on embedded defaults (memory bus, SQLite, local publisher) with
+    its API on a free loopback port; for ``--embedded`` runs and the quick start."""
+    with tempfile.TemporaryDirectory(prefix="bacalao-embedded-") as scratch:
+        root = data_dir or Path(scratch)
+        options = NodeOptions(
+            name="requester",
+            data_dir=root,
+            broker="memory://",
+            api_port=0,
+            heartbeat_interval_s=1.0,
+        )
+        stack = Devstack(options, compute_nodes)
+        stack.start()
+        try:
+            yield stack
+        finally:
+            stack.stop()

@@ -1,0 +1,225 @@
+"""``--input`` values and the wasm module argument, as InputSources.
+
+Short form ``SRC[:DST]`` and Bacalhau's long form ``src=URI,dst=PATH,opt=KEY=VALUE``. A SRC
+is one of::
+
+    /abs/path  file:///abs/path   a path on the compute node          -> local
+    http(s)://host/path           downloaded by the compute node      -> urlDownload
+    data:[<type>][;base64],<data> carried inside the job              -> inline
+    s3://bucket/key               an object or a prefix               -> s3
+    ipfs://CID                    content on IPFS                     -> ipfs
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import wasmtime
+
+from cli.errors import JobSpecError
+
+DEFAULT_INPUT_TARGET = "/inputs"
+MODULE_DIR = "/app"
+LARGE_MODULE_BYTES = 4 * 1024 * 1024
+_FORMS = (
+    "use /abs/path, file:///abs/path, http(s)://..., data:..., s3://bucket/key or ipfs://CID"
+)
+_LONG_KEYS = {
+    "src": "src",
+    "source": "src",
+    "dst": "dst",
+    "target": "dst",
+    "destination": "dst",
+    "opt": "opt",
+    "opts": "opt",
+    "option": "opt",
+    "options": "opt",
+}
+_OPTIONS = {
+    "local": {"readwrite": "ReadWrite", "rw": "ReadWrite"},
+    "s3": {
+        "region": "Region",
+        "endpoint": "Endpoint",
+        "versionid": "VersionID",
+        "version": "VersionID",
+        "checksum-sha256": "ChecksumSHA256",
+        "filter": "Filter",
+    },
+}
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def source_spec(uri: str, *, option: str = "--input") -> dict[str, Any]:
+    """``s3://bucket/key`` -> ``{"Type": "s3", "Params": {"Bucket": ..., "Key": ...}}``."""
+    uri = uri.strip()
+    if uri.startswith("/"):
+        return {"Type": "local", "Params": {"SourcePath": uri}}
+    if uri.startswith("data:"):
+        return {"Type": "inline", "Params": {"URL": uri}}
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    if scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise JobSpecError(f"{uri!r}: file:// URLs name a path, not a host", option=option)
+        return {"Type": "local", "Params": {"SourcePath": unquote(parsed.path)}}
+    if scheme in ("http", "https"):
+        if not parsed.netloc:
+            raise JobSpecError(f"{uri!r} has no host", option=option)
+        return {"Type": "urlDownload", "Params": {"URL": uri}}
+    if scheme == "s3":
+        if not parsed.netloc:
+            raise JobSpecError(f"{uri!r} names no bucket (s3://bucket/key)", option=option)
+        return {"Type": "s3", "Params": {"Bucket": parsed.netloc, "Key": parsed.path[1:]}}
+    if scheme == "ipfs":
+        cid = (parsed.netloc + parsed.path).strip("/")
+        if not cid:
+            raise JobSpecError(f"{uri!r} names no CID (ipfs://CID)", option=option)
+        return {"Type": "ipfs", "Params": {"CID": cid}}
+    if not scheme:
+        raise JobSpecError(
+            f"{uri!r} is not an absolute path or a URL (paths are read on the compute node, "
+            "so they must be absolute)",
+            option=option,
+        )
+    raise JobSpecError(f"{uri!r}: unsupported scheme {scheme!r}; {_FORMS}", option=option)
+
+
+def _split_short(text: str) -> tuple[str, str]:
+    """``SRC:DST`` -> (SRC, DST); the last colon followed by ``/`` separates them, unless
+    what comes before is a bare scheme (``file:///x`` has no DST)."""
+    head, colon, tail = text.rpartition(":")
+    if colon and tail.startswith("/") and head and not _SCHEME.fullmatch(head):
+        return head, tail
+    return text, ""
+
+
+def _split_long(text: str) -> dict[str, str]:
+    """``src=URI,dst=PATH,opt=a=b,opt=c=d`` -> parts; a comma not followed by a known key
+    belongs to the value before it (data: URLs contain commas)."""
+    parts: list[list[str]] = []
+    for chunk in text.split(","):
+        key, equals, value = chunk.partition("=")
+        name = _LONG_KEYS.get(key.strip().lower())
+        if equals and name:
+            parts.append([name, value])
+        elif parts:
+            parts[-1][1] += "," + chunk
+        else:
+            raise JobSpecError(f"{text!r}: expected src=URI,dst=PATH", option="--input")
+    found: dict[str, str] = {}
+    for name, value in parts:
+        if name == "opt":
+            found["opt"] = f"{found['opt']},{value}" if "opt" in found else value
+        elif name in found:
+            raise JobSpecError(f"{text!r} gives {name}= twice", option="--input")
+        else:
+            found[name] = value.strip()
+    return found
+
+
+def _apply_options(spec: dict[str, Any], options: str, text: str) -> None:
+    known: Mapping[str, str] = _OPTIONS.get(spec["Type"], {})
+    for option in filter(None, (part.strip() for part in options.split(","))):
+        key, equals, value = option.partition("=")
+        wire = known.get(key.strip().lower())
+        if wire is None:
+            allowed = ", ".join(sorted(known)) or "none"
+            raise JobSpecError(
+                f"{text!r}: unknown option {key!r} for a {spec['Type']} source "
+                f"(known: {allowed})",
+                option="--input",
+            )
+        if wire == "ReadWrite":
+            flag = _BOOLEANS.get(value.strip().lower()) if equals else True
+            if flag is None:
+                raise JobSpecError(f"{text!r}: {key}={value!r} is not true or false", option="--input")
+            spec["Params"][wire] = flag
+        else:
+            spec["Params"][wire] = value.strip()
+
+
+def parse_input(text: str) -> dict[str, Any]:
+    """One ``--input`` value -> an InputSource in wire shape."""
+    stripped = text.strip()
+    if not stripped:
+        raise JobSpecError("empty value", option="--input")
+    first_key = stripped.split("=", 1)[0].strip().lower()
+    if "=" in stripped and first_key in _LONG_KEYS:
+        parts = _split_long(stripped)
+        if not parts.get("src"):
+            raise JobSpecError(f"{text!r} has no src=", option="--input")
+        spec = source_spec(parts["src"])
+        _apply_options(spec, parts.get("opt", ""), text)
+        target = parts.get("dst") or DEFAULT_INPUT_TARGET
+    else:
+        source, target = _split_short(stripped)
+        spec = source_spec(source)
+        target = target or DEFAULT_INPUT_TARGET
+    if not target.startswith("/"):
+        raise JobSpecError(f"{text!r}: the target {target!r} must be absolute", option="--input")
+    return {"Source": spec, "Target": target}
+
+
+@dataclass(frozen=True)
+class Module:
+    """The wasm module of ``bacalao wasm run``: an InputSource and where it lands."""
+
+    input_source: dict[str, Any]
+    target: str
+    size_bytes: int | None = None
+
+    @property
+    def too_large(self) -> bool:
+        return self.size_bytes is not None and self.size_bytes > LARGE_MODULE_BYTES
+
+
+def _module_target(name: str) -> str:
+    stem = PurePosixPath(name).stem or "module"
+    return f"{MODULE_DIR}/{stem}.wasm"
+
+
+def read_module(path: Path) -> bytes:
+    """The bytes of a ``.wasm`` file, or of a ``.wat`` file compiled here."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise JobSpecError(f"cannot read {path}: {exc.strerror or exc}", option="MODULE") from None
+    if path.suffix.lower() != ".wat":
+        if not data.startswith(b"\0asm"):
+            raise JobSpecError(f"{path} is not a wasm module (nor a .wat file)", option="MODULE")
+        return data
+    try:
+        return bytes(wasmtime.wat2wasm(data.decode("utf-8")))
+    except (wasmtime.WasmtimeError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise JobSpecError(f"{path} does not compile: {first}", option="MODULE") from None
+
+
+def inline_module(data: bytes, name: str) -> Module:
+    """A module carried inside the job as a base64 ``data:`` URL."""
+    url = "data:application/wasm;base64," + base64.b64encode(data).decode("ascii")
+    target = _module_target(name)
+    source = {"Source": {"Type": "inline", "Params": {"URL": url}}, "Target": target}
+    return Module(input_source=source, target=target, size_bytes=len(data))
+
+
+def module_source(module: str) -> Module:
+    """MODULE of ``wasm run``: a local ``.wasm``/``.wat`` file (inlined) or a URL the
+    compute node fetches (``https://``, ``s3://``, ``ipfs://``)."""
+    parsed = urlparse(module)
+    is_url = len(parsed.scheme) > 1 and parsed.scheme.lower() != "file"
+    if not is_url:
+        path = Path(unquote(parsed.path) if parsed.scheme else module).expanduser()
+        return inline_module(read_module(path), path.name)
+    if parsed.scheme.lower() == "data":
+        raise JobSpecError("give the module as a file or a URL, not a data: URL", option="MODULE")
+    spec = source_spec(module, option="MODULE")
+    target = _module_target(PurePosixPath(unquote(parsed.path)).name)
+    return Module(input_source={"Source": spec, "Target": target}, target=target)

@@ -1,0 +1,213 @@
+"""`bacalao serve` and `bacalao devstack`: start nodes in this process until Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.devstack import Devstack
+from cli.stack import NodeOptions, NodeProcess, default_data_dir
+from protocol.errors import BacalaoError, ValidationError
+from protocol.units import parse_bytes, parse_cpu
+
+NODE_TYPES = {"requester", "compute"}
+
+Broker = Annotated[
+    str,
+    typer.Option(
+        "--broker",
+        envvar="BACALAO_BROKER",
+        help="Transport URL: memory://, redis://host:port/db. Several, separated by ';', fail over.",
+    ),
+]
+Labels = Annotated[
+    list[str] | None,
+    typer.Option("--labels", help="Node labels k=v (repeat, or comma-separated)."),
+]
+ApiHost = Annotated[str, typer.Option("--api-host", envvar="BACALAO_API_HOST")]
+ApiPort = Annotated[int, typer.Option("--api-port", envvar="BACALAO_API_PORT")]
+CpuLimit = Annotated[
+    str | None,
+    typer.Option("--limit-total-cpu", help="CPU the node offers (500m, 2). Default: 80% of cores."),
+]
+MemoryLimit = Annotated[
+    str | None,
+    typer.Option("--limit-total-memory", help="Memory the node offers (4Gi). Default: 80% of RAM."),
+]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where state lives (default ~/.bacalao).")
+]
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
+
+
+def parse_labels(values: list[str] | None) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for value in values or []:
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            key, sep, val = item.partition("=")
+            if not sep or not key.strip():
+                raise ValidationError("labels", f"{item!r} is not of the form key=value")
+            labels[key.strip()] = val.strip()
+    return labels
+
+
+def parse_node_type(text: str) -> tuple[bool, bool]:
+    roles = {part.strip().lower() for part in text.split(",") if part.strip()}
+    unknown = roles - NODE_TYPES
+    if unknown or not roles:
+        raise ValidationError(
+            "node-type", f"{text!r}: use requester, compute or requester,compute"
+        )
+    return "requester" in roles, "compute" in roles
+
+
+def _limits(cpu: str | None, memory: str | None) -> tuple[float | None, int | None]:
+    try:
+        return (
+            parse_cpu(cpu) if cpu else None,
+            parse_bytes(memory) if memory else None,
+        )
+    except ValueError as exc:
+        raise ValidationError("limit-total-cpu/memory", str(exc)) from None
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def serve(
+    node_type: Annotated[
+        str, typer.Option("--node-type", help="requester, compute or requester,compute")
+    ] = "requester,compute",
+    broker: Broker = "memory://",
+    name: Annotated[str, typer.Option("--name", help="Node folder name under the data dir.")] = "node",
+    labels: Labels = None,
+    api_host: ApiHost = "127.0.0.1",
+    api_port: ApiPort = 1234,
+    limit_total_cpu: CpuLimit = None,
+    limit_total_memory: MemoryLimit = None,
+    allow_listed_local_paths: Annotated[
+        list[str] | None,
+        typer.Option("--allow-listed-local-paths", help="Local paths jobs may mount (/data:rw)."),
+    ] = None,
+    heartbeat_interval: Annotated[float, typer.Option("--heartbeat-interval")] = 5.0,
+    disconnect_after: Annotated[float, typer.Option("--disconnect-after")] = 15.0,
+    bid_timeout: Annotated[float, typer.Option("--bid-timeout")] = 10.0,
+    default_queue_timeout: Annotated[
+        float,
+        typer.Option("--default-queue-timeout", help="Seconds a job may wait for a free node."),
+    ] = 0.0,
+    cluster_secret: Annotated[
+        str | None, typer.Option("--cluster-secret", envvar="BACALAO_CLUSTER_SECRET")
+    ] = None,
+    data_dir: DataDir = None,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run one node (requester, compute, or both) until Ctrl-C."""
+    setup_logging(log_level)
+    try:
+        requester, compute = parse_node_type(node_type)
+        cpu, memory = _limits(limit_total_cpu, limit_total_memory)
+        options = NodeOptions(
+            name=name,
+            data_dir=data_dir or default_data_dir(),
+            broker=broker,
+            requester=requester,
+            compute=compute,
+            labels=parse_labels(labels),
+            api_host=api_host,
+            api_port=api_port,
+            limit_cpu=cpu,
+            limit_memory=memory,
+            allowed_local_paths=tuple(allow_listed_local_paths or ()),
+            heartbeat_interval_s=heartbeat_interval,
+            disconnect_after_s=disconnect_after,
+            bid_timeout_s=bid_timeout,
+            default_queue_timeout_s=default_queue_timeout,
+            cluster_secret=cluster_secret,
+        )
+        node = NodeProcess(options)
+        node.start()
+    except (BacalaoError, OSError, TimeoutError) as exc:
+        _fail(exc)
+        return
+    where = f" API on http://{api_host}:{node.api_port}" if node.api_port else ""
+    typer.echo(f"bacalao {node.node_type.value} node {node.node_id} on {broker}.{where}", err=True)
+    try:
+        _wait_for_signal()
+    finally:
+        node.stop()
+
+
+def devstack(
+    compute_nodes: Annotated[int, typer.Option("--compute-nodes", min=0)] = 3,
+    broker: Broker = "memory://",
+    labels: Labels = None,
+    api_host: ApiHost = "127.0.0.1",
+    api_port: ApiPort = 1234,
+    limit_total_cpu: CpuLimit = None,
+    limit_total_memory: MemoryLimit = None,
+    data_dir: DataDir = None,
+    log_level: LogLevel = "warning",
+) -> None:
+    """One requester and N compute nodes in this process, for development and demos."""
+    setup_logging(log_level)
+    try:
+        cpu, memory = _limits(limit_total_cpu, limit_total_memory)
+        base = NodeOptions(
+            name="requester",
+            data_dir=(data_dir or default_data_dir()) / "devstack",
+            broker=broker,
+            labels=parse_labels(labels),
+            api_host=api_host,
+            api_port=api_port,
+            limit_cpu=cpu,
+            limit_memory=memory,
+            heartbeat_interval_s=1.0,
+            disconnect_after_s=5.0,
+        )
+        stack = Devstack(base, compute_nodes)
+        stack.start()
+    except (BacalaoError, OSError, TimeoutError) as exc:
+        _fail(exc)
+        return
+    typer.echo(
+        f"devstack: 1 requester + {compute_nodes} compute nodes on {broker}; "
+        f"API on http://{api_host}:{stack.api_port}  (Ctrl-C to stop)",
+        err=True,
+    )
+    try:
+        _wait_for_signal()
+    finally:
+        stack.stop()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("devstack")(devstack)

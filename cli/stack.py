@@ -1,0 +1,204 @@
+"""Wires nodes together: one bus per node, the requester and/or compute roles behind it.
+
+This is the only place (with ``cli/serve.py``) where requester and compute meet; they talk
+to each other only through bprotocol messages on the bus.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from compute.executors.registry import default_executors
+from compute.node import ComputeConfig, ComputeNode
+from compute.publishers.registry import default_publishers
+from compute.runner import Plugins
+from compute.storage.registry import default_storage
+from protocol.dispatch import Dispatcher
+from protocol.envelope import Codec
+from protocol.gossip import Announcer
+from protocol.ids import node_id_from_key
+from protocol.node import NodeInfo, NodeType
+from protocol.resources import Resources
+from protocol.transport import Bus, BusOptions
+from requester.api import create_app
+from requester.orchestrator import Orchestrator, RequesterConfig
+from requester.scheduler import SchedulerConfig
+from requester.server import APIServer
+from requester.store import JobStore
+
+log = logging.getLogger("bacalao.node")
+
+
+def default_data_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("BACALAO_DIR") or Path.home() / ".bacalao")
+
+
+def load_node_key(folder: Path) -> bytes:
+    """The node's secret key, created on first start; the node ID derives from it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "node.key"
+    if not path.exists():
+        path.write_bytes(secrets.token_bytes(32))
+        path.chmod(0o600)
+    return path.read_bytes()
+
+
+def detect_capacity(fraction: float = 0.8) -> Resources:
+    cpus = psutil.cpu_count() or 1
+    memory = psutil.virtual_memory().total
+    disk = psutil.disk_usage(str(Path.home())).free
+    return Resources(cpu=round(cpus * fraction, 3), memory=int(memory * fraction), disk=int(disk * fraction))
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    name: str
+    data_dir: Path
+    broker: str = "memory://"
+    requester: bool = True
+    compute: bool = True
+    labels: dict[str, str] = field(default_factory=dict)
+    api_host: str = "127.0.0.1"
+    api_port: int = 1234
+    limit_cpu: float | None = None
+    limit_memory: int | None = None
+    allowed_local_paths: tuple[str, ...] = ()
+    heartbeat_interval_s: float = 5.0
+    disconnect_after_s: float = 15.0
+    bid_timeout_s: float = 10.0
+    over_ask: int = 3
+    default_queue_timeout_s: float = 0.0
+    reservation_ttl_s: float = 30.0
+    cluster_secret: str | None = None
+
+
+class NodeProcess:
+    """One node: a bus, its roles, gossip and (for a requester) the HTTP API."""
+
+    def __init__(self, options: NodeOptions) -> None:
+        self.options = options
+        self.folder = options.data_dir / options.name
+        self.node_id = node_id_from_key(load_node_key(self.folder))
+        secret = options.cluster_secret.encode() if options.cluster_secret else None
+        self.dispatcher = Dispatcher()
+        self.bus = Bus(
+            options.broker,
+            self.node_id,
+            self.dispatcher,
+            Codec(self.node_id, secret),
+            BusOptions(),
+        )
+        self.orchestrator: Orchestrator | None = None
+        self.compute: ComputeNode | None = None
+        self.api: APIServer | None = None
+        self.store: JobStore | None = None
+        self.announcer: Announcer | None = None
+        self.api_port: int | None = None
+
+    @property
+    def node_type(self) -> NodeType:
+        if self.options.requester and self.options.compute:
+            return NodeType.HYBRID
+        return NodeType.REQUESTER if self.options.requester else NodeType.COMPUTE
+
+    def info(self) -> NodeInfo:
+        if self.compute is not None:
+            info = self.compute.info()
+        else:
+            info = NodeInfo(node_id=self.node_id, node_type=self.node_type, labels=self.options.labels)
+        return info.model_copy(update={"transport": self.bus.active_transport})
+
+    def start(self) -> None:
+        options = self.options
+        if options.compute:
+            self.compute = self._build_compute()
+            self.dispatcher.compute = self.compute.handle
+        if options.requester:
+            self.store = JobStore(str(self.folder / "jobs.db"))
+            config = RequesterConfig(
+                scheduler=SchedulerConfig(
+                    over_ask=options.over_ask,
+                    bid_timeout_s=options.bid_timeout_s,
+                    default_queue_timeout_s=options.default_queue_timeout_s,
+                ),
+                disconnect_after_s=options.disconnect_after_s,
+            )
+            self.orchestrator = Orchestrator(self.info(), self.store, self.bus, config)
+            self.dispatcher.requester = self.orchestrator.handle
+        self.bus.start()
+        if self.compute is not None:
+            self.compute.start()
+        if self.orchestrator is not None:
+            self.orchestrator.start()
+            self.api = APIServer(create_app(self.orchestrator), options.api_host, options.api_port)
+            self.api_port = self.api.start()
+        self.announcer = Announcer(self.bus, self.info, options.heartbeat_interval_s)
+        if self.compute is not None:
+            self.compute.add_listener(self.announcer.changed)
+        self.announcer.start()
+        log.info(
+            "event=node_started node=%s type=%s transport=%s api_port=%s",
+            self.node_id,
+            self.node_type.value,
+            self.bus.active_transport,
+            self.api_port,
+        )
+
+    def _build_compute(self) -> ComputeNode:
+        options = self.options
+        detected = detect_capacity()
+        capacity = Resources(
+            cpu=options.limit_cpu if options.limit_cpu is not None else detected.cpu,
+            memory=options.limit_memory if options.limit_memory is not None else detected.memory,
+            disk=detected.disk,
+        )
+        plugins = Plugins(
+            executors=default_executors(),
+            storage=default_storage(allowed_local_paths=options.allowed_local_paths),
+            publishers=default_publishers(self.folder / "results"),
+        )
+        return ComputeNode(
+            self.node_id,
+            ComputeConfig(
+                max_capacity=capacity,
+                labels=dict(options.labels),
+                reservation_ttl_s=options.reservation_ttl_s,
+            ),
+            plugins,
+            self.bus,
+            self.folder,
+            node_type=self.node_type,
+        )
+
+    def wait_for_compute_nodes(self, count: int, timeout_s: float = 30.0) -> None:
+        """Block until the requester knows ``count`` connected compute nodes."""
+        assert self.orchestrator is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            nodes = self.orchestrator.node_table.connected()
+            if sum(1 for node in nodes if node.is_compute) >= count:
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"only {len(nodes)} of {count} compute nodes joined in {timeout_s}s")
+
+    def stop(self) -> None:
+        if self.announcer is not None:
+            self.announcer.close()
+        if self.api is not None:
+            self.api.stop()
+        if self.orchestrator is not None:
+            self.orchestrator.close()
+        if self.compute is not None:
+            self.compute.close()
+        self.bus.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("event=node_stopped node=%s", self.node_id)

@@ -1,0 +1,236 @@
+"""Rich tables for jobs, executions, history and nodes (the ``--output table`` view)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from cli.output import format_mapping, format_time, short_id
+from protocol.execution import Execution
+from protocol.history import JobHistory
+from protocol.job import InputSource, Job, JobStateType, SpecConfig
+from protocol.node import NodeState
+from protocol.resources import Resources
+from protocol.selectors import describe
+from protocol.states import ExecutionStateType
+from protocol.units import format_bytes, format_cpu
+
+_JOB_STYLES = {
+    JobStateType.COMPLETED: "green",
+    JobStateType.FAILED: "red",
+    JobStateType.STOPPED: "yellow",
+    JobStateType.RUNNING: "cyan",
+}
+_EXECUTION_STYLES = {
+    ExecutionStateType.COMPLETED: "green",
+    ExecutionStateType.FAILED: "red",
+    ExecutionStateType.CANCELLED: "yellow",
+    ExecutionStateType.RUNNING: "cyan",
+}
+_INLINE_PREVIEW_CHARS = 40
+
+
+def job_state_text(state: JobStateType) -> Text:
+    return Text(state.value, style=_JOB_STYLES.get(state, ""))
+
+
+def execution_state_text(state: ExecutionStateType) -> Text:
+    return Text(state.label, style=_EXECUTION_STYLES.get(state, ""))
+
+
+def _table(*columns: str, wide: bool, title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold" if wide else "ellipsis", no_wrap=not wide)
+    return table
+
+
+def jobs_table(jobs: Iterable[Job], wide: bool = False) -> Table:
+    table = _table("ID", "Name", "Type", "State", "Count", "Created", "Labels", wide=wide)
+    for job in jobs:
+        name = "" if job.name == job.id else job.name
+        table.add_row(
+            short_id(job.id, wide),
+            name,
+            job.type,
+            job_state_text(job.state.state_type),
+            str(job.count),
+            format_time(job.create_time),
+            format_mapping(job.labels),
+        )
+    return table
+
+
+def execution_message(execution: Execution) -> str:
+    message = execution.compute_state.message
+    if not message and execution.run_output is not None:
+        message = execution.run_output.error_msg
+    return message
+
+
+def _exit_code(execution: Execution) -> str:
+    if execution.run_output is None or execution.state != ExecutionStateType.COMPLETED:
+        return ""
+    return str(execution.run_output.exit_code)
+
+
+def executions_table(
+    executions: Iterable[Execution], wide: bool = False, title: str | None = None
+) -> Table:
+    table = _table(
+        "ID", "Node", "Desired", "State", "Exit", "Message", "Created", wide=wide, title=title
+    )
+    for execution in executions:
+        table.add_row(
+            short_id(execution.id, wide),
+            short_id(execution.node_id, wide),
+            execution.desired_state.state_type.label,
+            execution_state_text(execution.state),
+            _exit_code(execution),
+            execution_message(execution),
+            format_time(execution.create_time),
+        )
+    return table
+
+
+def _history_change(entry: JobHistory) -> str:
+    if entry.job_state is not None:
+        return f"{entry.job_state.previous.value} -> {entry.job_state.new.value}"
+    if entry.execution_state is not None:
+        change = entry.execution_state
+        return f"{change.previous.label} -> {change.new.label}"
+    return ""
+
+
+def history_table(entries: Iterable[JobHistory], wide: bool = False) -> Table:
+    table = _table("Time", "Level", "Execution", "Change", "Message", wide=wide)
+    for entry in entries:
+        try:
+            when = format_time(entry.time_ns)
+        except ValueError:
+            when = entry.time
+        table.add_row(
+            when,
+            entry.type.value.removesuffix("Level"),
+            short_id(entry.execution_id, wide) if entry.execution_id else "",
+            _history_change(entry),
+            entry.event.message or entry.comment,
+        )
+    return table
+
+
+def _capacity(resources: Resources) -> str:
+    return f"{format_cpu(resources.cpu)} CPU, {format_bytes(resources.memory)} memory"
+
+
+def nodes_table(nodes: Iterable[NodeState], wide: bool = False) -> Table:
+    table = _table(
+        "ID", "Type", "Connection", "Engines", "Publishers", "Available", "Labels", wide=wide
+    )
+    for node in nodes:
+        info = node.info
+        compute = info.compute_node_info
+        table.add_row(
+            short_id(info.node_id, wide),
+            info.node_type.value,
+            Text(node.connection.value, style="green" if node.connection == "CONNECTED" else "red"),
+            ", ".join(compute.execution_engines) if compute else "",
+            ", ".join(compute.publishers) if compute else "",
+            _capacity(compute.available_capacity) if compute else "",
+            format_mapping(info.labels),
+        )
+    return table
+
+
+def _fields(rows: Sequence[tuple[str, RenderableType | str]], title: str | None = None) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    if title:
+        grid.title = title
+        grid.title_justify = "left"
+        grid.title_style = "bold underline"
+    for key, value in rows:
+        grid.add_row(key, value)
+    return grid
+
+
+def spec_summary(spec: SpecConfig) -> str:
+    """One line for a source or result spec: ``local /data``, ``s3 s3://bucket/key``."""
+    params = spec.params
+    if "URL" in params and str(params["URL"]).startswith("data:"):
+        url = str(params["URL"])
+        return f"{spec.type} {url[:_INLINE_PREVIEW_CHARS]}... ({len(url)} chars)"
+    for key in ("SourcePath", "URL", "CID"):
+        if key in params:
+            return f"{spec.type} {params[key]}"
+    if "Bucket" in params:
+        return f"{spec.type} s3://{params['Bucket']}/{params.get('Key', '')}"
+    return spec.type
+
+
+def _input_line(source: InputSource) -> str:
+    line = f"{source.target} <- {spec_summary(source.source)}"
+    return f"{line} (read-write)" if source.source.params.get("ReadWrite") else line
+
+
+def job_overview(job: Job) -> list[RenderableType]:
+    """``job describe``'s view of the job itself: identity, state and the task spec."""
+    task = job.task
+    resources = task.resources
+    state = job_state_text(job.state.state_type)
+    if job.state.message:
+        state.append(f" ({job.state.message})", style="")
+    engine_params = ", ".join(f"{key}={value}" for key, value in task.engine.params.items())
+    summary: list[tuple[str, RenderableType | str]] = [
+        ("ID", job.id),
+        ("Name", job.name),
+        ("Namespace", job.namespace),
+        ("Type", job.type),
+        ("State", state),
+        ("Count", str(job.count)),
+        ("Created", format_time(job.create_time)),
+        ("Modified", format_time(job.modify_time)),
+        ("Labels", format_mapping(job.labels) or "-"),
+        ("Constraints", ", ".join(describe(item) for item in job.constraints) or "-"),
+    ]
+    task_rows: list[tuple[str, RenderableType | str]] = [
+        ("Engine", f"{task.engine.type} {engine_params}".strip()),
+        ("Publisher", spec_summary(task.publisher)),
+        ("Inputs", "\n".join(_input_line(source) for source in task.input_sources) or "-"),
+        ("Results", "\n".join(f"{r.name}: {r.path}" for r in task.result_paths) or "-"),
+        ("Resources", f"cpu={resources.cpu or '-'} memory={resources.memory or '-'}"),
+        ("Timeout", f"{task.timeouts.execution_timeout}s" if task.timeouts.execution_timeout else "-"),
+    ]
+    return [_fields(summary, title="Job"), Text(""), _fields(task_rows, title="Task")]
+
+
+def node_overview(node: NodeState) -> list[RenderableType]:
+    info = node.info
+    version = info.bacalhau_version
+    rows: list[tuple[str, RenderableType | str]] = [
+        ("ID", info.node_id),
+        ("Type", info.node_type.value),
+        ("Connection", node.connection.value),
+        ("Membership", node.membership),
+        ("Last seen", format_time(node.last_seen)),
+        ("Version", version.git_version),
+        ("Labels", format_mapping(info.labels) or "-"),
+        ("Transport", info.transport or "-"),
+        ("Peer address", info.peer_address or "-"),
+    ]
+    compute = info.compute_node_info
+    if compute is not None:
+        rows += [
+            ("Engines", ", ".join(compute.execution_engines) or "-"),
+            ("Publishers", ", ".join(compute.publishers) or "-"),
+            ("Storage", ", ".join(compute.storage_sources) or "-"),
+            ("Max capacity", compute.max_capacity.describe()),
+            ("Available", compute.available_capacity.describe()),
+            ("Running", str(compute.running_executions)),
+            ("Queued", str(compute.enqueued_executions)),
+        ]
+    return [_fields(rows, title="Node")]

@@ -1,0 +1,229 @@
+"""Submit a job, wait for it, and report how it ended: shared by ``wasm run`` and ``job run``.
+
+Exit codes: 0 when the job completed, 1 when it failed, was stopped or outlived
+``--wait-timeout``, 130 when the wait was interrupted (the job keeps running).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+
+from cli.client import APIClient, PutJobResult
+from cli.errors import APIError, WaitTimeoutError
+from cli.jobspec import BuiltJob, job_to_yaml
+from cli.output import (
+    print_error,
+    print_note,
+    print_warning,
+    stderr_console,
+    write_stderr,
+    write_stdout,
+)
+from cli.tables import execution_message
+from protocol.execution import Execution
+from protocol.job import Job, JobStateType
+from protocol.states import ExecutionStateType
+
+DEFAULT_WAIT_TIMEOUT_S = 600.0
+EXIT_INTERRUPTED = 130
+RUN_PANEL = "Submission"
+_STDERR_TAIL_LINES = 5
+_REPORTED_STATES = (
+    ExecutionStateType.FAILED,
+    ExecutionStateType.CANCELLED,
+    ExecutionStateType.BID_REJECTED,
+    ExecutionStateType.ASK_FOR_BID_REJECTED,
+)
+
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="Wait for the job to finish, then print its output (the default), or return "
+        "as soon as the requester has accepted it.",
+        rich_help_panel=RUN_PANEL,
+    ),
+]
+IdOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        "--id-only",
+        help="Print only the job ID on stdout, for scripts: "
+        "ID=$(bacalao ... --id-only). Still waits unless --no-wait is given, and the exit "
+        "code still says whether the job completed.",
+        rich_help_panel=RUN_PANEL,
+    ),
+]
+WaitTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--wait-timeout",
+        help="Seconds to wait for the job before giving up on it (it keeps running).",
+        min=0,
+        rich_help_panel=RUN_PANEL,
+    ),
+]
+DryRunOption = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print the job as YAML (a file `bacalao job run` accepts) instead of "
+        "submitting it.",
+        rich_help_panel=RUN_PANEL,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    wait: bool = True
+    id_only: bool = False
+    dry_run: bool = False
+    wait_timeout_s: float = DEFAULT_WAIT_TIMEOUT_S
+    poll_interval_s: float = 0.5
+
+
+def wait_for_job(
+    client: APIClient,
+    job_id: str,
+    *,
+    timeout_s: float,
+    poll_interval_s: float,
+    on_poll: Callable[[Job], None] = lambda job: None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Job:
+    """Poll the job until it is Completed, Failed or Stopped; WaitTimeoutError after
+    ``timeout_s`` seconds (the first look always happens)."""
+    deadline = clock() + timeout_s
+    while True:
+        job = client.get_job(job_id)
+        on_poll(job)
+        if job.terminal:
+            return job
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise WaitTimeoutError(
+                f"job {job_id} is still {job.state.state_type.value} after {timeout_s:g}s; "
+                f"it keeps running: follow it with `bacalao job describe {job_id}`"
+            )
+        sleep(min(poll_interval_s, remaining))
+
+
+def _wait_with_spinner(client: APIClient, job_id: str, options: RunOptions) -> Job:
+    console = stderr_console()
+    if not console.is_terminal:
+        return wait_for_job(
+            client,
+            job_id,
+            timeout_s=options.wait_timeout_s,
+            poll_interval_s=options.poll_interval_s,
+        )
+    with console.status(f"Job {job_id} submitted") as status:
+
+        def show(job: Job) -> None:
+            message = f": {job.state.message}" if job.state.message else ""
+            status.update(f"Job {job_id} {job.state.state_type.value}{message}")
+
+        return wait_for_job(
+            client,
+            job_id,
+            timeout_s=options.wait_timeout_s,
+            poll_interval_s=options.poll_interval_s,
+            on_poll=show,
+        )
+
+
+def first_completed(executions: list[Execution]) -> Execution | None:
+    done = [item for item in executions if item.state == ExecutionStateType.COMPLETED]
+    return min(done, key=lambda item: (item.create_time, item.id)) if done else None
+
+
+def _print_output(client: APIClient, job: Job) -> None:
+    """The program's stdout exactly on stdout, its stderr on stderr."""
+    execution = first_completed(client.executions(job.id))
+    output = execution.run_output if execution is not None else None
+    if output is None:
+        print_note(f"job {job.id} completed without reporting any output", style="dim")
+        return
+    write_stdout(output.stdout)
+    write_stderr(output.stderr)
+    if output.stdout_truncated or output.stderr_truncated:
+        print_note(f"(output truncated: `bacalao job get {job.id}` fetches all of it)", "dim")
+    if output.exit_code:
+        print_note(f"(the program exited with code {output.exit_code})", style="yellow")
+
+
+def _failure_lines(execution: Execution) -> list[str]:
+    message = execution_message(execution) or "no reason given"
+    lines = [f"  execution {execution.id} on {execution.node_id}: {message}"]
+    output = execution.run_output
+    if output is not None and output.stderr.strip():
+        tail = output.stderr.rstrip().splitlines()[-_STDERR_TAIL_LINES:]
+        lines += [f"    | {line}" for line in tail]
+    return lines
+
+
+def report_failure(client: APIClient, job: Job) -> None:
+    """Why the job did not complete: its own message, then its executions' messages."""
+    state = job.state.state_type.value.lower()
+    reason = f": {job.state.message}" if job.state.message else ""
+    print_error(f"job {job.id} {state}{reason}")
+    try:
+        executions = client.executions(job.id)
+    except APIError as exc:
+        print_note(f"  (its executions cannot be listed: {exc})", style="dim")
+        return
+    lines: list[str] = []
+    for execution in executions:
+        if execution.state in _REPORTED_STATES:
+            lines += [line for line in _failure_lines(execution) if line not in lines]
+    for line in lines:
+        print_note(line)
+    print_note(f"  more: bacalao job describe {job.id}", style="dim")
+
+
+def _announce(result: PutJobResult, options: RunOptions) -> None:
+    for warning in result.warnings:
+        print_warning(warning)
+    if options.id_only:
+        write_stdout(result.job_id + "\n")
+    elif not options.wait:
+        write_stdout(
+            f"Job submitted: {result.job_id}\n"
+            f"  follow it:      bacalao job describe {result.job_id}\n"
+            f"  fetch results:  bacalao job get {result.job_id}\n"
+        )
+
+
+def submit(client: APIClient, built: BuiltJob, options: RunOptions) -> int:
+    """Submit (or print, with --dry-run) the job and follow it; returns the exit code."""
+    for warning in built.warnings:
+        print_warning(warning)
+    if options.dry_run:
+        write_stdout(job_to_yaml(built.job))
+        return 0
+    result = client.put_job(built.job)
+    _announce(result, options)
+    if not options.wait:
+        return 0
+    try:
+        job = _wait_with_spinner(client, result.job_id, options)
+    except KeyboardInterrupt:
+        print_note(
+            f"Stopped waiting; job {result.job_id} keeps running: "
+            f"bacalao job describe {result.job_id}",
+            style="yellow",
+        )
+        return EXIT_INTERRUPTED
+    if job.state.state_type == JobStateType.COMPLETED:
+        if not options.id_only:
+            _print_output(client, job)
+        return 0
+    report_failure(client, job)
+    return 1

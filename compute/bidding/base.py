@@ -1,0 +1,59 @@
+"""The bid rule interface: a request describing the job and this node, and a decision.
+
+A rule is pure: it looks at a :class:`BidRequest` and says yes, or no with a reason a user can
+act on. Free capacity is not a rule's business; the capacity tracker checks it when reserving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from protocol.job import Job
+from protocol.resources import Resources
+
+
+@dataclass(frozen=True)
+class BidRequest:
+    """One job, as this node would run it, and what this node offers.
+
+    ``resources`` already carries the node's defaults. ``max_job_resources`` is the largest
+    single job the node takes (its max capacity when no per-job limit is configured).
+    ``max_execution_timeout_s`` of 0 means no limit.
+    """
+
+    job: Job
+    resources: Resources
+    node_labels: Mapping[str, str]
+    engines: frozenset[str]
+    publishers: frozenset[str]
+    storage_sources: frozenset[str]
+    max_job_resources: Resources
+    accept_networked_jobs: bool
+    max_execution_timeout_s: float
+
+
+@dataclass(frozen=True)
+class BidDecision:
+    should_bid: bool
+    reason: str = ""
+
+
+YES = BidDecision(should_bid=True)
+
+
+def refuse(reason: str) -> BidDecision:
+    return BidDecision(should_bid=False, reason=reason)
+
+
+def installed_list(names: frozenset[str]) -> str:
+    """``"(installed: noop, wasm)"``, or ``"(installed: none)"``."""
+    return f"(installed: {', '.join(sorted(names, key=str.lower)) or 'none'})"
+
+
+class BidRule(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def check(self, request: BidRequest) -> BidDecision: ...

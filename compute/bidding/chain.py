@@ -1,0 +1,36 @@
+"""Chain bid rules: the first refusal decides; when every rule agrees, bid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from compute.bidding.base import YES, BidDecision, BidRequest, BidRule
+from compute.bidding.engine import EngineRule
+from compute.bidding.labels import LabelsRule
+from compute.bidding.network import NetworkRule
+from compute.bidding.publisher import PublisherRule
+from compute.bidding.resources import ResourcesRule
+from compute.bidding.storage import StorageRule
+from compute.bidding.timeout import TimeoutRule
+
+
+def decide(request: BidRequest, rules: Sequence[BidRule]) -> BidDecision:
+    """The first refusal among ``rules``, in order; a bid when none refuses."""
+    for rule in rules:
+        decision = rule.check(request)
+        if not decision.should_bid:
+            return decision if decision.reason else BidDecision(False, f"refused by {rule.name}")
+    return YES
+
+
+def default_rules() -> list[BidRule]:
+    """Capabilities first (engine, publisher, storage), then the job's asks of this node."""
+    return [
+        EngineRule(),
+        PublisherRule(),
+        StorageRule(),
+        LabelsRule(),
+        NetworkRule(),
+        TimeoutRule(),
+        ResourcesRule(),
+    ]

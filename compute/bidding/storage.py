@@ -1,0 +1,48 @@
+"""Bid only when every storage source the job reads from is installed here.
+
+That is each InputSource of the task and, for wasm, an EntryModule or ImportModules given as
+embedded InputSources (the v1.1-v1.6 shape).
+"""
+
+from __future__ import annotations
+
+from compute.bidding.base import YES, BidDecision, BidRequest, installed_list, refuse
+from protocol.errors import ValidationError
+from protocol.job import Task
+from protocol.specs import ENGINES, SOURCES
+from protocol.specs.engines import WasmParams
+
+
+def source_types(task: Task) -> list[str]:
+    """The source types ``task`` reads from, as written, in order, without repeats."""
+    sources = [source.source.type for source in task.input_sources]
+    if ENGINES.canonical(task.engine.type) == "wasm":
+        params = ENGINES.parse_as(task.engine, WasmParams, "Tasks[0].Engine")
+        if not isinstance(params.entry_module, str):
+            sources.append(params.entry_module.source.type)
+        sources.extend(module.source.type for module in params.import_modules)
+    return list(dict.fromkeys(sources))
+
+
+def _key(name: str) -> str:
+    return (SOURCES.canonical(name) or name).lower()
+
+
+class StorageRule:
+    name = "storage"
+
+    def check(self, request: BidRequest) -> BidDecision:
+        try:
+            wanted = source_types(request.job.task)
+        except ValidationError as exc:
+            return refuse(f"cannot read the job's wasm engine params: {exc}")
+        installed = {_key(name) for name in request.storage_sources}
+        missing = [name for name in wanted if _key(name) not in installed]
+        if not missing:
+            return YES
+        noun = "storage source" if len(missing) == 1 else "storage sources"
+        verb = "is" if len(missing) == 1 else "are"
+        return refuse(
+            f"{noun} {', '.join(missing)} {verb} not installed "
+            f"{installed_list(request.storage_sources)}"
+        )

@@ -1,0 +1,156 @@
+"""Stop switches for running executions: one per run, thrown by its deadline or by cancel.
+
+Executors share the outcomes of an interrupted run, so a job ends the same way whatever
+engine ran it:
+
+* timeout   -> ``RunOutcome(124, "execution timed out after Ns")`` (124, like GNU timeout)
+* cancelled -> ``RunOutcome(130, "cancelled")`` (128 + SIGINT)
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from compute.executors.base import RunOutcome
+from protocol.errors import ExecutionError
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_EXIT_CODE = 124
+CANCELLED_EXIT_CODE = 130
+EARLY_CANCELS_REMEMBERED = 1024
+
+
+class StopReason(enum.StrEnum):
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+class RunControl:
+    """The stop switch of one run. It is thrown at most once; the first reason wins.
+
+    Code that can interrupt the running task registers a hook with :meth:`on_stop`; code
+    that merely waits calls :meth:`wait`, which also notices the deadline by itself.
+    """
+
+    def __init__(self, execution_id: str, timeout_s: float) -> None:
+        self.execution_id = execution_id
+        self.timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._reason: StopReason | None = None
+        self._hooks: list[Callable[[], None]] = []
+
+    @property
+    def reason(self) -> StopReason | None:
+        return self._reason
+
+    def stop(self, reason: StopReason) -> bool:
+        """Throw the switch; False when it was already thrown."""
+        with self._lock:
+            if self._reason is not None:
+                return False
+            self._reason = reason
+            hooks = list(self._hooks)
+        self._stopped.set()
+        log.info("event=run_stop execution=%s reason=%s", self.execution_id, reason)
+        for hook in hooks:
+            hook()
+        return True
+
+    def on_stop(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` when the switch is thrown, or now if it already was."""
+        with self._lock:
+            if self._reason is None:
+                self._hooks.append(hook)
+                return
+        hook()
+
+    def wait(self, seconds: float) -> StopReason | None:
+        """Wait up to ``seconds`` for the switch, throwing it when the deadline passes first."""
+        limit = seconds
+        if self._deadline is not None:
+            limit = min(limit, max(0.0, self._deadline - time.monotonic()))
+        self._stopped.wait(limit)
+        if self._reason is None and self._deadline is not None:
+            if time.monotonic() >= self._deadline:
+                self.stop(StopReason.TIMEOUT)
+        return self._reason
+
+    def outcome(self) -> RunOutcome:
+        """The outcome of a run stopped for :attr:`reason`."""
+        if self._reason is StopReason.TIMEOUT:
+            return RunOutcome(
+                exit_code=TIMEOUT_EXIT_CODE,
+                error=f"execution timed out after {self.timeout_s:g}s",
+            )
+        if self._reason is StopReason.CANCELLED:
+            return RunOutcome(exit_code=CANCELLED_EXIT_CODE, error="cancelled")
+        raise RuntimeError(f"execution {self.execution_id} was not stopped")
+
+
+class RunControls:
+    """The running executions of one executor, so that ``cancel(execution_id)`` reaches them.
+
+    A cancel that arrives before its run starts is remembered (a bounded number of them), and
+    the run then ends as cancelled at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunControl] = {}
+        self._early_cancels: OrderedDict[str, None] = OrderedDict()
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return sorted(self._runs)
+
+    @contextmanager
+    def track(
+        self, execution_id: str, timeout_s: float, *, watchdog: bool = True
+    ) -> Iterator[RunControl]:
+        """Register a run for its duration. With ``watchdog``, a timer throws the switch at
+        the deadline; without, the run must call :meth:`RunControl.wait` to notice it."""
+        control = RunControl(execution_id, timeout_s)
+        with self._lock:
+            if execution_id in self._runs:
+                raise ExecutionError(f"execution {execution_id} is already running here")
+            self._runs[execution_id] = control
+            cancelled_early = execution_id in self._early_cancels
+            if cancelled_early:
+                del self._early_cancels[execution_id]
+        if cancelled_early:
+            control.stop(StopReason.CANCELLED)
+        timer: threading.Timer | None = None
+        if watchdog and timeout_s > 0:
+            timer = threading.Timer(timeout_s, control.stop, args=(StopReason.TIMEOUT,))
+            timer.name = f"deadline-{execution_id}"
+            timer.daemon = True
+            timer.start()
+        try:
+            yield control
+        finally:
+            if timer is not None:
+                timer.cancel()
+            with self._lock:
+                self._runs.pop(execution_id, None)
+
+    def cancel(self, execution_id: str) -> bool:
+        """Stop the run; True when it was running here."""
+        with self._lock:
+            control = self._runs.get(execution_id)
+            if control is None:
+                self._early_cancels[execution_id] = None
+                while len(self._early_cancels) > EARLY_CANCELS_REMEMBERED:
+                    self._early_cancels.popitem(last=False)
+                log.info("event=cancel_before_start execution=%s", execution_id)
+                return False
+        control.stop(StopReason.CANCELLED)
+        return True

@@ -1,0 +1,283 @@
+"""A compute node: bids on its own terms, reserves capacity per bid, runs what it wins.
+
+Capacity is enforced here, not on the requester: a positive bid reserves the job's resources
+until BidAccepted (the reservation becomes an allocation), BidRejected, or the reservation
+timeout; so however stale a requester's view, and however many requesters compete, the node
+never takes more than it has.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from compute.bidding.base import BidRequest, BidRule
+from compute.bidding.chain import decide, default_rules
+from compute.capacity import CapacityTracker
+from compute.runner import ActivityLog, Plugins, Runner
+from protocol.envelope import Envelope
+from protocol.errors import TransportError
+from protocol.execution import Execution
+from protocol.messages import (
+    AskForBid,
+    BidAccepted,
+    BidRejected,
+    BidResult,
+    CancelExecution,
+    ComputeError,
+    ExecutionStarted,
+    Message,
+)
+from protocol.node import ComputeNodeInfo, NodeInfo, NodeType
+from protocol.resources import Resources
+
+log = logging.getLogger("bacalao.compute")
+
+
+class Outbox(Protocol):
+    def send(self, node_id: str, message: Message) -> None: ...
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    max_capacity: Resources
+    max_job_resources: Resources | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    reservation_ttl_s: float = 30.0
+    default_execution_timeout_s: float = 1800.0
+    max_execution_timeout_s: float = 0.0
+    accept_networked_jobs: bool = False
+    max_parallel_runs: int = 64
+
+
+@dataclass
+class _Held:
+    execution: Execution
+    requester: str
+    running: bool = False
+
+
+class ComputeNode:
+    def __init__(
+        self,
+        node_id: str,
+        config: ComputeConfig,
+        plugins: Plugins,
+        outbox: Outbox,
+        work_dir: Path,
+        rules: list[BidRule] | None = None,
+        node_type: NodeType = NodeType.COMPUTE,
+    ) -> None:
+        self.node_id = node_id
+        self._config = config
+        self._plugins = plugins
+        self._outbox = outbox
+        self._rules = rules if rules is not None else default_rules()
+        self.capacity = CapacityTracker(config.max_capacity)
+        self._node_type = node_type
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self._runner = Runner(
+            node_id,
+            plugins,
+            work_dir / "executions",
+            default_timeout_s=config.default_execution_timeout_s,
+            activity=ActivityLog(work_dir / "activity.jsonl"),
+        )
+        self._held: dict[str, _Held] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(config.max_parallel_runs, thread_name_prefix="run")
+        self._stopping = threading.Event()
+        self._sweeper: threading.Thread | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._installed = (
+            frozenset(plugins.executors.installed()),
+            frozenset(plugins.publishers.installed()),
+            frozenset(plugins.storage.installed()),
+        )
+
+    # -- info ----------------------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Called whenever the node's capacity changes (gossip announces it)."""
+        self._listeners.append(listener)
+
+    def info(self) -> NodeInfo:
+        engines, publishers, sources = self._installed
+        snapshot = self.capacity.snapshot()
+        return NodeInfo(
+            node_id=self.node_id,
+            node_type=self._node_type,
+            labels=self._config.labels,
+            compute_node_info=ComputeNodeInfo(
+                execution_engines=sorted(engines),
+                publishers=sorted(publishers),
+                storage_sources=sorted(sources),
+                max_capacity=self._config.max_capacity,
+                available_capacity=snapshot.available,
+                max_job_requirements=self._max_job(),
+                running_executions=snapshot.running_count,
+                enqueued_executions=snapshot.reserved_count,
+            ),
+        )
+
+    def _max_job(self) -> Resources:
+        return self._config.max_job_resources or self._config.max_capacity
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._sweeper = threading.Thread(target=self._sweep, name="reservations", daemon=True)
+        self._sweeper.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            held = list(self._held.values())
+        for item in held:
+            if item.running:
+                self._runner.cancel(item.execution)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
+
+    def _sweep(self) -> None:
+        while not self._stopping.wait(1.0):
+            expired = self.capacity.expire()
+            if expired:
+                with self._lock:
+                    for execution_id in expired:
+                        self._held.pop(execution_id, None)
+                log.info("event=reservations_expired executions=%s", ",".join(expired))
+                self._changed()
+
+    # -- messages ------------------------------------------------------------------------
+
+    def handle(self, envelope: Envelope) -> None:
+        payload = envelope.payload
+        if isinstance(payload, AskForBid):
+            self._on_ask(envelope.sender, payload.execution)
+        elif isinstance(payload, BidAccepted):
+            self._on_accepted(envelope.sender, payload.execution_id)
+        elif isinstance(payload, BidRejected):
+            self._release(payload.execution_id, f"bid rejected: {payload.reason}")
+        elif isinstance(payload, CancelExecution):
+            self._on_cancel(payload.execution_id, payload.reason)
+
+    def _reply(self, requester: str, message: Message) -> None:
+        try:
+            self._outbox.send(requester, message)
+        except TransportError as exc:
+            log.warning("event=reply_failed requester=%s error=%r", requester, str(exc))
+
+    def _on_ask(self, requester: str, execution: Execution) -> None:
+        job = execution.job
+        if job is None:
+            return
+        needs = execution.resources()
+        engines, publishers, sources = self._installed
+        decision = decide(
+            BidRequest(
+                job=job,
+                resources=needs,
+                node_labels=self._config.labels,
+                engines=engines,
+                publishers=publishers,
+                storage_sources=sources,
+                max_job_resources=self._max_job(),
+                accept_networked_jobs=self._config.accept_networked_jobs,
+                max_execution_timeout_s=self._config.max_execution_timeout_s,
+            ),
+            self._rules,
+        )
+        busy = False
+        reason = decision.reason
+        if decision.should_bid:
+            refusal = self.capacity.try_reserve(execution.id, needs, self._config.reservation_ttl_s)
+            if refusal is None:
+                with self._lock:
+                    self._held[execution.id] = _Held(execution=execution, requester=requester)
+                self._changed()
+            else:
+                busy, reason = True, refusal
+        accepted = decision.should_bid and not busy
+        log.info(
+            "event=bid execution=%s job=%s accepted=%s reason=%r",
+            execution.id,
+            job.id,
+            accepted,
+            reason,
+        )
+        self._reply(
+            requester,
+            BidResult(
+                execution_id=execution.id, job_id=job.id, accepted=accepted, reason=reason, busy=busy
+            ),
+        )
+
+    def _on_accepted(self, requester: str, execution_id: str) -> None:
+        with self._lock:
+            held = self._held.get(execution_id)
+        refusal: str | None = "the bid's reservation expired"
+        if held is not None:
+            refusal = None
+            if not self.capacity.commit(execution_id):
+                ttl_s = self._config.reservation_ttl_s
+                refusal = self.capacity.try_reserve(execution_id, held.execution.resources(), ttl_s)
+                if refusal is None and not self.capacity.commit(execution_id):
+                    refusal = "reservation lost"
+        if held is None or refusal is not None:
+            self._release(execution_id, f"cannot start: {refusal}")
+            self._reply(
+                requester,
+                ComputeError(
+                    execution_id=execution_id,
+                    job_id=held.execution.job_id if held else "",
+                    message=f"cannot start: {refusal}",
+                    retryable=True,
+                ),
+            )
+            return
+        held.running = True
+        self._pool.submit(self._run, held)
+
+    def _run(self, held: _Held) -> None:
+        execution = held.execution
+
+        def started() -> None:
+            self._reply(
+                held.requester,
+                ExecutionStarted(execution_id=execution.id, job_id=execution.job_id),
+            )
+
+        try:
+            result = self._runner.run(execution, started)
+        finally:
+            self._release(execution.id, "finished")
+        self._reply(held.requester, result)
+
+    def _on_cancel(self, execution_id: str, reason: str) -> None:
+        with self._lock:
+            held = self._held.get(execution_id)
+        if held is None:
+            return
+        if held.running:
+            log.info("event=cancel execution=%s reason=%r", execution_id, reason)
+            self._runner.cancel(held.execution)
+        else:
+            self._release(execution_id, f"cancelled: {reason}")
+
+    def _release(self, execution_id: str, why: str) -> None:
+        with self._lock:
+            self._held.pop(execution_id, None)
+        if self.capacity.release(execution_id):
+            log.info("event=capacity_released execution=%s why=%r", execution_id, why)
+            self._changed()

@@ -1,0 +1,189 @@
+"""The execution runner: stage inputs, run the executor, publish results, report back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from compute.executors.base import Executor, Mount, RunRequest
+from compute.publishers.base import Publisher
+from compute.registry import Registry
+from compute.storage.base import StorageProvider
+from protocol.errors import BacalaoError, ExecutionError, RetryableExecutionError
+from protocol.execution import Execution, RunCommandResult
+from protocol.job import InputSource
+from protocol.ids import now_ns
+from protocol.messages import ComputeError, Message, RunResult
+from protocol.specs import SOURCES
+
+log = logging.getLogger("bacalao.compute")
+
+
+@dataclass(frozen=True)
+class Plugins:
+    executors: Registry[Executor]
+    storage: Registry[StorageProvider]
+    publishers: Registry[Publisher]
+
+
+def read_truncated(path: Path, limit_bytes: int) -> tuple[str, bool]:
+    if not path.exists():
+        return "", False
+    with path.open("rb") as handle:
+        data = handle.read(limit_bytes + 1)
+    return data[:limit_bytes].decode("utf-8", "replace"), len(data) > limit_bytes
+
+
+class ActivityLog:
+    """One JSON line per finished run (start/end, resources): evidence of what ran when."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    def record(self, **fields: object) -> None:
+        if self._path is None:
+            return
+        line = json.dumps(fields, sort_keys=True)
+        with self._lock, self._path.open("a") as handle:
+            handle.write(line + "\n")
+
+
+class Runner:
+    def __init__(
+        self,
+        node_id: str,
+        plugins: Plugins,
+        work_dir: Path,
+        default_timeout_s: float = 1800.0,
+        output_limit_bytes: int = 64 * 1024,
+        activity: ActivityLog | None = None,
+    ) -> None:
+        self._node_id = node_id
+        self._plugins = plugins
+        self._work_dir = work_dir
+        self._default_timeout_s = default_timeout_s
+        self._output_limit_bytes = output_limit_bytes
+        self._activity = activity or ActivityLog(None)
+
+    def cancel(self, execution: Execution) -> None:
+        job = execution.job
+        if job is not None and self._plugins.executors.has(job.task.engine.type):
+            self._plugins.executors.get(job.task.engine.type).cancel(execution.id)
+
+    def run(self, execution: Execution, on_started: Callable[[], None]) -> Message:
+        """Run ``execution`` to its end; the RunResult or ComputeError to send back."""
+        job = execution.job
+        assert job is not None, "AskForBid carries the job"
+        exec_dir = self._work_dir / execution.id
+        try:
+            return self._run(execution, exec_dir, on_started)
+        except RetryableExecutionError as exc:
+            return self._error(execution, str(exc), retryable=True)
+        except (ExecutionError, BacalaoError) as exc:
+            return self._error(execution, str(exc), retryable=False)
+        except Exception as exc:
+            log.exception("event=runner_crashed execution=%s", execution.id)
+            return self._error(execution, f"internal error: {exc!r}", retryable=True)
+        finally:
+            shutil.rmtree(exec_dir, ignore_errors=True)
+
+    def _error(self, execution: Execution, message: str, retryable: bool) -> ComputeError:
+        log.warning(
+            "event=execution_failed execution=%s retryable=%s error=%r",
+            execution.id,
+            retryable,
+            message,
+        )
+        return ComputeError(
+            execution_id=execution.id, job_id=execution.job_id, message=message, retryable=retryable
+        )
+
+    def _run(self, execution: Execution, exec_dir: Path, on_started: Callable[[], None]) -> Message:
+        job = execution.job
+        assert job is not None
+        task = job.task
+        executor = self._plugins.executors.get(task.engine.type)
+        results_dir = exec_dir / "results"
+        results_dir.mkdir(parents=True)
+        inputs = self._stage(
+            [*task.input_sources, *executor.extra_inputs(task.engine)], exec_dir / "inputs"
+        )
+        outputs = []
+        for result_path in task.result_paths:
+            folder = results_dir / result_path.name
+            folder.mkdir()
+            outputs.append(Mount(source=folder, target=result_path.path, read_only=False))
+        env = {
+            **task.env,
+            "BACALHAU_JOB_ID": job.id,
+            "BACALHAU_EXECUTION_ID": execution.id,
+            "BACALHAU_NODE_ID": self._node_id,
+            "BACALHAU_PARTITION_INDEX": "0",
+            "BACALHAU_PARTITION_COUNT": str(job.count),
+        }
+        request = RunRequest(
+            job_id=job.id,
+            execution_id=execution.id,
+            engine=task.engine,
+            results_dir=results_dir,
+            timeout_s=float(task.timeouts.execution_timeout or self._default_timeout_s),
+            inputs=tuple(inputs),
+            outputs=tuple(outputs),
+            env=env,
+            resources=execution.resources(),
+            network=task.network,
+        )
+        on_started()
+        started_ns = now_ns()
+        outcome = executor.run(request)
+        self._activity.record(
+            execution_id=execution.id,
+            job_id=job.id,
+            node_id=self._node_id,
+            start_ns=started_ns,
+            end_ns=now_ns(),
+            cpu=request.resources.cpu,
+            memory=request.resources.memory,
+            exit_code=outcome.exit_code,
+        )
+        (results_dir / "exitCode").write_text(str(outcome.exit_code))
+        publisher = self._plugins.publishers.get(task.publisher.type)
+        published = publisher.publish(task.publisher, job.id, execution.id, results_dir)
+        stdout, stdout_cut = read_truncated(results_dir / "stdout", self._output_limit_bytes)
+        stderr, stderr_cut = read_truncated(results_dir / "stderr", self._output_limit_bytes)
+        log.info(
+            "event=execution_done execution=%s exit_code=%d error=%r",
+            execution.id,
+            outcome.exit_code,
+            outcome.error,
+        )
+        return RunResult(
+            execution_id=execution.id,
+            job_id=job.id,
+            published_result=published,
+            run_output=RunCommandResult(
+                stdout=stdout,
+                stdout_truncated=stdout_cut,
+                stderr=stderr,
+                stderr_truncated=stderr_cut,
+                exit_code=outcome.exit_code,
+                error_msg=outcome.error,
+            ),
+        )
+
+    def _stage(self, sources: list[InputSource], staging_dir: Path) -> list[Mount]:
+        mounts = []
+        for index, source in enumerate(sources):
+            provider = self._plugins.storage.get(
+                SOURCES.canonical(source.source.type) or source.source.type
+            )
+            folder = staging_dir / str(index)
+            folder.mkdir(parents=True)
+            mounts.append(provider.prepare(source, folder))
+        return mounts

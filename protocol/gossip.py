@@ -1,0 +1,88 @@
+"""Gossip: a node announces its NodeInfo on start, on change and periodically, and sends
+heartbeats in between; on a clean stop it says so with a ShutdownNotice."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from protocol.errors import TransportError
+from protocol.messages import Heartbeat, Message, NodeInfoMessage, ShutdownNotice
+from protocol.node import NodeInfo
+
+log = logging.getLogger("bacalao.gossip")
+
+
+class Broadcaster(Protocol):
+    def broadcast(self, message: Message) -> None: ...
+
+
+class Announcer:
+    """Every ``heartbeat_interval_s`` a Heartbeat; every ``info_every`` beats, or as soon as
+    :meth:`changed` is called, the full NodeInfo."""
+
+    def __init__(
+        self,
+        bus: Broadcaster,
+        info: Callable[[], NodeInfo],
+        heartbeat_interval_s: float = 5.0,
+        info_every: int = 3,
+        min_gap_s: float = 0.1,
+    ) -> None:
+        self._bus = bus
+        self._info = info
+        self._interval_s = heartbeat_interval_s
+        self._info_every = max(1, info_every)
+        self._min_gap_s = min_gap_s
+        self._changed = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+
+    def start(self) -> None:
+        self._announce()
+        self._thread = threading.Thread(target=self._run, name="gossip", daemon=True)
+        self._thread.start()
+
+    def changed(self) -> None:
+        """Announce soon (changes within ``min_gap_s`` are folded into one announcement)."""
+        self._changed.set()
+
+    def close(self, reason: str = "shutting down") -> None:
+        self._stopping.set()
+        self._changed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        node_id = self._info().node_id
+        self._broadcast(ShutdownNotice(node_id=node_id, reason=reason))
+
+    def _run(self) -> None:
+        beats = 0
+        while not self._stopping.is_set():
+            if self._changed.wait(self._interval_s):
+                if self._stopping.is_set():
+                    return
+                self._stopping.wait(self._min_gap_s)
+                self._changed.clear()
+                self._announce()
+                beats = 0
+                continue
+            beats += 1
+            if beats % self._info_every == 0:
+                self._announce()
+            else:
+                self._seq += 1
+                self._broadcast(Heartbeat(node_id=self._info().node_id, seq=self._seq))
+
+    def _announce(self) -> None:
+        self._seq += 1
+        info = self._info().model_copy(update={"seq": self._seq})
+        self._broadcast(NodeInfoMessage(info=info))
+
+    def _broadcast(self, message: Message) -> None:
+        try:
+            self._bus.broadcast(message)
+        except TransportError as exc:
+            log.warning("event=gossip_failed type=%s error=%r", type(message).__name__, str(exc))

@@ -1,0 +1,101 @@
+"""The requester's view of the cluster, fed by gossip: who is there, and what they offer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from protocol.errors import NotFoundError, ValidationError
+from protocol.ids import now_ns
+from protocol.node import NodeConnection, NodeInfo, NodeState
+
+
+@dataclass
+class _Entry:
+    info: NodeInfo
+    last_seen: float
+    connected: bool = True
+
+
+class NodeTable:
+    """Thread-safe. A node that misses heartbeats for ``disconnect_after_s`` is disconnected."""
+
+    def __init__(
+        self, disconnect_after_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._disconnect_after_s = disconnect_after_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._nodes: dict[str, _Entry] = {}
+
+    def on_info(self, info: NodeInfo) -> bool:
+        """Record an announcement; True when the node is new or came back."""
+        with self._lock:
+            entry = self._nodes.get(info.node_id)
+            fresh = entry is None or not entry.connected
+            self._nodes[info.node_id] = _Entry(info=info, last_seen=self._clock())
+            return fresh
+
+    def on_heartbeat(self, node_id: str) -> bool:
+        """Refresh a node; False when the node is unknown (its NodeInfo will follow)."""
+        with self._lock:
+            entry = self._nodes.get(node_id)
+            if entry is None:
+                return False
+            entry.last_seen = self._clock()
+            revived = not entry.connected
+            entry.connected = True
+            return not revived
+
+    def on_shutdown(self, node_id: str) -> None:
+        with self._lock:
+            entry = self._nodes.get(node_id)
+            if entry is not None:
+                entry.connected = False
+
+    def sweep(self) -> list[str]:
+        """Disconnect nodes whose heartbeats stopped; return the newly disconnected IDs."""
+        now = self._clock()
+        lost = []
+        with self._lock:
+            for node_id, entry in self._nodes.items():
+                if entry.connected and now - entry.last_seen > self._disconnect_after_s:
+                    entry.connected = False
+                    lost.append(node_id)
+        return lost
+
+    def is_connected(self, node_id: str) -> bool:
+        with self._lock:
+            entry = self._nodes.get(node_id)
+            return entry is not None and entry.connected
+
+    def connected(self) -> list[NodeInfo]:
+        with self._lock:
+            return [entry.info for entry in self._nodes.values() if entry.connected]
+
+    def states(self) -> list[NodeState]:
+        with self._lock:
+            entries = list(self._nodes.values())
+        return [self._state(entry) for entry in sorted(entries, key=lambda e: e.info.node_id)]
+
+    def get(self, node_id: str) -> NodeState:
+        with self._lock:
+            matches = [e for key, e in self._nodes.items() if key.startswith(node_id)]
+            exact = self._nodes.get(node_id)
+        if exact is not None:
+            return self._state(exact)
+        if not matches:
+            raise NotFoundError(f"node {node_id} not found")
+        if len(matches) > 1:
+            raise ValidationError("id", f"{node_id!r} matches {len(matches)} nodes")
+        return self._state(matches[0])
+
+    def _state(self, entry: _Entry) -> NodeState:
+        age_ns = int((self._clock() - entry.last_seen) * 1e9)
+        return NodeState(
+            info=entry.info,
+            connection=NodeConnection.CONNECTED if entry.connected else NodeConnection.DISCONNECTED,
+            last_seen=now_ns() - age_ns,
+        )

@@ -1,0 +1,150 @@
+"""The planner: applies a scheduler :class:`Plan` to the job store and the message bus."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from protocol.errors import StateTransitionError, TransportError
+from protocol.execution import ComputeState, DesiredState, Execution
+from protocol.ids import new_execution_id
+from protocol.job import Job, JobStateType
+from protocol.messages import AskForBid, BidAccepted, BidRejected, CancelExecution, Message
+from protocol.resources import Resources
+from protocol.states import ExecutionDesiredStateType as D
+from protocol.states import ExecutionStateType as S
+from requester.scheduler import RETRYABLE, Plan
+from requester.store import JobStore
+
+log = logging.getLogger("bacalao.requester")
+
+ASKING = (S.ASK_FOR_BID, S.ASK_FOR_BID_ACCEPTED)
+
+
+class Outbox(Protocol):
+    def send(self, node_id: str, message: Message) -> None: ...
+
+
+class Planner:
+    def __init__(self, store: JobStore, outbox: Outbox) -> None:
+        self._store = store
+        self._outbox = outbox
+
+    def apply(self, plan: Plan, job: Job, needs: Resources) -> None:
+        for execution_id, reason in plan.fail:
+            self._fail(execution_id, reason)
+        for execution_id in plan.accept:
+            execution = self._update(
+                execution_id, S.BID_ACCEPTED, D.RUNNING, "bid accepted", (S.ASK_FOR_BID_ACCEPTED,)
+            )
+            if execution is not None:
+                self._send(execution, BidAccepted(execution_id=execution.id, job_id=job.id))
+        for execution_id, reason in plan.reject:
+            execution = self._update(
+                execution_id, S.BID_REJECTED, D.STOPPED, reason, (S.ASK_FOR_BID_ACCEPTED,)
+            )
+            if execution is not None:
+                self._send(
+                    execution, BidRejected(execution_id=execution.id, job_id=job.id, reason=reason)
+                )
+        for execution_id, reason in plan.cancel:
+            self._cancel(execution_id, job.id, reason)
+        for node in plan.ask:
+            self._ask(job, node.node_id, needs)
+        if plan.job_state is not None:
+            current = job.state
+            same = current.state_type == plan.job_state and (
+                plan.job_state != JobStateType.QUEUED or current.details == plan.job_details
+            )
+            if not same:
+                try:
+                    self._store.update_job_state(
+                        job.id, plan.job_state, plan.job_message, plan.job_details
+                    )
+                except StateTransitionError as exc:
+                    log.info("event=job_state_skipped job=%s reason=%r", job.id, str(exc))
+
+    def _update(
+        self,
+        execution_id: str,
+        state: S,
+        desired: D,
+        message: str,
+        expect: tuple[S, ...],
+        details: dict[str, str] | None = None,
+    ) -> Execution | None:
+        try:
+            return self._store.update_execution(
+                execution_id,
+                state=state,
+                desired=desired,
+                message=message,
+                expect=expect,
+                details=details,
+            )
+        except StateTransitionError as exc:
+            log.info("event=execution_update_skipped execution=%s reason=%r", execution_id, str(exc))
+            return None
+
+    def _fail(self, execution_id: str, reason: str) -> None:
+        before = self._store.get_execution(execution_id)
+        execution = self._update(
+            execution_id,
+            S.FAILED,
+            D.STOPPED,
+            reason,
+            (before.state,),
+            {RETRYABLE: "true"},
+        )
+        if execution is None:
+            return
+        message: Message
+        if before.state in ASKING:
+            message = BidRejected(execution_id=execution_id, job_id=before.job_id, reason=reason)
+        else:
+            message = CancelExecution(execution_id=execution_id, job_id=before.job_id, reason=reason)
+        self._send(execution, message)
+
+    def _cancel(self, execution_id: str, job_id: str, reason: str) -> None:
+        before = self._store.get_execution(execution_id)
+        if before.state.terminal:
+            return
+        execution = self._update(execution_id, S.CANCELLED, D.STOPPED, reason, (before.state,))
+        if execution is None:
+            return
+        message: Message
+        if before.state in ASKING:
+            message = BidRejected(execution_id=execution_id, job_id=job_id, reason=reason)
+        else:
+            message = CancelExecution(execution_id=execution_id, job_id=job_id, reason=reason)
+        self._send(execution, message)
+
+    def _ask(self, job: Job, node_id: str, needs: Resources) -> None:
+        execution = Execution(
+            id=new_execution_id(),
+            namespace=job.namespace,
+            name=job.name,
+            node_id=node_id,
+            job_id=job.id,
+            allocated_resources={"Tasks": {job.task.name: needs.to_wire()}},
+            desired_state=DesiredState(state_type=D.PENDING),
+            compute_state=ComputeState(state_type=S.ASK_FOR_BID),
+        )
+        stored = self._store.create_execution(execution)
+        log.info("event=ask_for_bid job=%s execution=%s node=%s", job.id, stored.id, node_id)
+        self._send(stored, AskForBid(execution=stored.model_copy(update={"job": job})))
+
+    def _send(self, execution: Execution, message: Message) -> None:
+        self.send_to(execution.node_id, message)
+
+    def send_to(self, node_id: str, message: Message) -> None:
+        """Send, logging (not raising) a transport failure: timeouts recover from it."""
+        try:
+            self._outbox.send(node_id, message)
+        except TransportError as exc:
+            log.warning(
+                "event=send_failed node=%s type=%s error=%r",
+                node_id,
+                type(message).__name__,
+                str(exc),
+            )

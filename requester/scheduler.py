@@ -1,0 +1,219 @@
+"""The batch scheduler, pure: a job, its executions and the nodes in, a :class:`Plan` out.
+
+Bidding follows DESIGN.md: ask ``Count x over_ask`` of the ranked candidates, accept the first
+``Count`` positive bids *in rank order* (asks are created in rank order, so creation order is
+rank order), reject the rest; a bid that never arrives times out and the next node is asked.
+With too few nodes the job is Queued and retried with backoff until its queue timeout, then
+Failed with a reason naming what the nodes lacked.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from protocol.execution import Execution
+from protocol.job import Job, JobStateType
+from protocol.node import NodeInfo
+from protocol.resources import Resources
+from protocol.states import ExecutionStateType as S
+from requester.selection import select
+
+RETRYABLE = "Retryable"
+BUSY = "Busy"
+ROUND = "Round"
+QUEUED_SINCE = "QueuedSince"
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    over_ask: int = 3
+    bid_timeout_s: float = 10.0
+    default_queue_timeout_s: float = 0.0
+    max_attempts_per_count: int = 3
+    queue_backoff_s: float = 1.0
+    queue_backoff_max_s: float = 15.0
+    default_job_resources: Resources = field(
+        default_factory=lambda: Resources(cpu=0.1, memory=64 * 1024**2)
+    )
+
+
+@dataclass
+class Plan:
+    """What to do for one job. Applied by the planner, in this order."""
+
+    job_id: str
+    fail: list[tuple[str, str]] = field(default_factory=list)
+    accept: list[str] = field(default_factory=list)
+    reject: list[tuple[str, str]] = field(default_factory=list)
+    cancel: list[tuple[str, str]] = field(default_factory=list)
+    ask: list[NodeInfo] = field(default_factory=list)
+    job_state: JobStateType | None = None
+    job_message: str = ""
+    job_details: dict[str, str] | None = None
+    wake_at_ns: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.fail or self.accept or self.reject or self.cancel or self.ask or self.job_state
+        )
+
+
+def job_needs(job: Job, config: SchedulerConfig) -> Resources:
+    return job.task.resources.parsed().with_defaults(config.default_job_resources)
+
+
+def _is_retryable(execution: Execution) -> bool:
+    return execution.compute_state.details.get(RETRYABLE) == "true"
+
+
+def _wake(plan: Plan, at_ns: int) -> None:
+    plan.wake_at_ns = at_ns if plan.wake_at_ns is None else min(plan.wake_at_ns, at_ns)
+
+
+def schedule(
+    job: Job,
+    executions: Sequence[Execution],
+    nodes: Sequence[NodeInfo],
+    now_ns: int,
+    config: SchedulerConfig,
+    rng: random.Random,
+) -> Plan:
+    plan = Plan(job_id=job.id)
+    connected = {node.node_id for node in nodes}
+    live = [e for e in executions if not e.state.terminal]
+    if job.terminal:
+        plan.cancel = [(e.id, f"job {job.state.state_type.value.lower()}") for e in live]
+        return plan
+
+    bid_deadline_ns = now_ns - int(config.bid_timeout_s * 1e9)
+    failed_now: set[str] = set()
+    for execution in live:
+        if execution.node_id not in connected:
+            plan.fail.append((execution.id, f"node {execution.node_id} disconnected"))
+            failed_now.add(execution.id)
+        elif execution.state == S.ASK_FOR_BID and execution.modify_time < bid_deadline_ns:
+            plan.fail.append((execution.id, f"no bid from {execution.node_id} in time"))
+            failed_now.add(execution.id)
+    live = [e for e in live if e.id not in failed_now]
+
+    completed = [e for e in executions if e.state == S.COMPLETED]
+    final_failures = [
+        e for e in executions if e.state == S.FAILED and not _is_retryable(e)
+    ]
+    if final_failures:
+        failure = final_failures[0]
+        plan.cancel = [(e.id, "job failed") for e in live]
+        plan.job_state = JobStateType.FAILED
+        plan.job_message = (
+            f"execution {failure.id} on {failure.node_id} failed: "
+            f"{failure.compute_state.message}"
+        )
+        return plan
+    if len(completed) >= job.count:
+        plan.reject = [(e.id, "job already completed") for e in live if e.state == S.ASK_FOR_BID_ACCEPTED]
+        plan.cancel = [(e.id, "job already completed") for e in live if e.state != S.ASK_FOR_BID_ACCEPTED]
+        plan.job_state = JobStateType.COMPLETED
+        return plan
+
+    attempts = sum(1 for e in executions if e.state == S.FAILED) + len(failed_now)
+    if attempts >= config.max_attempts_per_count * job.count:
+        reasons = "; ".join(
+            f"{e.node_id}: {e.compute_state.message}" for e in executions if e.state == S.FAILED
+        )
+        plan.cancel = [(e.id, "job failed") for e in live]
+        plan.job_state = JobStateType.FAILED
+        plan.job_message = f"gave up after {attempts} failed attempts ({reasons})"
+        return plan
+
+    active = [e for e in live if e.state.active]
+    needed = job.count - len(completed) - len(active)
+    asking = [e for e in live if e.state in (S.ASK_FOR_BID, S.ASK_FOR_BID_ACCEPTED)]
+    waiting_on_better = False
+    undecided = 0
+    for execution in asking:
+        if execution.state == S.ASK_FOR_BID:
+            waiting_on_better = True
+            undecided += 1
+        elif needed > 0 and not waiting_on_better:
+            plan.accept.append(execution.id)
+            needed -= 1
+        elif needed > 0:
+            undecided += 1
+        else:
+            plan.reject.append((execution.id, "enough bids accepted"))
+    if needed <= 0:
+        plan.cancel.extend(
+            (e.id, "enough bids accepted") for e in asking if e.state == S.ASK_FOR_BID
+        )
+    if active or plan.accept:
+        plan.job_state = JobStateType.RUNNING
+    for execution in asking:
+        if execution.state == S.ASK_FOR_BID:
+            _wake(plan, execution.modify_time + int(config.bid_timeout_s * 1e9) + 1)
+    if needed <= 0:
+        return plan
+
+    _plan_asks(plan, job, executions, nodes, now_ns, config, rng, needed, undecided)
+    return plan
+
+
+def _plan_asks(
+    plan: Plan,
+    job: Job,
+    executions: Sequence[Execution],
+    nodes: Sequence[NodeInfo],
+    now_ns: int,
+    config: SchedulerConfig,
+    rng: random.Random,
+    needed: int,
+    undecided: int,
+) -> None:
+    """Ask more nodes, or queue the job, or fail it when nobody ever could run it."""
+    round_start = int(job.state.details.get(ROUND, "0"))
+    busy_nodes = {e.node_id for e in executions if not e.state.terminal}
+    refused: dict[str, str] = {}
+    any_busy = False
+    for execution in executions:
+        if execution.create_time >= round_start and execution.state.terminal:
+            busy_nodes.add(execution.node_id)
+            if execution.state != S.COMPLETED:
+                refused[execution.node_id] = execution.compute_state.message
+                any_busy |= execution.compute_state.details.get(BUSY) == "true"
+                any_busy |= _is_retryable(execution)
+    previous: dict[str, int] = {}
+    for execution in executions:
+        previous[execution.node_id] = previous.get(execution.node_id, 0) + 1
+    selection = select(job, nodes, previous, rng, job_needs(job, config))
+    candidates = [node for node in selection.ranked if node.node_id not in busy_nodes]
+    want = needed * config.over_ask - undecided
+    if want > 0 and candidates:
+        plan.ask = candidates[:want]
+        return
+    if undecided > 0 or plan.ask:
+        return
+
+    reasons = {**selection.rejected, **refused}
+    summary = "; ".join(f"{node}: {why}" for node, why in sorted(reasons.items()))
+    summary = summary or "no compute node is connected"
+    queue_timeout_s = job.task.timeouts.queue_timeout or config.default_queue_timeout_s
+    queued_since = int(job.state.details.get(QUEUED_SINCE, "0")) or now_ns
+    could_ever = bool(selection.ranked) or any_busy or job.task.timeouts.queue_timeout > 0
+    if not could_ever or now_ns - queued_since >= queue_timeout_s * 1e9:
+        plan.job_state = JobStateType.FAILED
+        plan.job_message = f"no node could run the job: {summary}"
+        if queue_timeout_s and could_ever:
+            plan.job_message = f"queued for {queue_timeout_s:g}s without a node: {summary}"
+        return
+    retries = int(job.state.details.get("Retries", "0"))
+    backoff_s = min(config.queue_backoff_s * 2**retries, config.queue_backoff_max_s)
+    plan.job_state = JobStateType.QUEUED
+    plan.job_message = f"waiting for a node: {summary}"
+    plan.job_details = {
+        QUEUED_SINCE: str(queued_since),
+        ROUND: str(now_ns + int(backoff_s * 1e9)),
+        "Retries": str(retries + 1),
+    }
+    _wake(plan, now_ns + int(backoff_s * 1e9))

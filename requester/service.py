@@ -1,0 +1,45 @@
+"""What the HTTP API needs from the orchestrator: the seam between the API and the core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from protocol.job import Job
+from protocol.node import NodeInfo, NodeState
+
+if TYPE_CHECKING:
+    from requester.store import JobStore
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    job_id: str
+    evaluation_id: str
+    warnings: list[str] = field(default_factory=list)
+
+
+class OrchestratorService(Protocol):
+    @property
+    def store(self) -> JobStore: ...
+
+    def submit(self, job: Job) -> SubmitResult:
+        """Validate (ValidationError naming the field), assign an ID, store, schedule."""
+        ...
+
+    def stop(self, job_id: str, reason: str) -> str:
+        """Stop a job and cancel its executions; returns the evaluation ID.
+        NotFoundError for an unknown job; ValidationError if it already ended."""
+        ...
+
+    def nodes(self) -> list[NodeState]:
+        """Every node known from gossip, connected or not, requester included."""
+        ...
+
+    def node(self, node_id: str) -> NodeState:
+        """One node by ID or unique prefix; NotFoundError otherwise."""
+        ...
+
+    def self_info(self) -> NodeInfo:
+        """This requester's own NodeInfo."""
+        ...

@@ -1,0 +1,396 @@
+"""The requester's job store: jobs, executions and their history in one SQLite file.
+
+Every state change is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``) that reads the row,
+checks the transition table, writes the row with a bumped ``Revision`` and appends a history
+entry, so a crash never leaves a state without its history, and a refused transition writes
+nothing. One connection serves all threads, guarded by a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from protocol.errors import NotFoundError, StateTransitionError, ValidationError
+from protocol.execution import ComputeState, DesiredState, Execution, RunCommandResult
+from protocol.history import (
+    TOPIC_SUBMISSION,
+    JobHistory,
+    JobHistoryType,
+    execution_entry,
+    job_entry,
+)
+from protocol.ids import now_ns
+from protocol.job import Job, JobState, JobStateType, SpecConfig
+from protocol.states import (
+    ExecutionDesiredStateType,
+    ExecutionStateType,
+    check_execution_transition,
+    check_job_transition,
+)
+from requester import store_schema as sql
+from requester.store_schema import ORDER_COLUMNS, PageToken
+
+log = logging.getLogger("bacalao.store")
+
+DEFAULT_LIMIT = 100
+MIN_PREFIX_LENGTH = 4
+ACTIVE_JOB_STATES = (JobStateType.PENDING, JobStateType.QUEUED, JobStateType.RUNNING)
+INITIAL_EXECUTION_STATES = (ExecutionStateType.NEW, ExecutionStateType.ASK_FOR_BID)
+HISTORY_EVENT_TYPES = {
+    "jobs": (JobHistoryType.JOB_LEVEL.value,),
+    "executions": (JobHistoryType.EXECUTION_LEVEL.value,),
+    "all": (JobHistoryType.JOB_LEVEL.value, JobHistoryType.EXECUTION_LEVEL.value),
+}
+
+
+class JobStore:
+    """Jobs, executions and history in SQLite (WAL); ``":memory:"`` keeps them in memory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._conn = sql.connect(path)
+        self._lock = threading.RLock()
+        self._last_ns = 0
+        self._closed = False
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def create_job(self, job: Job, evaluation_id: str) -> Job:
+        """Store a new job as Pending, revision 1; a second job with the same ID is refused."""
+        if not job.id:
+            raise ValueError("job.id must be set before the job is stored")
+        with self._transaction() as conn:
+            now = self._tick()
+            stored = job.model_copy(
+                update={
+                    "state": JobState(state_type=JobStateType.PENDING),
+                    "revision": 1,
+                    "version": 1,
+                    "create_time": now,
+                    "modify_time": now,
+                },
+                deep=True,
+            )
+            sql.insert_job(conn, stored)
+            entry = job_entry(
+                stored.id,
+                JobStateType.UNDEFINED,
+                JobStateType.PENDING,
+                revision=1,
+                time_ns=now,
+                comment="Job submitted",
+                topic=TOPIC_SUBMISSION,
+                details={"EvaluationID": evaluation_id} if evaluation_id else None,
+            )
+            sql.insert_history(conn, entry)
+        log.info("event=job_created job_id=%s namespace=%s", stored.id, stored.namespace)
+        return stored
+
+    def get_job(self, job_id: str) -> Job:
+        """The job with this ID, or with this unique ID prefix of at least 4 characters."""
+        with self._lock:
+            row = self._conn.execute("SELECT json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is not None:
+                return Job.model_validate_json(row[0])
+            if len(job_id) < MIN_PREFIX_LENGTH:
+                raise NotFoundError(f"job {job_id} not found")
+            rows = self._conn.execute(
+                "SELECT id, json FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT 4",
+                (job_id, job_id + "\U0010ffff"),
+            ).fetchall()
+        if not rows:
+            raise NotFoundError(f"job {job_id} not found")
+        if len(rows) > 1:
+            shown = ", ".join(row[0] for row in rows[:3])
+            raise ValidationError(
+                "ID", f"{job_id!r} matches several jobs ({shown}, ...); give more of the ID"
+            )
+        return Job.model_validate_json(rows[0][1])
+
+    def list_jobs(
+        self,
+        *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        limit: int = DEFAULT_LIMIT,
+        next_token: str = "",
+        order_by: str = "created_at",
+        reverse: bool = False,
+    ) -> tuple[list[Job], str]:
+        """One page of jobs and the token of the next page ("" when this is the last one).
+
+        ``namespace`` None or "" lists every namespace; every pair of ``labels`` must match.
+        Ascending by ``order_by`` unless ``reverse``; ``limit`` 0 means the default page size.
+        """
+        column = ORDER_COLUMNS.get(order_by)
+        if column is None:
+            known = ", ".join(ORDER_COLUMNS)
+            raise ValidationError("order_by", f"unknown ordering {order_by!r} (known: {known})")
+        if limit < 0:
+            raise ValidationError("limit", "must not be negative")
+        limit = limit or DEFAULT_LIMIT
+        after = (
+            PageToken.decode(next_token, order_by=order_by, reverse=reverse) if next_token else None
+        )
+        query, params = sql.jobs_page_query(
+            column=column,
+            namespace=namespace,
+            labels=labels or {},
+            after=after,
+            reverse=reverse,
+            limit=limit + 1,
+        )
+        with self._lock:
+            rows = self._conn.execute(query, params).fetchall()
+        page = rows[:limit]
+        jobs = [Job.model_validate_json(row[2]) for row in page]
+        if len(rows) <= limit:
+            return jobs, ""
+        return jobs, PageToken(order_by, reverse, page[-1][0], page[-1][1]).encode()
+
+    def active_jobs(self) -> list[Job]:
+        """Jobs not yet Completed, Failed or Stopped, oldest first: what a restart resumes."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT json FROM jobs WHERE state IN (?, ?, ?) ORDER BY created_ns, id",
+                tuple(state.value for state in ACTIVE_JOB_STATES),
+            ).fetchall()
+        return [Job.model_validate_json(row[0]) for row in rows]
+
+    def update_job_state(
+        self,
+        job_id: str,
+        state: JobStateType,
+        message: str = "",
+        details: Mapping[str, str] | None = None,
+    ) -> Job:
+        """Move a job to ``state`` (checked against the table), with a history entry.
+
+        Staying in the same state (Queued -> Queued) only updates the message and details,
+        and adds history only when the message changed; nothing changed writes nothing.
+        """
+        new_details = dict(details or {})
+        with self._transaction() as conn:
+            job = self._load_job(conn, job_id)
+            old = job.state
+            check_job_transition(old.state_type, state)
+            same_state = old.state_type == state
+            if same_state and old.message == message and old.details == new_details:
+                return job
+            now = self._tick()
+            updated = job.model_copy(
+                update={
+                    "state": JobState(state_type=state, message=message, details=new_details),
+                    "revision": job.revision + 1,
+                    "modify_time": now,
+                }
+            )
+            sql.update_job(conn, updated)
+            if not same_state or old.message != message:
+                entry = job_entry(
+                    job_id,
+                    old.state_type,
+                    state,
+                    revision=updated.revision,
+                    time_ns=now,
+                    comment=message,
+                    details=new_details,
+                )
+                sql.insert_history(conn, entry)
+        log.info(
+            "event=job_state job_id=%s from=%s to=%s revision=%d message=%r",
+            job_id, old.state_type.value, state.value, updated.revision, message,
+        )  # fmt: skip
+        return updated
+
+    # -- executions ---------------------------------------------------------------------------
+
+    def create_execution(self, execution: Execution) -> Execution:
+        """Store a new execution of a stored job, revision 1, without its Job.
+
+        It starts New, or AskForBid when the requester asks for a bid as it creates it.
+        """
+        with self._transaction() as conn:
+            self._load_job(conn, execution.job_id)
+            if execution.state not in INITIAL_EXECUTION_STATES:
+                raise StateTransitionError(
+                    f"a new execution starts New or AskForBid, not {execution.state.label}"
+                )
+            now = self._tick()
+            stored = execution.model_copy(
+                update={"revision": 1, "create_time": now, "modify_time": now}, deep=True
+            )
+            sql.insert_execution(conn, stored)
+            entry = execution_entry(
+                stored, ExecutionStateType.UNDEFINED, time_ns=now, comment="Execution created"
+            )
+            sql.insert_history(conn, entry)
+        log.info(
+            "event=execution_created execution_id=%s job_id=%s node_id=%s state=%s",
+            stored.id, stored.job_id, stored.node_id, stored.state.label,
+        )  # fmt: skip
+        return stored
+
+    def get_execution(self, execution_id: str, include_job: bool = False) -> Execution:
+        with self._lock:
+            execution = self._load_execution(self._conn, execution_id)
+            if include_job:
+                execution.job = self._load_job(self._conn, execution.job_id)
+        return execution
+
+    def executions(self, job_id: str, include_job: bool = False) -> list[Execution]:
+        """The job's executions in the order they were created."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT json FROM executions WHERE job_id = ? ORDER BY created_ns, id", (job_id,)
+            ).fetchall()
+            job = self._load_job(self._conn, job_id) if include_job and rows else None
+        found = [Execution.model_validate_json(row[0]) for row in rows]
+        for execution in found:
+            execution.job = job.model_copy(deep=True) if job is not None else None
+        return found
+
+    def update_execution(
+        self,
+        execution_id: str,
+        *,
+        state: ExecutionStateType | None = None,
+        desired: ExecutionDesiredStateType | None = None,
+        message: str = "",
+        run_output: RunCommandResult | None = None,
+        published_result: SpecConfig | None = None,
+        expect: Collection[ExecutionStateType] | None = None,
+        details: Mapping[str, str] | None = None,
+    ) -> Execution:
+        """Change an execution in one transaction, with a history entry.
+
+        ``expect`` makes it a compare-and-set: unless the execution is in one of those states,
+        :class:`StateTransitionError` is raised and nothing is written, so a stale message
+        never overwrites a newer state. ``message`` goes to ComputeState.Message (and to
+        DesiredState.Message when ``desired`` is given) and ``details`` to ComputeState.Details;
+        a new state clears the old message and details.
+        """
+        with self._transaction() as conn:
+            current = self._load_execution(conn, execution_id)
+            old = current.state
+            if expect is not None and old not in expect:
+                wanted = " or ".join(sorted(s.label for s in expect)) or "nothing"
+                raise StateTransitionError(
+                    f"execution {execution_id} is {old.label}, expected {wanted}"
+                )
+            compute = current.compute_state
+            if state is not None and state != old:
+                check_execution_transition(old, state)
+                compute = ComputeState(state_type=state, message=message)
+            elif message:
+                compute = compute.model_copy(update={"message": message})
+            if details is not None:
+                compute = compute.model_copy(update={"details": dict(details)})
+            wanted_state = current.desired_state
+            if desired is not None and (desired != wanted_state.state_type or message):
+                wanted_state = DesiredState(state_type=desired, message=message)
+            now = self._tick()
+            changes: dict[str, Any] = {
+                "compute_state": compute,
+                "desired_state": wanted_state,
+                "revision": current.revision + 1,
+                "modify_time": now,
+            }
+            if run_output is not None:
+                changes["run_output"] = run_output
+            if published_result is not None:
+                changes["published_result"] = published_result
+            updated = current.model_copy(update=changes)
+            sql.update_execution(conn, updated)
+            sql.insert_history(conn, execution_entry(updated, old, time_ns=now, comment=message))
+        log.info(
+            "event=execution_updated execution_id=%s job_id=%s from=%s to=%s desired=%s"
+            " revision=%d message=%r",
+            execution_id, updated.job_id, old.label, updated.state.label,
+            updated.desired_state.state_type.label, updated.revision, message,
+        )  # fmt: skip
+        return updated
+
+    def count_executions_by_node(self, job_id: str) -> dict[str, int]:
+        """How many executions of the job each node has had, in any state."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT node_id, COUNT(*) FROM executions WHERE job_id = ? GROUP BY node_id",
+                (job_id,),
+            ).fetchall()
+        return {str(node_id): int(count) for node_id, count in rows}
+
+    # -- history ------------------------------------------------------------------------------
+
+    def history(
+        self,
+        job_id: str,
+        *,
+        execution_id: str | None = None,
+        node_id: str | None = None,
+        event_type: str | None = None,
+        since_ns: int = 0,
+    ) -> list[JobHistory]:
+        """The job's history, oldest first; ``event_type`` is jobs, executions or all (None)."""
+        types = HISTORY_EVENT_TYPES.get(event_type or "all")
+        if types is None:
+            known = ", ".join(HISTORY_EVENT_TYPES)
+            raise ValidationError("event_type", f"unknown type {event_type!r} (known: {known})")
+        query, params = sql.history_query(
+            job_id, types=types, execution_id=execution_id, node_id=node_id, since_ns=since_ns
+        )
+        with self._lock:
+            self._load_job(self._conn, job_id)
+            rows = self._conn.execute(query, params).fetchall()
+        return [JobHistory.model_validate_json(row[0]) for row in rows]
+
+    # -- internals ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        with self._lock, self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            yield self._conn
+
+    def _tick(self) -> int:
+        """Now, in Unix nanoseconds, strictly later than any time this store handed out."""
+        self._last_ns = max(now_ns(), self._last_ns + 1)
+        return self._last_ns
+
+    @staticmethod
+    def _load_job(conn: sqlite3.Connection, job_id: str) -> Job:
+        row = conn.execute("SELECT json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"job {job_id} not found")
+        return Job.model_validate_json(row[0])
+
+    @staticmethod
+    def _load_execution(conn: sqlite3.Connection, execution_id: str) -> Execution:
+        row = conn.execute("SELECT json FROM executions WHERE id = ?", (execution_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        return Execution.model_validate_json(row[0])

@@ -1,0 +1,135 @@
+"""One requester and three compute nodes as separate OS processes over a real Redis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from kombu import Connection, Exchange, Producer
+
+from protocol.ids import node_id_from_key
+from tests.support.jobs import noop_job, wasm_job
+from tests.support.nodes import NodeProc, start_node
+from tests.support.services import RedisServer, redis_server
+from tests.support.wait import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[NodeProc, list[NodeProc]]]:
+    tmp = tmp_path_factory.mktemp("cluster")
+    nodes: list[NodeProc] = []
+    try:
+        requester = start_node(tmp, "requester", redis.url, "requester", api=True)
+        nodes.append(requester)
+        for index in range(3):
+            nodes.append(
+                start_node(
+                    tmp, f"compute-{index}", redis.url, "compute",
+                    "--limit-total-cpu", "1", "--limit-total-memory", "1Gi",
+                    "--labels", f"zone=z{index}",
+                )
+            )
+        wait_until(lambda: requester.compute_count() == 3, 30, message="3 compute nodes")
+        yield requester, nodes[1:]
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_twenty_jobs_with_count_two_each_complete_with_exactly_two_executions(
+    cluster: tuple[NodeProc, list[NodeProc]],
+) -> None:
+    requester, _ = cluster
+    job_ids = [requester.submit(wasm_job(args=[f"job{n}"], count=2)) for n in range(20)]
+    for n, job_id in enumerate(job_ids):
+        job = requester.wait_terminal(job_id, 120)
+        assert job["State"]["StateType"] == "Completed", job["State"]
+        executions = requester.executions(job_id)
+        completed = [e for e in executions if e["ComputeState"]["StateType"] == 7]
+        assert len(completed) == 2, executions
+        assert len({e["NodeID"] for e in completed}) == 2
+        for execution in completed:
+            assert execution["RunOutput"]["Stdout"] == f"Hello, job{n}!\n"
+        running = [e for e in executions if e["ComputeState"]["StateType"] in (5, 10, 11)]
+        assert running == []
+
+
+def test_job_no_node_can_run_fails_with_a_reason(
+    cluster: tuple[NodeProc, list[NodeProc]],
+) -> None:
+    requester, _ = cluster
+    job = noop_job()
+    job["Constraints"] = [{"Key": "zone", "Operator": "=", "Values": ["mars"]}]
+    job_id = requester.submit(job)
+    state = requester.wait_terminal(job_id, 30)["State"]
+    assert state["StateType"] == "Failed"
+    assert "no node could run the job" in state["Message"]
+    assert "zone = mars" in state["Message"] or "zone=mars" in state["Message"]
+
+    too_big = noop_job(Resources={"CPU": "64"})
+    state = requester.wait_terminal(requester.submit(too_big), 30)["State"]
+    assert state["StateType"] == "Failed"
+    assert "too large" in state["Message"] and "cpu 64 > 1" in state["Message"]
+
+
+def test_malformed_message_on_a_node_queue_is_dropped_and_node_keeps_serving(
+    redis: RedisServer, cluster: tuple[NodeProc, list[NodeProc]]
+) -> None:
+    requester, computes = cluster
+    victim = computes[0]
+    node_id = node_id_from_key((victim.data_dir / "node.key").read_bytes())
+    with Connection(redis.url) as connection:
+        producer = Producer(connection.default_channel)
+        exchange = Exchange("bprotocol", type="direct", durable=True)
+        for body in (b"\x00not json", b'{"Version": 1, "Type": "AskForBid", "Payload": 7}',
+                     b'{"Version": 99}'):
+            producer.publish(body, exchange=exchange, routing_key=node_id,
+                             content_type="application/octet-stream", content_encoding="binary")
+    wait_until(lambda: victim.log().count("event=message_dropped") >= 3, 30,
+               message="three dropped messages in the compute log")
+    job = noop_job(count=3)
+    state = requester.wait_terminal(requester.submit(job), 60)["State"]
+    assert state["StateType"] == "Completed"
+    assert victim.process.poll() is None
+
+
+def test_two_requesters_never_over_commit_a_compute_node(
+    redis: RedisServer, cluster: tuple[NodeProc, list[NodeProc]], tmp_path: Path
+) -> None:
+    first, computes = cluster
+    second = start_node(tmp_path, "requester-2", redis.url, "requester", api=True)
+    try:
+        wait_until(lambda: second.compute_count() == 3, 30, message="second requester sees nodes")
+        job = noop_job(count=1, sleep_s=0.3, Resources={"CPU": "1"}, Timeouts={"QueueTimeout": 120})
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(req.submit, job) for req in (first, second) for _ in range(6)]
+            submitted = [(req, f.result()) for req, f in zip(
+                [first] * 6 + [second] * 6, futures, strict=True)]
+        for req, job_id in submitted:
+            assert req.wait_terminal(job_id, 120)["State"]["StateType"] == "Completed"
+    finally:
+        second.stop()
+    for node in computes:
+        runs = [json.loads(line) for line in (node.data_dir / "activity.jsonl").read_text().splitlines()]
+        events = sorted(
+            [(r["start_ns"], r["cpu"]) for r in runs] + [(r["end_ns"], -r["cpu"]) for r in runs]
+        )
+        assert sum(1 for r in runs if r["cpu"] == 1) >= 1
+        running = peak = 0.0
+        for _, cpu in events:
+            running += cpu
+            peak = max(peak, running)
+        assert peak <= 1.0 + 1e-9, f"{node.name} ran {peak} CPUs of jobs at once on 1 CPU"

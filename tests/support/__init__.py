@@ -1,0 +1,1 @@
+"""Test helpers: waiting on conditions, real services started on loopback, node processes."""

@@ -1,0 +1,108 @@
+"""Start ``bacalao serve`` as separate OS processes and talk to them over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.services import free_port
+from tests.support.wait import wait_until
+
+TERMINAL = {"Completed", "Failed", "Stopped"}
+
+
+@dataclass
+class NodeProc:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    data_dir: Path
+    api_port: int | None = None
+    _client: httpx.Client | None = field(default=None, repr=False)
+
+    @property
+    def api(self) -> httpx.Client:
+        assert self.api_port is not None, f"{self.name} has no API"
+        if self._client is None:
+            self._client = httpx.Client(base_url=f"http://127.0.0.1:{self.api_port}", timeout=10)
+        return self._client
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def submit(self, job: dict[str, Any]) -> str:
+        response = self.api.put("/api/v1/orchestrator/jobs", json={"Job": job})
+        assert response.status_code == 200, response.text
+        return str(response.json()["JobID"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        response = self.api.get(f"/api/v1/orchestrator/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json()["Job"])
+
+    def executions(self, job_id: str) -> list[dict[str, Any]]:
+        response = self.api.get(f"/api/v1/orchestrator/jobs/{job_id}/executions")
+        assert response.status_code == 200, response.text
+        return list(response.json()["Items"])
+
+    def wait_terminal(self, job_id: str, timeout_s: float = 60) -> dict[str, Any]:
+        def ended() -> dict[str, Any] | None:
+            job = self.job(job_id)
+            return job if job["State"]["StateType"] in TERMINAL else None
+
+        return wait_until(ended, timeout_s, 0.05, f"job {job_id} to end")
+
+    def compute_count(self) -> int:
+        items = self.api.get("/api/v1/orchestrator/nodes").json()["Items"]
+        return sum(
+            1
+            for item in items
+            if item["Info"].get("ComputeNodeInfo") and item["Connection"] == "CONNECTED"
+        )
+
+
+def start_node(
+    tmp: Path, name: str, broker: str, node_type: str, *extra: str, api: bool = False
+) -> NodeProc:
+    data_dir = tmp / "data"
+    log_path = tmp / f"{name}.log"
+    port = free_port() if api else 0
+    args = [
+        sys.executable, "-c", "from cli.main import main; main()", "serve",
+        "--node-type", node_type, "--broker", broker, "--name", name,
+        "--data-dir", str(data_dir), "--api-port", str(port),
+        "--heartbeat-interval", "0.5", "--disconnect-after", "5", *extra,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    node = NodeProc(name, process, log_path, data_dir / name, port or None)
+    if api:
+        def up() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited early:\n{node.log()}")
+            try:
+                return node.api.get("/api/v1/agent/alive").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 30, 0.05, f"{name} API")
+    return node

@@ -1,0 +1,190 @@
+"""The scheduler is pure: job, executions and nodes in, a plan out."""
+
+from __future__ import annotations
+
+import random
+
+from protocol.execution import ComputeState, Execution
+from protocol.job import Job, JobState, JobStateType
+from protocol.node import ComputeNodeInfo, NodeInfo
+from protocol.resources import Resources
+from protocol.states import ExecutionStateType as S
+from requester.scheduler import QUEUED_SINCE, RETRYABLE, Plan, SchedulerConfig, schedule
+
+NOW = 1_000_000_000_000
+CONFIG = SchedulerConfig(over_ask=3, bid_timeout_s=10)
+
+
+def node(name: str, cpu: float = 4, labels: dict[str, str] | None = None) -> NodeInfo:
+    capacity = Resources(cpu=cpu, memory=8 * 1024**3)
+    return NodeInfo(
+        node_id=name,
+        labels=labels or {},
+        compute_node_info=ComputeNodeInfo(
+            execution_engines=["noop", "wasm"],
+            publishers=["local", "noop"],
+            storage_sources=["inline", "urlDownload"],
+            max_capacity=capacity,
+            available_capacity=capacity,
+        ),
+    )
+
+
+def job(count: int = 1, state: JobStateType = JobStateType.PENDING, **task: object) -> Job:
+    return Job.model_validate(
+        {
+            "ID": "j-1",
+            "Count": count,
+            "State": {"StateType": state},
+            "Tasks": [{"Engine": {"Type": "noop"}, **task}],
+        }
+    )
+
+
+def execution(
+    eid: str, node_id: str, state: S, modified: int = NOW, **details: str
+) -> Execution:
+    return Execution(
+        id=eid,
+        node_id=node_id,
+        job_id="j-1",
+        compute_state=ComputeState(state_type=state, message=f"{eid} msg", details=details),
+        create_time=modified,
+        modify_time=modified,
+    )
+
+
+def plan_for(j: Job, executions: list[Execution], nodes: list[NodeInfo]) -> Plan:
+    return schedule(j, executions, nodes, NOW, CONFIG, random.Random(7))
+
+
+def test_new_job_asks_count_times_over_ask_nodes() -> None:
+    nodes = [node(f"n{i}") for i in range(10)]
+    plan = plan_for(job(count=2), [], nodes)
+    assert len(plan.ask) == 6
+    assert len({n.node_id for n in plan.ask}) == 6
+
+
+def test_accepts_first_count_positive_bids_in_rank_order_and_rejects_the_rest() -> None:
+    nodes = [node(n) for n in ("a", "b", "c", "d")]
+    executions = [
+        execution("e1", "a", S.ASK_FOR_BID_REJECTED),
+        execution("e2", "b", S.ASK_FOR_BID_ACCEPTED),
+        execution("e3", "c", S.ASK_FOR_BID_ACCEPTED),
+        execution("e4", "d", S.ASK_FOR_BID_ACCEPTED),
+    ]
+    plan = plan_for(job(count=2), executions, nodes)
+    assert plan.accept == ["e2", "e3"]
+    assert [eid for eid, _ in plan.reject] == ["e4"]
+    assert plan.ask == []
+    assert plan.job_state is JobStateType.RUNNING
+
+
+def test_waits_for_a_better_ranked_bid_before_accepting_a_worse_one() -> None:
+    nodes = [node("a"), node("b")]
+    executions = [execution("e1", "a", S.ASK_FOR_BID), execution("e2", "b", S.ASK_FOR_BID_ACCEPTED)]
+    plan = plan_for(job(count=1), executions, nodes)
+    assert plan.accept == []
+    assert plan.reject == []
+    assert plan.wake_at_ns == NOW + 10 * 10**9 + 1
+
+
+def test_bid_that_never_arrives_times_out_and_the_next_node_is_asked() -> None:
+    nodes = [node("a"), node("b")]
+    stale = NOW - 11 * 10**9
+    plan = plan_for(job(count=1), [execution("e1", "a", S.ASK_FOR_BID, modified=stale)], nodes)
+    assert [eid for eid, _ in plan.fail] == ["e1"]
+    assert "no bid" in plan.fail[0][1]
+    assert [n.node_id for n in plan.ask] == ["b"]
+
+
+def test_lost_node_fails_its_execution_and_asks_elsewhere() -> None:
+    plan = plan_for(job(count=1), [execution("e1", "gone", S.RUNNING)], [node("b")])
+    assert plan.fail == [("e1", "node gone disconnected")]
+    assert [n.node_id for n in plan.ask] == ["b"]
+
+
+def test_enough_completions_complete_the_job_and_release_other_bids() -> None:
+    executions = [
+        execution("e1", "a", S.COMPLETED),
+        execution("e2", "b", S.ASK_FOR_BID_ACCEPTED),
+        execution("e3", "c", S.ASK_FOR_BID),
+    ]
+    plan = plan_for(job(count=1), executions, [node("a"), node("b"), node("c")])
+    assert plan.job_state is JobStateType.COMPLETED
+    assert [eid for eid, _ in plan.reject] == ["e2"]
+    assert [eid for eid, _ in plan.cancel] == ["e3"]
+
+
+def test_task_failure_fails_the_job_with_its_reason() -> None:
+    executions = [execution("e1", "a", S.FAILED, **{RETRYABLE: "false"}),
+                  execution("e2", "b", S.RUNNING)]
+    plan = plan_for(job(count=2), executions, [node("a"), node("b")])
+    assert plan.job_state is JobStateType.FAILED
+    assert "e1 msg" in plan.job_message
+    assert plan.cancel == [("e2", "job failed")]
+
+
+def test_retryable_failures_retry_on_other_nodes_until_the_budget_is_spent() -> None:
+    nodes = [node("a"), node("b"), node("c"), node("d")]
+    one = [execution("e1", "a", S.FAILED, **{RETRYABLE: "true"})]
+    plan = plan_for(job(count=1), one, nodes)
+    assert plan.job_state is None
+    assert "a" not in [n.node_id for n in plan.ask]
+    three = [execution(f"e{i}", n, S.FAILED, **{RETRYABLE: "true"}) for i, n in enumerate("abc")]
+    plan = plan_for(job(count=1), three, nodes)
+    assert plan.job_state is JobStateType.FAILED
+    assert "gave up after 3 failed attempts" in plan.job_message
+
+
+def test_nobody_able_fails_at_once_naming_what_nodes_lack() -> None:
+    nodes = [node("a", labels={"zone": "us"}), node("b", cpu=1, labels={"zone": "eu"})]
+    j = job(count=1, resources={"CPU": "2"})
+    j.constraints = Job.model_validate(
+        {"Tasks": [{"Engine": {"Type": "noop"}}],
+         "Constraints": [{"Key": "zone", "Operator": "in", "Values": ["eu"]}]}
+    ).constraints
+    plan = plan_for(j, [], nodes)
+    assert plan.job_state is JobStateType.FAILED
+    assert "a: labels do not match zone in (eu)" in plan.job_message, plan.job_message
+    assert "b: job too large (cpu 2 > 1)" in plan.job_message
+
+
+def test_no_compute_node_connected_says_so() -> None:
+    plan = plan_for(job(), [], [])
+    assert plan.job_state is JobStateType.FAILED
+    assert "no compute node is connected" in plan.job_message
+
+
+def test_busy_nodes_queue_the_job_with_backoff_until_the_queue_timeout() -> None:
+    nodes = [node("a")]
+    busy = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, busy="true")]
+    plan = plan_for(job(count=1, timeouts={"QueueTimeout": 60}), busy, nodes)
+    assert plan.job_state is JobStateType.QUEUED
+    assert plan.job_details is not None and plan.job_details[QUEUED_SINCE] == str(NOW)
+    assert plan.wake_at_ns == NOW + 10**9
+
+    queued = job(count=1, state=JobStateType.QUEUED, timeouts={"QueueTimeout": 60})
+    queued.state = JobState(state_type=JobStateType.QUEUED, details={QUEUED_SINCE: str(NOW - 61 * 10**9)})
+    plan = plan_for(queued, busy, nodes)
+    assert plan.job_state is JobStateType.FAILED
+    assert "queued for 60s" in plan.job_message
+
+
+def test_new_round_after_backoff_asks_previously_busy_nodes_again() -> None:
+    nodes = [node("a")]
+    queued = job(count=1, state=JobStateType.QUEUED, timeouts={"QueueTimeout": 60})
+    queued.state = JobState(
+        state_type=JobStateType.QUEUED,
+        details={QUEUED_SINCE: str(NOW - 5), "Round": str(NOW - 1)},
+    )
+    old_refusal = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=NOW - 3, busy="true")]
+    plan = plan_for(queued, old_refusal, nodes)
+    assert [n.node_id for n in plan.ask] == ["a"]
+
+
+def test_stopped_job_cancels_live_executions() -> None:
+    executions = [execution("e1", "a", S.RUNNING), execution("e2", "b", S.COMPLETED)]
+    plan = plan_for(job(state=JobStateType.STOPPED), executions, [node("a")])
+    assert plan.cancel == [("e1", "job stopped")]
+    assert plan.ask == []

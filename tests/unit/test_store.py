@@ -1,0 +1,476 @@
+"""The requester's SQLite job store: jobs, executions, history, paging, restarts, threads."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from bacalhau_apiclient.models.event import Event as ApiEvent
+from bacalhau_apiclient.models.job_history import JobHistory as ApiJobHistory
+
+from protocol.errors import BacalaoError, NotFoundError, StateTransitionError, ValidationError
+from protocol.execution import ComputeState, DesiredState, Execution, RunCommandResult
+from protocol.history import JobHistory, JobHistoryType, format_time_ns, parse_time_ns
+from protocol.ids import new_execution_id, new_job_id
+from protocol.job import Job, JobStateType, SpecConfig
+from protocol.states import ExecutionDesiredStateType, ExecutionStateType
+from requester.store import JobStore
+from requester.store_schema import SCHEMA_VERSION
+
+E = ExecutionStateType
+J = JobStateType
+
+
+def make_job(job_id: str = "", *, name: str = "", namespace: str = "default", **labels: str) -> Job:
+    return Job.from_wire(
+        {
+            "ID": job_id or new_job_id(),
+            "Name": name,
+            "Namespace": namespace,
+            "Labels": labels,
+            "Tasks": [{"Name": "main", "Engine": {"Type": "noop"}}],
+        }
+    )
+
+
+def make_execution(job_id: str, node_id: str = "n-1", state: E = E.NEW) -> Execution:
+    return Execution(
+        id=new_execution_id(),
+        job_id=job_id,
+        node_id=node_id,
+        compute_state=ComputeState(state_type=state),
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "requester" / "jobs.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[JobStore]:
+    with JobStore(db_path) as opened:
+        yield opened
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+
+def test_create_job_sets_state_revision_and_times(store: JobStore) -> None:
+    job = make_job(name="hello")
+    stored = store.create_job(job, "v-1")
+    assert stored.state.state_type is J.PENDING
+    assert (stored.revision, stored.version) == (1, 1)
+    assert stored.create_time == stored.modify_time > 0
+    assert job.revision == 0, "the caller's job is not modified"
+    assert store.get_job(job.id).to_wire() == stored.to_wire()
+
+
+def test_create_job_needs_an_id_and_refuses_duplicates(store: JobStore) -> None:
+    with pytest.raises(ValueError, match=r"job\.id"):
+        store.create_job(make_job().model_copy(update={"id": ""}), "v-1")
+    job = store.create_job(make_job(), "v-1")
+    with pytest.raises(ValidationError) as raised:
+        store.create_job(make_job(job.id), "v-2")
+    assert raised.value.field == "ID"
+    assert len(store.history(job.id)) == 1
+
+
+def test_get_job_by_unique_prefix(store: JobStore) -> None:
+    first = store.create_job(make_job("j-aaaa1111-0000"), "v-1")
+    store.create_job(make_job("j-aaaa2222-0000"), "v-2")
+    assert store.get_job("j-aaaa1").id == first.id
+    with pytest.raises(ValidationError, match="several jobs") as raised:
+        store.get_job("j-aaaa")
+    assert raised.value.field == "ID"
+    with pytest.raises(NotFoundError, match="job j-a not found"):
+        store.get_job("j-a")  # shorter than 4 characters: exact IDs only
+    with pytest.raises(NotFoundError, match="job j-bbbb not found"):
+        store.get_job("j-bbbb")
+
+
+def test_list_jobs_filters_by_namespace_and_all_labels(store: JobStore) -> None:
+    a = store.create_job(make_job(namespace="team-a", env="prod", tier="gpu"), "v")
+    b = store.create_job(make_job(namespace="team-a", env="prod"), "v")
+    c = store.create_job(make_job(namespace="team-b", env="prod", tier="gpu"), "v")
+    store.create_job(make_job(namespace="team-b", env="dev"), "v")
+
+    def ids(namespace: str | None = None, labels: dict[str, str] | None = None) -> list[str]:
+        jobs, token = store.list_jobs(namespace=namespace, labels=labels)
+        assert token == ""
+        return [job.id for job in jobs]
+
+    assert ids(namespace="team-a") == [a.id, b.id]
+    assert ids(labels={"env": "prod"}) == [a.id, b.id, c.id]
+    assert ids(labels={"env": "prod", "tier": "gpu"}) == [a.id, c.id]
+    assert ids(namespace="team-a", labels={"tier": "gpu"}) == [a.id]
+    assert ids(labels={"tier": "cpu"}) == []
+    assert len(ids()) == 4
+
+
+def test_list_jobs_orders_ascending_unless_reversed(store: JobStore) -> None:
+    created = [store.create_job(make_job(name=name), "v") for name in ("b", "c", "a")]
+    store.update_job_state(created[0].id, J.RUNNING)
+    by_creation = [job.id for job in created]
+
+    def names(order_by: str, reverse: bool = False) -> list[str]:
+        return [job.name for job in store.list_jobs(order_by=order_by, reverse=reverse)[0]]
+
+    assert [job.id for job in store.list_jobs()[0]] == by_creation
+    assert [job.id for job in store.list_jobs(reverse=True)[0]] == by_creation[::-1]
+    assert names("name") == ["a", "b", "c"]
+    assert names("name", reverse=True) == ["c", "b", "a"]
+    assert names("modified_at") == ["c", "a", "b"]
+    pending = sorted(job.id for job in created[1:])
+    assert [job.id for job in store.list_jobs(order_by="state")[0]] == [*pending, created[0].id]
+    assert [job.id for job in store.list_jobs(order_by="id")[0]] == sorted(by_creation)
+    with pytest.raises(ValidationError) as raised:
+        store.list_jobs(order_by="size")
+    assert raised.value.field == "order_by"
+
+
+@pytest.mark.parametrize(
+    ("order_by", "reverse"), [("created_at", False), ("created_at", True), ("name", True)]
+)
+def test_list_jobs_pages_cover_everything_once(
+    store: JobStore, order_by: str, reverse: bool
+) -> None:
+    for index in range(23):
+        store.create_job(make_job(name=f"job-{index % 3}"), "v")  # names tie: ID breaks them
+    everything, token = store.list_jobs(order_by=order_by, reverse=reverse, limit=100)
+    assert token == ""
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        jobs, token = store.list_jobs(order_by=order_by, reverse=reverse, limit=5, next_token=token)
+        pages.append([job.id for job in jobs])
+        if not token:
+            break
+    assert [len(page) for page in pages] == [5, 5, 5, 5, 3]
+    assert [job_id for page in pages for job_id in page] == [job.id for job in everything]
+
+
+def test_list_jobs_exact_last_page_has_no_token(store: JobStore) -> None:
+    for _ in range(10):
+        store.create_job(make_job(), "v")
+    first, token = store.list_jobs(limit=5)
+    second, last = store.list_jobs(limit=5, next_token=token)
+    assert (len(first), len(second), last) == (5, 5, "")
+
+
+def test_list_jobs_rejects_foreign_tokens(store: JobStore) -> None:
+    for _ in range(3):
+        store.create_job(make_job(), "v")
+    _, token = store.list_jobs(limit=1)
+    with pytest.raises(ValidationError, match="another ordering"):
+        store.list_jobs(limit=1, next_token=token, reverse=True)
+    with pytest.raises(ValidationError) as raised:
+        store.list_jobs(next_token="not-a-token")
+    assert raised.value.field == "next_token"
+    with pytest.raises(ValidationError):
+        store.list_jobs(limit=-1)
+
+
+def test_invalid_job_transition_raises_and_writes_nothing(store: JobStore) -> None:
+    job = store.create_job(make_job(), "v")
+    done = store.update_job_state(job.id, J.COMPLETED, "all good")
+    with pytest.raises(StateTransitionError, match="Completed to Running"):
+        store.update_job_state(job.id, J.RUNNING)
+    assert store.get_job(job.id).to_wire() == done.to_wire()
+    assert len(store.history(job.id)) == 2
+
+
+def test_update_job_state_bumps_revision_and_keeps_details(store: JobStore) -> None:
+    job = store.create_job(make_job(), "v")
+    running = store.update_job_state(job.id, J.RUNNING, "started", {"Node": "n-1"})
+    assert running.revision == 2
+    assert running.modify_time > job.modify_time
+    assert running.state.details == {"Node": "n-1"}
+    assert store.get_job(job.id).to_wire() == running.to_wire()
+
+
+def test_requeue_with_same_message_adds_no_history(store: JobStore) -> None:
+    job = store.create_job(make_job(), "v")
+    queued = store.update_job_state(job.id, J.QUEUED, "no node has capacity")
+    again = store.update_job_state(job.id, J.QUEUED, "no node has capacity")
+    assert again.revision == queued.revision == 2
+    changed = store.update_job_state(job.id, J.QUEUED, "3 nodes refused")
+    assert changed.revision == 3
+    assert changed.state.message == "3 nodes refused"
+    comments = [entry.comment for entry in store.history(job.id)]
+    assert comments == ["Job submitted", "no node has capacity", "3 nodes refused"]
+
+
+def test_active_jobs_are_the_unfinished_ones_oldest_first(store: JobStore) -> None:
+    jobs = [store.create_job(make_job(), "v") for _ in range(5)]
+    store.update_job_state(jobs[0].id, J.FAILED, "boom")
+    store.update_job_state(jobs[1].id, J.QUEUED)
+    store.update_job_state(jobs[2].id, J.RUNNING)
+    store.update_job_state(jobs[3].id, J.STOPPED)
+    assert [job.id for job in store.active_jobs()] == [jobs[1].id, jobs[2].id, jobs[4].id]
+
+
+# -- executions ---------------------------------------------------------------------------------
+
+
+def test_execution_is_stored_without_its_job(store: JobStore, db_path: Path) -> None:
+    job = store.create_job(make_job(), "v")
+    execution = make_execution(job.id).model_copy(update={"job": job})
+    created = store.create_execution(execution)
+    assert (created.revision, created.create_time > 0) == (1, True)
+    assert store.get_execution(created.id).job is None
+    with_job = store.get_execution(created.id, include_job=True)
+    assert with_job.job is not None
+    assert with_job.job.id == job.id
+    listed = store.executions(job.id, include_job=True)
+    assert [e.job.id if e.job else "" for e in listed] == [job.id]
+    with closing(sqlite3.connect(db_path)) as raw:
+        (text,) = raw.execute("SELECT json FROM executions").fetchone()
+    assert "Job" not in json.loads(text)
+    assert json.loads(text)["JobID"] == job.id
+
+
+def test_create_execution_checks_job_state_and_id(store: JobStore) -> None:
+    with pytest.raises(NotFoundError, match="job j-missing not found"):
+        store.create_execution(make_execution("j-missing"))
+    job = store.create_job(make_job(), "v")
+    with pytest.raises(StateTransitionError, match="not Running"):
+        store.create_execution(make_execution(job.id, state=E.RUNNING))
+    created = store.create_execution(make_execution(job.id))
+    with pytest.raises(ValidationError) as raised:
+        store.create_execution(created)
+    assert raised.value.field == "ID"
+    asking = store.create_execution(make_execution(job.id, state=E.ASK_FOR_BID))
+    assert [e.state for e in store.executions(job.id)] == [E.NEW, E.ASK_FOR_BID]
+    (entry,) = store.history(job.id, execution_id=asking.id)
+    assert entry.to_wire()["ExecutionState"] == {"Previous": 0, "New": 2}
+    with pytest.raises(NotFoundError, match="execution e-nope not found"):
+        store.get_execution("e-nope")
+
+
+def test_executions_in_creation_order_and_counted_by_node(store: JobStore) -> None:
+    job = store.create_job(make_job(), "v")
+    nodes = ["n-1", "n-2", "n-1", "n-3", "n-1"]
+    created = [store.create_execution(make_execution(job.id, node)) for node in nodes]
+    assert [e.id for e in store.executions(job.id)] == [e.id for e in created]
+    assert store.count_executions_by_node(job.id) == {"n-1": 3, "n-2": 1, "n-3": 1}
+    assert store.count_executions_by_node("j-other") == {}
+
+
+def test_update_execution_is_compare_and_set(store: JobStore) -> None:
+    job = store.create_job(make_job(), "v")
+    execution = store.create_execution(make_execution(job.id))
+    asked = store.update_execution(execution.id, state=E.ASK_FOR_BID, expect={E.NEW})
+    with pytest.raises(StateTransitionError, match="is AskForBid, expected New"):
+        store.update_execution(execution.id, state=E.ASK_FOR_BID_ACCEPTED, expect={E.NEW})
+    with pytest.raises(StateTransitionError, match="AskForBid to Completed"):
+        store.update_execution(execution.id, state=E.COMPLETED)
+    assert store.get_execution(execution.id).to_wire() == asked.to_wire()
+    assert len(store.history(job.id, event_type="executions")) == 2
+
+
+def test_update_execution_records_results_and_messages(store: JobStore) -> None:
+    job = store.create_job(make_job(), "v")
+    execution = store.create_execution(make_execution(job.id, state=E.NEW))
+    for state in (E.ASK_FOR_BID, E.ASK_FOR_BID_ACCEPTED):
+        store.update_execution(execution.id, state=state)
+    accepted = store.update_execution(
+        execution.id,
+        state=E.BID_ACCEPTED,
+        desired=ExecutionDesiredStateType.RUNNING,
+        message="bid accepted",
+    )
+    assert accepted.desired_state == DesiredState(
+        state_type=ExecutionDesiredStateType.RUNNING, message="bid accepted"
+    )
+    noted = store.update_execution(execution.id, message="pulling image", details={"Busy": "no"})
+    assert (noted.state, noted.compute_state.message) == (E.BID_ACCEPTED, "pulling image")
+    assert noted.compute_state.details == {"Busy": "no"}
+    kept = store.update_execution(execution.id, desired=ExecutionDesiredStateType.RUNNING)
+    assert kept.compute_state == noted.compute_state
+    assert kept.desired_state == accepted.desired_state
+    assert store.history(job.id)[-1].event.details == {"Busy": "no", "DesiredState": "Running"}
+    output = RunCommandResult(stdout="hi\n", exit_code=0)
+    result = SpecConfig(type="local", params={"URL": "file:///tmp/r"})
+    done = store.update_execution(
+        execution.id, state=E.COMPLETED, run_output=output, published_result=result
+    )
+    assert (done.revision, done.compute_state.message) == (7, "")
+    assert done.compute_state.details == {}
+    stored = store.get_execution(execution.id)
+    assert stored.to_wire() == done.to_wire()
+    assert stored.run_output == output
+    assert stored.published_result == result
+
+
+# -- history ------------------------------------------------------------------------------------
+
+
+def test_history_records_every_change_in_bacalhau_shape(store: JobStore) -> None:
+    job = store.create_job(make_job(), "v-42")
+    one = store.create_execution(make_execution(job.id, "n-1"))
+    two = store.create_execution(make_execution(job.id, "n-2"))
+    store.update_execution(one.id, state=E.ASK_FOR_BID, message="asking")
+    store.update_job_state(job.id, J.RUNNING, "one node bid")
+
+    everything = store.history(job.id)
+    assert [entry.type for entry in everything] == [
+        JobHistoryType.JOB_LEVEL,
+        JobHistoryType.EXECUTION_LEVEL,
+        JobHistoryType.EXECUTION_LEVEL,
+        JobHistoryType.EXECUTION_LEVEL,
+        JobHistoryType.JOB_LEVEL,
+    ]
+    submitted, _, _, asked, running = everything
+    assert submitted.event.details == {"EvaluationID": "v-42"}
+    assert submitted.to_wire()["JobState"] == {"Previous": "Undefined", "New": "Pending"}
+    assert asked.to_wire()["ExecutionState"] == {"Previous": 1, "New": 2}
+    assert (asked.execution_id, asked.node_id, asked.comment) == (one.id, "n-1", "asking")
+    assert (running.new_revision, running.event.message) == (2, "one node bid")
+    assert set(running.to_wire()) == set(ApiJobHistory.attribute_map.values())
+    assert set(running.to_wire()["Event"]) == set(ApiEvent.attribute_map.values())
+    assert [entry.time_ns for entry in everything] == sorted(e.time_ns for e in everything)
+
+    assert len(store.history(job.id, event_type="jobs")) == 2
+    assert len(store.history(job.id, event_type="executions")) == 3
+    assert [e.execution_id for e in store.history(job.id, execution_id=one.id)] == [one.id] * 2
+    assert [e.execution_id for e in store.history(job.id, node_id="n-2")] == [two.id]
+    assert store.history(job.id, since_ns=running.time_ns) == [running]
+    with pytest.raises(ValidationError) as raised:
+        store.history(job.id, event_type="nodes")
+    assert raised.value.field == "event_type"
+    with pytest.raises(NotFoundError):
+        store.history("j-unknown")
+
+
+def test_history_wire_round_trip() -> None:
+    wire = {
+        "type": "ExecutionLevel",
+        "JOBID": "j-1",
+        "ExecutionState": {"Previous": 5, "New": 10},
+        "Time": "2024-05-01T12:00:00.5+02:00",
+    }
+    entry = JobHistory.from_wire(wire)
+    assert entry.execution_state is not None
+    assert entry.execution_state.new is E.RUNNING
+    assert entry.time_ns == parse_time_ns("2024-05-01T10:00:00.500000000Z")
+    assert JobHistory.from_wire(entry.to_wire()) == entry
+
+
+@pytest.mark.parametrize("time_ns", [0, 1, 1_714_564_800_123_456_789, 1_714_564_800_000_000_000])
+def test_time_format_round_trips_nanoseconds(time_ns: int) -> None:
+    text = format_time_ns(time_ns)
+    assert text.endswith("Z")
+    assert parse_time_ns(text) == time_ns
+
+
+def test_time_parse_rejects_garbage() -> None:
+    with pytest.raises(ValueError, match="RFC 3339"):
+        parse_time_ns("yesterday")
+
+
+# -- durability and concurrency -----------------------------------------------------------------
+
+
+def test_everything_survives_close_and_reopen(db_path: Path) -> None:
+    with JobStore(db_path) as first:
+        job = first.create_job(make_job(env="prod"), "v")
+        execution = first.create_execution(make_execution(job.id))
+        first.update_execution(execution.id, state=E.ASK_FOR_BID)
+        job = first.update_job_state(job.id, J.RUNNING, "running")
+        executions = first.executions(job.id)
+        history = first.history(job.id)
+    with JobStore(db_path) as second:
+        assert second.get_job(job.id).to_wire() == job.to_wire()
+        assert [e.to_wire() for e in second.executions(job.id)] == [e.to_wire() for e in executions]
+        assert second.history(job.id) == history
+        assert [j.id for j in second.active_jobs()] == [job.id]
+        assert second.list_jobs(labels={"env": "prod"})[0][0].id == job.id
+        second.update_job_state(job.id, J.COMPLETED)
+    with closing(sqlite3.connect(db_path)) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_newer_schema_is_refused(db_path: Path) -> None:
+    JobStore(db_path).close()
+    with closing(sqlite3.connect(db_path)) as raw:
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(BacalaoError, match="newer than this bacalao"):
+        JobStore(db_path)
+
+
+def test_memory_store_works() -> None:
+    with JobStore(":memory:") as store:
+        job = store.create_job(make_job(), "v")
+        assert store.get_job(job.id).id == job.id
+
+
+def _run_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            work(index)
+        except BaseException as exc:  # collected and asserted on by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_concurrent_updates_on_different_executions_are_never_lost(store: JobStore) -> None:
+    job = store.create_job(make_job(), "v")
+    executions = [store.create_execution(make_execution(job.id, f"n-{i}")) for i in range(8)]
+    updates = 25
+
+    def work(index: int) -> None:
+        for step in range(updates):
+            store.update_execution(executions[index].id, message=f"step {step}")
+
+    assert _run_threads(8, work) == []
+    revisions = [e.revision for e in store.executions(job.id)]
+    assert sum(revisions) == 8 * (1 + updates)
+    assert len(store.history(job.id, event_type="executions")) == 8 * (1 + updates)
+
+
+def test_concurrent_updates_on_one_execution_all_count(store: JobStore) -> None:
+    job = store.create_job(make_job(), "v")
+    execution = store.create_execution(make_execution(job.id))
+
+    def work(index: int) -> None:
+        for step in range(10):
+            store.update_execution(execution.id, message=f"thread {index} step {step}")
+
+    assert _run_threads(8, work) == []
+    assert store.get_execution(execution.id).revision == 1 + 8 * 10
+
+
+def test_concurrent_compare_and_set_lets_exactly_one_win(store: JobStore) -> None:
+    job = store.create_job(make_job(), "v")
+    execution = store.create_execution(make_execution(job.id))
+    store.update_execution(execution.id, state=E.ASK_FOR_BID)
+
+    def work(index: int) -> None:
+        store.update_execution(
+            execution.id,
+            state=E.ASK_FOR_BID_ACCEPTED,
+            message=f"bid from thread {index}",
+            expect={E.ASK_FOR_BID},
+        )
+
+    errors = _run_threads(8, work)
+    assert len(errors) == 7
+    assert all(isinstance(error, StateTransitionError) for error in errors)
+    assert store.get_execution(execution.id).revision == 3
