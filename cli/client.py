@@ -6,7 +6,6 @@ Responses are parsed into the :mod:`protocol` models; every failure becomes an
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -44,19 +43,6 @@ def base_url(host: str, port: int) -> str:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # a bare IPv6 address
     return f"http://{host}:{port}"
-
-
-def env_api_host() -> str:
-    return os.environ.get(ENV_API_HOST) or DEFAULT_API_HOST
-
-
-def env_api_port() -> int:
-    text = os.environ.get(ENV_API_PORT)
-    if not text:
-        return DEFAULT_API_PORT
-    if not text.isdigit():
-        raise APIError(f"{ENV_API_PORT}={text!r} is not a port number")
-    return int(text)
 
 
 @dataclass(frozen=True)

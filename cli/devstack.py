@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from cli.stack import NodeOptions, NodeProcess
+
+log = logging.getLogger("bacalao.devstack")
 
 
 class Devstack:
@@ -44,8 +47,8 @@ class Devstack:
         for node in [*self.computes, self.requester]:
             try:
                 node.stop()
-            except Exception:  # noqa: BLE001 - stop the rest regardless
-                continue
+            except Exception:
+                log.exception("event=devstack_stop_failed node=%s", node.node_id)
 
 
 @contextmanager

@@ -1,10 +1,10 @@
 """Errors of the command line, under :class:`protocol.errors.BacalaoError`.
 
-    BacalaoError
-    └── CLIError              anything the command line reports as one red line, exit 1
-        ├── APIError          the requester could not be reached, or refused the request
-        ├── JobSpecError      command-line values or a job file that do not make a job
-        └── WaitTimeoutError  the job did not finish within ``--wait-timeout``
+BacalaoError
+└── CLIError              anything the command line reports as one red line, exit 1
+    ├── APIError          the requester could not be reached, or refused the request
+    ├── JobSpecError      command-line values or a job file that do not make a job
+    └── WaitTimeoutError  the job did not finish within ``--wait-timeout``
 """
 
 from __future__ import annotations

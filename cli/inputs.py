@@ -27,9 +27,7 @@ from cli.errors import JobSpecError
 DEFAULT_INPUT_TARGET = "/inputs"
 MODULE_DIR = "/app"
 LARGE_MODULE_BYTES = 4 * 1024 * 1024
-_FORMS = (
-    "use /abs/path, file:///abs/path, http(s)://..., data:..., s3://bucket/key or ipfs://CID"
-)
+_FORMS = "use /abs/path, file:///abs/path, http(s)://..., data:..., s3://bucket/key or ipfs://CID"
 _LONG_KEYS = {
     "src": "src",
     "source": "src",
@@ -132,14 +130,15 @@ def _apply_options(spec: dict[str, Any], options: str, text: str) -> None:
         if wire is None:
             allowed = ", ".join(sorted(known)) or "none"
             raise JobSpecError(
-                f"{text!r}: unknown option {key!r} for a {spec['Type']} source "
-                f"(known: {allowed})",
+                f"{text!r}: unknown option {key!r} for a {spec['Type']} source (known: {allowed})",
                 option="--input",
             )
         if wire == "ReadWrite":
             flag = _BOOLEANS.get(value.strip().lower()) if equals else True
             if flag is None:
-                raise JobSpecError(f"{text!r}: {key}={value!r} is not true or false", option="--input")
+                raise JobSpecError(
+                    f"{text!r}: {key}={value!r} is not true or false", option="--input"
+                )
             spec["Params"][wire] = flag
         else:
             spec["Params"][wire] = value.strip()

@@ -129,6 +129,7 @@ def parse_publisher(value: str) -> dict[str, Any]:
 
 
 def _option_for(field_path: str) -> str:
+    field_path = field_path.removeprefix("Job.")
     for prefix, option in _FIELD_OPTIONS:
         if field_path.startswith(prefix):
             return option
@@ -216,10 +217,10 @@ def load_job(text: str, source: str) -> BuiltJob:
 
 
 def job_to_yaml(job: Job) -> str:
-    """The job as a YAML file ``bacalao job run`` accepts, without server-assigned fields."""
-    wire = job.to_wire()
+    """The job as a YAML file ``bacalao job run`` accepts: fields left at their defaults and
+    the ones the requester assigns (State, Version, times) are omitted."""
+    wire = job.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     for key in _SERVER_FIELDS:
         wire.pop(key, None)
-    if not wire.get("ID"):
-        wire.pop("ID", None)
+    wire = {"Type": job.type, **wire}  # Bacalhau insists on a Type; say it even if default
     return yaml.safe_dump(wire, sort_keys=False, allow_unicode=True, width=100)

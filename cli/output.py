@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -15,6 +16,7 @@ from rich.console import Console, RenderableType
 from rich.text import Text
 
 OUTPUT_PANEL = "Output"
+PIPED_WIDTH = 200
 
 
 class OutputFormat(enum.StrEnum):
@@ -43,7 +45,11 @@ WideOption = Annotated[
 
 
 def stdout_console() -> Console:
-    return Console(highlight=False)
+    """Tables fit the terminal; piped into another program they are not cut at 80 columns."""
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=PIPED_WIDTH)
+    return console
 
 
 def stderr_console() -> Console:
@@ -112,6 +118,17 @@ def format_time(time_ns: int) -> str:
     if not time_ns:
         return "-"
     return datetime.fromtimestamp(time_ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def human_bytes(size: int) -> str:
+    """``20221201612`` -> ``18.8Gi``: rounded, for tables (the JSON keeps exact bytes)."""
+    value = float(size)
+    unit = "B"
+    for unit in ("B", "Ki", "Mi", "Gi", "Ti"):
+        if value < 1024 or unit == "Ti":
+            break
+        value /= 1024
+    return f"{value:.1f}".removesuffix(".0") + unit
 
 
 def format_mapping(values: dict[str, str]) -> str:

@@ -23,7 +23,7 @@ Broker = Annotated[
     typer.Option(
         "--broker",
         envvar="BACALAO_BROKER",
-        help="Transport URL: memory://, redis://host:port/db. Several, separated by ';', fail over.",
+        help="Transport URL: memory://, redis://host:port/db; several, ';'-separated, fail over.",
     ),
 ]
 Labels = Annotated[
@@ -63,9 +63,7 @@ def parse_node_type(text: str) -> tuple[bool, bool]:
     roles = {part.strip().lower() for part in text.split(",") if part.strip()}
     unknown = roles - NODE_TYPES
     if unknown or not roles:
-        raise ValidationError(
-            "node-type", f"{text!r}: use requester, compute or requester,compute"
-        )
+        raise ValidationError("node-type", f"{text!r}: use requester, compute or requester,compute")
     return "requester" in roles, "compute" in roles
 
 
@@ -106,7 +104,9 @@ def serve(
         str, typer.Option("--node-type", help="requester, compute or requester,compute")
     ] = "requester,compute",
     broker: Broker = "memory://",
-    name: Annotated[str, typer.Option("--name", help="Node folder name under the data dir.")] = "node",
+    name: Annotated[
+        str, typer.Option("--name", help="Node folder name under the data dir.")
+    ] = "node",
     labels: Labels = None,
     api_host: ApiHost = "127.0.0.1",
     api_port: ApiPort = 1234,
@@ -121,8 +121,12 @@ def serve(
     bid_timeout: Annotated[float, typer.Option("--bid-timeout")] = 10.0,
     default_queue_timeout: Annotated[
         float,
-        typer.Option("--default-queue-timeout", help="Seconds a job may wait for a free node."),
-    ] = 0.0,
+        typer.Option(
+            "--default-queue-timeout",
+            help="Seconds a job may wait while every able node is busy (jobs no node could "
+            "ever run fail at once).",
+        ),
+    ] = 600.0,
     cluster_secret: Annotated[
         str | None, typer.Option("--cluster-secret", envvar="BACALAO_CLUSTER_SECRET")
     ] = None,

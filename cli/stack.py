@@ -55,7 +55,9 @@ def detect_capacity(fraction: float = 0.8) -> Resources:
     cpus = psutil.cpu_count() or 1
     memory = psutil.virtual_memory().total
     disk = psutil.disk_usage(str(Path.home())).free
-    return Resources(cpu=round(cpus * fraction, 3), memory=int(memory * fraction), disk=int(disk * fraction))
+    return Resources(
+        cpu=round(cpus * fraction, 3), memory=int(memory * fraction), disk=int(disk * fraction)
+    )
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class NodeOptions:
     disconnect_after_s: float = 15.0
     bid_timeout_s: float = 10.0
     over_ask: int = 3
-    default_queue_timeout_s: float = 0.0
+    default_queue_timeout_s: float = 600.0
     reservation_ttl_s: float = 30.0
     cluster_secret: str | None = None
 
@@ -113,7 +115,9 @@ class NodeProcess:
         if self.compute is not None:
             info = self.compute.info()
         else:
-            info = NodeInfo(node_id=self.node_id, node_type=self.node_type, labels=self.options.labels)
+            info = NodeInfo(
+                node_id=self.node_id, node_type=self.node_type, labels=self.options.labels
+            )
         return info.model_copy(update={"transport": self.bus.active_transport})
 
     def start(self) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from rich.console import RenderableType
+from rich.console import OverflowMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cli.output import format_mapping, format_time, short_id
+from cli.output import format_mapping, format_time, human_bytes, short_id
 from protocol.execution import Execution
 from protocol.history import JobHistory
 from protocol.job import InputSource, Job, JobStateType, SpecConfig
@@ -16,7 +16,7 @@ from protocol.node import NodeState
 from protocol.resources import Resources
 from protocol.selectors import describe
 from protocol.states import ExecutionStateType
-from protocol.units import format_bytes, format_cpu
+from protocol.units import format_cpu
 
 _JOB_STYLES = {
     JobStateType.COMPLETED: "green",
@@ -31,6 +31,8 @@ _EXECUTION_STYLES = {
     ExecutionStateType.RUNNING: "cyan",
 }
 _INLINE_PREVIEW_CHARS = 40
+_ID_COLUMNS = frozenset({"ID", "Node", "Execution"})
+_ID_WIDTH = 10  # what short_id() keeps: "j-" and 8 hex digits
 
 
 def job_state_text(state: JobStateType) -> Text:
@@ -44,7 +46,10 @@ def execution_state_text(state: ExecutionStateType) -> Text:
 def _table(*columns: str, wide: bool, title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for column in columns:
-        table.add_column(column, overflow="fold" if wide else "ellipsis", no_wrap=not wide)
+        # IDs are what people copy from a table: never cut them short.
+        min_width = _ID_WIDTH if column in _ID_COLUMNS and not wide else None
+        overflow: OverflowMethod = "fold" if wide else "ellipsis"
+        table.add_column(column, overflow=overflow, no_wrap=not wide, min_width=min_width)
     return table
 
 
@@ -123,7 +128,7 @@ def history_table(entries: Iterable[JobHistory], wide: bool = False) -> Table:
 
 
 def _capacity(resources: Resources) -> str:
-    return f"{format_cpu(resources.cpu)} CPU, {format_bytes(resources.memory)} memory"
+    return f"{format_cpu(resources.cpu)} CPU, {human_bytes(resources.memory)} memory"
 
 
 def nodes_table(nodes: Iterable[NodeState], wide: bool = False) -> Table:
@@ -145,7 +150,9 @@ def nodes_table(nodes: Iterable[NodeState], wide: bool = False) -> Table:
     return table
 
 
-def _fields(rows: Sequence[tuple[str, RenderableType | str]], title: str | None = None) -> Table:
+def fields_grid(
+    rows: Sequence[tuple[str, RenderableType | str]], title: str | None = None
+) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
@@ -184,10 +191,12 @@ def job_overview(job: Job) -> list[RenderableType]:
     state = job_state_text(job.state.state_type)
     if job.state.message:
         state.append(f" ({job.state.message})", style="")
-    engine_params = ", ".join(f"{key}={value}" for key, value in task.engine.params.items())
+    engine_params = ", ".join(
+        f"{key}={value}" for key, value in task.engine.params.items() if value not in ("", [], {})
+    )
     summary: list[tuple[str, RenderableType | str]] = [
         ("ID", job.id),
-        ("Name", job.name),
+        ("Name", job.name if job.name != job.id else "-"),
         ("Namespace", job.namespace),
         ("Type", job.type),
         ("State", state),
@@ -203,9 +212,12 @@ def job_overview(job: Job) -> list[RenderableType]:
         ("Inputs", "\n".join(_input_line(source) for source in task.input_sources) or "-"),
         ("Results", "\n".join(f"{r.name}: {r.path}" for r in task.result_paths) or "-"),
         ("Resources", f"cpu={resources.cpu or '-'} memory={resources.memory or '-'}"),
-        ("Timeout", f"{task.timeouts.execution_timeout}s" if task.timeouts.execution_timeout else "-"),
+        (
+            "Timeout",
+            f"{task.timeouts.execution_timeout}s" if task.timeouts.execution_timeout else "-",
+        ),
     ]
-    return [_fields(summary, title="Job"), Text(""), _fields(task_rows, title="Task")]
+    return [fields_grid(summary, title="Job"), Text(""), fields_grid(task_rows, title="Task")]
 
 
 def node_overview(node: NodeState) -> list[RenderableType]:
@@ -233,4 +245,4 @@ def node_overview(node: NodeState) -> list[RenderableType]:
             ("Running", str(compute.running_executions)),
             ("Queued", str(compute.enqueued_executions)),
         ]
-    return [_fields(rows, title="Node")]
+    return [fields_grid(rows, title="Node")]

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from cli.client import APIClient, PutJobResult
+from cli.context import DEFAULT_POLL_INTERVAL_S
 from cli.errors import APIError, WaitTimeoutError
 from cli.jobspec import BuiltJob, job_to_yaml
 from cli.output import (
@@ -33,12 +34,8 @@ DEFAULT_WAIT_TIMEOUT_S = 600.0
 EXIT_INTERRUPTED = 130
 RUN_PANEL = "Submission"
 _STDERR_TAIL_LINES = 5
-_REPORTED_STATES = (
-    ExecutionStateType.FAILED,
-    ExecutionStateType.CANCELLED,
-    ExecutionStateType.BID_REJECTED,
-    ExecutionStateType.ASK_FOR_BID_REJECTED,
-)
+_FAILED_STATES = (ExecutionStateType.FAILED, ExecutionStateType.CANCELLED)
+_REJECTED_STATES = (ExecutionStateType.BID_REJECTED, ExecutionStateType.ASK_FOR_BID_REJECTED)
 
 WaitOption = Annotated[
     bool,
@@ -72,8 +69,7 @@ DryRunOption = Annotated[
     bool,
     typer.Option(
         "--dry-run",
-        help="Print the job as YAML (a file `bacalao job run` accepts) instead of "
-        "submitting it.",
+        help="Print the job as YAML (a file `bacalao job run` accepts) instead of submitting it.",
         rich_help_panel=RUN_PANEL,
     ),
 ]
@@ -85,7 +81,7 @@ class RunOptions:
     id_only: bool = False
     dry_run: bool = False
     wait_timeout_s: float = DEFAULT_WAIT_TIMEOUT_S
-    poll_interval_s: float = 0.5
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
 
 
 def wait_for_job(
@@ -169,6 +165,13 @@ def _failure_lines(execution: Execution) -> list[str]:
     return lines
 
 
+def _worth_reporting(executions: list[Execution]) -> list[Execution]:
+    """Failed and cancelled executions; rejected bids only when nothing else went wrong
+    (a bid turned down because enough were accepted explains nothing)."""
+    failed = [item for item in executions if item.state in _FAILED_STATES]
+    return failed or [item for item in executions if item.state in _REJECTED_STATES]
+
+
 def report_failure(client: APIClient, job: Job) -> None:
     """Why the job did not complete: its own message, then its executions' messages."""
     state = job.state.state_type.value.lower()
@@ -180,9 +183,8 @@ def report_failure(client: APIClient, job: Job) -> None:
         print_note(f"  (its executions cannot be listed: {exc})", style="dim")
         return
     lines: list[str] = []
-    for execution in executions:
-        if execution.state in _REPORTED_STATES:
-            lines += [line for line in _failure_lines(execution) if line not in lines]
+    for execution in _worth_reporting(executions):
+        lines += [line for line in _failure_lines(execution) if line not in lines]
     for line in lines:
         print_note(line)
     print_note(f"  more: bacalao job describe {job.id}", style="dim")

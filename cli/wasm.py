@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import click
 import typer
 
 from cli.context import ApiHostOption, ApiPortOption, settings
@@ -31,34 +30,41 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_RUN_HELP = """Run a WebAssembly program on a compute node and print what it wrote to stdout.
-
-MODULE is a local .wasm file, a .wat file (compiled here first), or a URL a compute node can
-fetch (https://, s3://, ipfs://). A local module travels inside the job, as /app/NAME.wasm.
-ARGS are passed to the program; put them after -- when they start with a dash.
-
-Examples:
-
-  bacalao wasm run hello.wasm
-
-  bacalao wasm run -i /data/in.csv:/inputs/in.csv -o outputs:/outputs count.wasm -- -v
-
-  bacalao wasm run --labels team=ml --constraints 'region in (eu,us)' tool.wat --dry-run
-
-By default the command waits for the job and exits 0 when it completed, 1 when it failed
-or was stopped (the reason goes to stderr).
-"""
+_RUN_HELP = (
+    "Run a WebAssembly program on a compute node and print what it wrote to stdout.\n"
+    "\n"
+    "MODULE is a local .wasm file, a .wat file (compiled here first), or a URL a compute node "
+    "can fetch (https://, s3://, ipfs://). A local module travels inside the job, as "
+    "/app/NAME.wasm. ARGS are passed to the program; put them after -- when they start with a "
+    "dash.\n"
+    "\n"
+    "Examples:\n"
+    "\n"
+    "  bacalao wasm run hello.wasm\n"
+    "\n"
+    "  bacalao wasm run -i /data/in.csv:/inputs/in.csv -o outputs:/outputs count.wasm -- -v\n"
+    "\n"
+    "  bacalao wasm run --labels team=ml --constraints 'region in (eu,us)' tool.wat --dry-run\n"
+    "\n"
+    "By default the command waits for the job and exits 0 when it completed, 1 when it failed "
+    "or was stopped (the reason goes to stderr).\n"
+)
 
 
 @app.command("run", help=_RUN_HELP, no_args_is_help=True)
 def run(
     ctx: typer.Context,
     module: Annotated[
-        str, typer.Argument(help="The program: a .wasm or .wat file, or a URL.", show_default=False)
+        str,
+        typer.Argument(
+            help="The program: a .wasm or .wat file, or a URL.",
+            metavar="MODULE",
+            show_default=False,
+        ),
     ],
     args: Annotated[
         list[str] | None,
-        typer.Argument(help="Arguments for the program.", show_default=False),
+        typer.Argument(help="Arguments for the program.", metavar="ARGS", show_default=False),
     ] = None,
     inputs: Annotated[
         list[str] | None,
@@ -78,8 +84,7 @@ def run(
         typer.Option(
             "--output",
             "-o",
-            help="A folder to publish as a result, NAME:PATH (e.g. outputs:/outputs). "
-            "Repeatable.",
+            help="A folder to publish as a result, NAME:PATH (e.g. outputs:/outputs). Repeatable.",
             rich_help_panel=DATA,
             show_default=False,
         ),
@@ -106,11 +111,15 @@ def run(
     ] = None,
     entry_point: Annotated[
         str,
-        typer.Option("--entry-point", help="The exported function to call.", rich_help_panel=PROGRAM),
+        typer.Option(
+            "--entry-point", help="The exported function to call.", rich_help_panel=PROGRAM
+        ),
     ] = DEFAULT_ENTRYPOINT,
     count: Annotated[
         int,
-        typer.Option("--count", help="How many nodes run the program.", min=1, rich_help_panel=PLACEMENT),
+        typer.Option(
+            "--count", help="How many nodes run the program.", min=1, rich_help_panel=PLACEMENT
+        ),
     ] = 1,
     labels: Annotated[
         list[str] | None,
@@ -153,7 +162,9 @@ def run(
     ] = 0,
     memory: Annotated[
         str,
-        typer.Option("--memory", help="Memory to reserve, e.g. 64Mb or 1Gi.", rich_help_panel=RESOURCES),
+        typer.Option(
+            "--memory", help="Memory to reserve, e.g. 64Mb or 1Gi.", rich_help_panel=RESOURCES
+        ),
     ] = "",
     cpu: Annotated[
         str,
@@ -185,9 +196,8 @@ def run(
     try:
         built = build_wasm_job(spec)
     except JobSpecError as exc:
-        if exc.option:
-            raise click.BadParameter(exc.problem, param_hint=f"'{exc.option}'") from None
-        raise click.UsageError(exc.problem) from None
+        hint = f"'{exc.option}'" if exc.option else None
+        raise typer.BadParameter(exc.problem, param_hint=hint) from None
     shared = settings(ctx)
     options = RunOptions(
         wait=wait,

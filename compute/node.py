@@ -219,7 +219,11 @@ class ComputeNode:
         self._reply(
             requester,
             BidResult(
-                execution_id=execution.id, job_id=job.id, accepted=accepted, reason=reason, busy=busy
+                execution_id=execution.id,
+                job_id=job.id,
+                accepted=accepted,
+                reason=reason,
+                busy=busy,
             ),
         )
 

@@ -16,8 +16,8 @@ from compute.registry import Registry
 from compute.storage.base import StorageProvider
 from protocol.errors import BacalaoError, ExecutionError, RetryableExecutionError
 from protocol.execution import Execution, RunCommandResult
-from protocol.job import InputSource
 from protocol.ids import now_ns
+from protocol.job import InputSource
 from protocol.messages import ComputeError, Message, RunResult
 from protocol.specs import SOURCES
 

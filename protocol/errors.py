@@ -1,14 +1,14 @@
 """The error tree of bacalao, rooted at :class:`BacalaoError`.
 
-    BacalaoError
-    ├── ValidationError        bad input: a field and what is wrong with it
-    ├── NotFoundError          a job, execution or node that does not exist
-    ├── StateTransitionError   a lifecycle step that the transition table forbids
-    ├── TransportError         the message bus cannot deliver or receive
-    │   └── UnknownPeerError   a ``peer://`` destination nobody has announced
-    ├── MessageError           a wire message that cannot be decoded or trusted
-    └── ExecutionError         a task could not be staged, run or published
-        └── RetryableExecutionError   ... and another node may well succeed
+BacalaoError
+├── ValidationError        bad input: a field and what is wrong with it
+├── NotFoundError          a job, execution or node that does not exist
+├── StateTransitionError   a lifecycle step that the transition table forbids
+├── TransportError         the message bus cannot deliver or receive
+│   └── UnknownPeerError   a ``peer://`` destination nobody has announced
+├── MessageError           a wire message that cannot be decoded or trusted
+└── ExecutionError         a task could not be staged, run or published
+    └── RetryableExecutionError   ... and another node may well succeed
 """
 
 from __future__ import annotations

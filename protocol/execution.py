@@ -45,9 +45,7 @@ class Execution(WireModel):
     node_id: str = Field(alias="NodeID")
     job_id: str = Field(alias="JobID")
     job: Job | None = Field(default=None, alias="Job")
-    allocated_resources: dict[str, Any] = Field(
-        default_factory=dict, alias="AllocatedResources"
-    )
+    allocated_resources: dict[str, Any] = Field(default_factory=dict, alias="AllocatedResources")
     desired_state: DesiredState = Field(default_factory=DesiredState, alias="DesiredState")
     compute_state: ComputeState = Field(default_factory=ComputeState, alias="ComputeState")
     published_result: SpecConfig | None = Field(default=None, alias="PublishedResult")

@@ -197,9 +197,7 @@ class Task(WireModel):
     def _default_name(cls, value: Any) -> Any:
         return value or "main"
 
-    @field_validator(
-        "env", "meta", "input_sources", "result_paths", "resources", mode="before"
-    )
+    @field_validator("env", "meta", "input_sources", "result_paths", "resources", mode="before")
     @classmethod
     def _null_is_empty(cls, value: Any, info: Any) -> Any:
         if value is not None:
@@ -251,9 +249,7 @@ class Job(WireModel):
     type: str = Field(default="batch", alias="Type")
     priority: int = Field(default=0, ge=0, alias="Priority")
     count: int = Field(default=0, ge=0, alias="Count")
-    constraints: list[LabelSelectorRequirement] = Field(
-        default_factory=list, alias="Constraints"
-    )
+    constraints: list[LabelSelectorRequirement] = Field(default_factory=list, alias="Constraints")
     meta: dict[str, str] = Field(default_factory=dict, alias="Meta")
     labels: dict[str, str] = Field(default_factory=dict, alias="Labels")
     tasks: list[Task] = Field(alias="Tasks")

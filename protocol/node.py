@@ -24,9 +24,7 @@ class ComputeNodeInfo(WireModel):
     max_capacity: Resources = Field(default_factory=Resources, alias="MaxCapacity")
     queue_capacity: Resources = Field(default_factory=Resources, alias="QueueCapacity")
     available_capacity: Resources = Field(default_factory=Resources, alias="AvailableCapacity")
-    max_job_requirements: Resources = Field(
-        default_factory=Resources, alias="MaxJobRequirements"
-    )
+    max_job_requirements: Resources = Field(default_factory=Resources, alias="MaxJobRequirements")
     running_executions: int = Field(default=0, alias="RunningExecutions")
     enqueued_executions: int = Field(default=0, alias="EnqueuedExecutions")
 

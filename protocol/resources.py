@@ -46,9 +46,7 @@ class Resources(WireModel):
         if self.cpu > other.cpu + 1e-9:
             problems.append(f"cpu {format_cpu(self.cpu)} > {format_cpu(other.cpu)}")
         if self.memory > other.memory:
-            problems.append(
-                f"memory {format_bytes(self.memory)} > {format_bytes(other.memory)}"
-            )
+            problems.append(f"memory {format_bytes(self.memory)} > {format_bytes(other.memory)}")
         if self.disk > other.disk and other.disk:
             problems.append(f"disk {format_bytes(self.disk)} > {format_bytes(other.disk)}")
         if self.gpu > other.gpu:

@@ -66,12 +66,8 @@ EXECUTION_TRANSITIONS: Mapping[ExecutionStateType, frozenset[ExecutionStateType]
     _E.ASK_FOR_BID: frozenset(
         {_E.ASK_FOR_BID_ACCEPTED, _E.ASK_FOR_BID_REJECTED, _E.CANCELLED, _E.FAILED}
     ),
-    _E.ASK_FOR_BID_ACCEPTED: frozenset(
-        {_E.BID_ACCEPTED, _E.BID_REJECTED, _E.CANCELLED, _E.FAILED}
-    ),
-    _E.BID_ACCEPTED: frozenset(
-        {_E.RUNNING, _E.PUBLISHING, _E.COMPLETED, _E.FAILED, _E.CANCELLED}
-    ),
+    _E.ASK_FOR_BID_ACCEPTED: frozenset({_E.BID_ACCEPTED, _E.BID_REJECTED, _E.CANCELLED, _E.FAILED}),
+    _E.BID_ACCEPTED: frozenset({_E.RUNNING, _E.PUBLISHING, _E.COMPLETED, _E.FAILED, _E.CANCELLED}),
     _E.RUNNING: frozenset({_E.PUBLISHING, _E.COMPLETED, _E.FAILED, _E.CANCELLED}),
     _E.PUBLISHING: frozenset({_E.COMPLETED, _E.FAILED, _E.CANCELLED}),
     **{state: frozenset() for state in _EXECUTION_TERMINAL},

@@ -11,7 +11,6 @@ Several URLs separated by ``;`` are kombu alternates: kombu fails over to the ne
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,9 +58,7 @@ def node_queue(node_id: str, ttl_s: float | None) -> Queue:
 
 
 def gossip_queue(node_id: str) -> Queue:
-    return Queue(
-        f"bprotocol.gossip.{node_id}", exchange=GOSSIP, durable=False, auto_delete=True
-    )
+    return Queue(f"bprotocol.gossip.{node_id}", exchange=GOSSIP, durable=False, auto_delete=True)
 
 
 class Bus:
@@ -175,7 +172,7 @@ class Bus:
         if self._publisher is not None:
             try:
                 self._publisher.release()
-            except Exception:  # noqa: BLE001 - the connection is already broken
+            except Exception:
                 log.debug("event=publisher_release_failed", exc_info=True)
         self._publisher = self._producer = None
 
@@ -187,7 +184,7 @@ class Bus:
             try:
                 self._consume_once()
                 backoff = self._options.reconnect_backoff_s
-            except Exception as exc:  # noqa: BLE001 - any broker failure means reconnect
+            except Exception as exc:
                 if self._stopping.is_set():
                     break
                 log.warning(
@@ -219,12 +216,12 @@ class Bus:
                 while not self._stopping.is_set():
                     try:
                         connection.drain_events(timeout=self._options.poll_timeout_s)
-                    except (TimeoutError, socket.timeout):
+                    except TimeoutError:
                         continue
             finally:
                 try:
                     consumer.cancel()
-                except Exception:  # noqa: BLE001 - closing a broken channel
+                except Exception:
                     log.debug("event=consumer_cancel_failed", exc_info=True)
 
     def _on_message(self, message: Any) -> None:

@@ -70,6 +70,7 @@ class Orchestrator:
         self._wakes: list[tuple[int, str]] = []
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._queued_checked = False
 
     # -- OrchestratorService -------------------------------------------------------------
 
@@ -83,7 +84,9 @@ class Orchestrator:
         job.name = job.name or job.id
         evaluation_id = new_evaluation_id()
         self._store.create_job(job, evaluation_id)
-        log.info("event=job_submitted job=%s count=%d engine=%s", job.id, job.count, job.task.engine.type)
+        log.info(
+            "event=job_submitted job=%s count=%d engine=%s", job.id, job.count, job.task.engine.type
+        )
         self._events.put(("evaluate", job.id))
         return SubmitResult(job_id=job.id, evaluation_id=evaluation_id, warnings=warnings)
 
@@ -134,7 +137,7 @@ class Orchestrator:
         if isinstance(payload, NodeInfoMessage):
             if self.node_table.on_info(payload.info):
                 log.info("event=node_joined node=%s", payload.info.node_id)
-                self._events.put(("nodes_changed", None))
+            self._events.put(("nodes_changed", None))
         elif isinstance(payload, Heartbeat):
             self.node_table.on_heartbeat(payload.node_id)
         elif isinstance(payload, ShutdownNotice):
@@ -149,6 +152,7 @@ class Orchestrator:
         last_sweep = time.monotonic()
         while not self._stopping.is_set():
             due: set[str] = set()
+            self._queued_checked = False
             try:
                 self._collect(self._events.get(timeout=self._next_timeout_s()), due)
                 while True:
@@ -175,11 +179,12 @@ class Orchestrator:
         kind, value = event
         if kind == "evaluate" and isinstance(value, str):
             due.add(value)
-        elif kind == "nodes_changed":
+        elif kind == "nodes_changed" and not self._queued_checked:
+            self._queued_checked = True
             due.update(
                 job.id
                 for job in self._store.active_jobs()
-                if job.state.state_type in (JobStateType.QUEUED, JobStateType.PENDING)
+                if job.state.state_type == JobStateType.QUEUED
             )
         elif kind == "message" and isinstance(value, Envelope):
             job_id = self._on_message(value)
@@ -253,9 +258,10 @@ class Orchestrator:
         if execution.state != S.ASK_FOR_BID:
             if bid.accepted:
                 reason = f"execution is {execution.state.label}"
-                self._planner_send(sender, BidRejected(
-                    execution_id=bid.execution_id, job_id=bid.job_id, reason=reason
-                ))
+                self._planner_send(
+                    sender,
+                    BidRejected(execution_id=bid.execution_id, job_id=bid.job_id, reason=reason),
+                )
             return None
         updated = self._store.update_execution(
             bid.execution_id,

@@ -83,7 +83,9 @@ class Planner:
                 details=details,
             )
         except StateTransitionError as exc:
-            log.info("event=execution_update_skipped execution=%s reason=%r", execution_id, str(exc))
+            log.info(
+                "event=execution_update_skipped execution=%s reason=%r", execution_id, str(exc)
+            )
             return None
 
     def _fail(self, execution_id: str, reason: str) -> None:
@@ -102,7 +104,9 @@ class Planner:
         if before.state in ASKING:
             message = BidRejected(execution_id=execution_id, job_id=before.job_id, reason=reason)
         else:
-            message = CancelExecution(execution_id=execution_id, job_id=before.job_id, reason=reason)
+            message = CancelExecution(
+                execution_id=execution_id, job_id=before.job_id, reason=reason
+            )
         self._send(execution, message)
 
     def _cancel(self, execution_id: str, job_id: str, reason: str) -> None:

@@ -30,7 +30,7 @@ QUEUED_SINCE = "QueuedSince"
 class SchedulerConfig:
     over_ask: int = 3
     bid_timeout_s: float = 10.0
-    default_queue_timeout_s: float = 0.0
+    default_queue_timeout_s: float = 600.0
     max_attempts_per_count: int = 3
     queue_backoff_s: float = 1.0
     queue_backoff_max_s: float = 15.0
@@ -100,21 +100,22 @@ def schedule(
     live = [e for e in live if e.id not in failed_now]
 
     completed = [e for e in executions if e.state == S.COMPLETED]
-    final_failures = [
-        e for e in executions if e.state == S.FAILED and not _is_retryable(e)
-    ]
+    final_failures = [e for e in executions if e.state == S.FAILED and not _is_retryable(e)]
     if final_failures:
         failure = final_failures[0]
         plan.cancel = [(e.id, "job failed") for e in live]
         plan.job_state = JobStateType.FAILED
         plan.job_message = (
-            f"execution {failure.id} on {failure.node_id} failed: "
-            f"{failure.compute_state.message}"
+            f"execution {failure.id} on {failure.node_id} failed: {failure.compute_state.message}"
         )
         return plan
     if len(completed) >= job.count:
-        plan.reject = [(e.id, "job already completed") for e in live if e.state == S.ASK_FOR_BID_ACCEPTED]
-        plan.cancel = [(e.id, "job already completed") for e in live if e.state != S.ASK_FOR_BID_ACCEPTED]
+        plan.reject = [
+            (e.id, "job already completed") for e in live if e.state == S.ASK_FOR_BID_ACCEPTED
+        ]
+        plan.cancel = [
+            (e.id, "job already completed") for e in live if e.state != S.ASK_FOR_BID_ACCEPTED
+        ]
         plan.job_state = JobStateType.COMPLETED
         return plan
 

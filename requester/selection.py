@@ -71,9 +71,7 @@ def _score(job: Job, node: NodeInfo, previous: Mapping[str, int], rng: random.Ra
     assert info is not None
     max_cpu = info.max_capacity.cpu or 1.0
     max_memory = info.max_capacity.memory or 1
-    free = (
-        info.available_capacity.cpu / max_cpu + info.available_capacity.memory / max_memory
-    ) / 2
+    free = (info.available_capacity.cpu / max_cpu + info.available_capacity.memory / max_memory) / 2
     affinity = sum(1 for key, value in job.labels.items() if node.labels.get(key) == value)
     return free * 10 + affinity - previous.get(node.node_id, 0) * 5 + rng.random()
 

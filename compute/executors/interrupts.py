@@ -79,9 +79,9 @@ class RunControl:
         if self._deadline is not None:
             limit = min(limit, max(0.0, self._deadline - time.monotonic()))
         self._stopped.wait(limit)
-        if self._reason is None and self._deadline is not None:
-            if time.monotonic() >= self._deadline:
-                self.stop(StopReason.TIMEOUT)
+        deadline = self._deadline
+        if self._reason is None and deadline is not None and time.monotonic() >= deadline:
+            self.stop(StopReason.TIMEOUT)
         return self._reason
 
     def outcome(self) -> RunOutcome:

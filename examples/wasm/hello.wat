@@ -18,10 +18,10 @@
   (memory (export "memory") 1)
 
   ;; Memory layout
-  ;;    0  argc                     (i32)
-  ;;    4  size of the argv strings (i32)
+  ;;    0  argc                      (i32)
+  ;;    4  size of the argv strings  (i32)
   ;;    8  bytes written by fd_write (i32)
-  ;;   16  three iovecs {ptr, len}  (24 bytes): "Hello, ", the name, "!\n"
+  ;;   16  one iovec {ptr, len}      (8 bytes)
   ;;  64.. the constant strings below
   ;; 1024  argv: one pointer per argument
   ;; 2048  the argument strings, each ending in a NUL byte
@@ -43,10 +43,19 @@
         (br $next)))
     (i32.sub (local.get $end) (local.get $ptr)))
 
-  ;; Store one iovec {ptr, len} at $at.
-  (func $iovec (param $at i32) (param $ptr i32) (param $len i32)
-    (i32.store (local.get $at) (local.get $ptr))
-    (i32.store (i32.add (local.get $at) (i32.const 4)) (local.get $len)))
+  ;; Write the $len bytes at $ptr to stdout (fd 1). fd_write may write fewer bytes than
+  ;; asked, so write again from where it stopped until all are out (or nothing moves).
+  (func $print (param $ptr i32) (param $len i32)
+    (block $done
+      (loop $more
+        (br_if $done (i32.eqz (local.get $len)))
+        (i32.store (i32.const 16) (local.get $ptr))
+        (i32.store (i32.const 20) (local.get $len))
+        (br_if $done (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 8)))
+        (br_if $done (i32.eqz (i32.load (i32.const 8))))
+        (local.set $ptr (i32.add (local.get $ptr) (i32.load (i32.const 8))))
+        (local.set $len (i32.sub (local.get $len) (i32.load (i32.const 8))))
+        (br $more))))
 
   (func $main (export "_start")
     (local $name i32)
@@ -64,9 +73,7 @@
         (local.set $name (i32.load (i32.add (global.get $argv) (i32.const 4))))
         (local.set $name_len (call $strlen (local.get $name)))))
 
-    ;; One fd_write of three pieces to stdout (fd 1).
-    (call $iovec (i32.const 16) (i32.const 64) (i32.const 7))
-    (call $iovec (i32.const 24) (local.get $name) (local.get $name_len))
-    (call $iovec (i32.const 32) (i32.const 96) (i32.const 2))
-    (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 3) (i32.const 8))))
+    (call $print (i32.const 64) (i32.const 7))                ;; "Hello, "
+    (call $print (local.get $name) (local.get $name_len))     ;; the name
+    (call $print (i32.const 96) (i32.const 2)))               ;; "!\n"
 )

@@ -22,7 +22,7 @@ def wasm_job(
     count: int = 1,
     **task: Any,
 ) -> dict[str, Any]:
-    module = wasmtime.wat2wasm(wat.read_text())
+    module = bytes(wasmtime.wat2wasm(wat.read_text()))
     return {
         "Type": "batch",
         "Count": count,
@@ -34,8 +34,10 @@ def wasm_job(
                     "Params": {"EntryModule": "/app/main.wasm", "Parameters": args or []},
                 },
                 "InputSources": [
-                    {"Source": {"Type": "inline", "Params": {"URL": data_url(module)}},
-                     "Target": "/app/main.wasm"}
+                    {
+                        "Source": {"Type": "inline", "Params": {"URL": data_url(module)}},
+                        "Target": "/app/main.wasm",
+                    }
                 ],
                 "Publisher": {"Type": "local"},
                 **task,

@@ -86,16 +86,32 @@ def start_node(
     log_path = tmp / f"{name}.log"
     port = free_port() if api else 0
     args = [
-        sys.executable, "-c", "from cli.main import main; main()", "serve",
-        "--node-type", node_type, "--broker", broker, "--name", name,
-        "--data-dir", str(data_dir), "--api-port", str(port),
-        "--heartbeat-interval", "0.5", "--disconnect-after", "5", *extra,
+        sys.executable,
+        "-c",
+        "from cli.main import main; main()",
+        "serve",
+        "--node-type",
+        node_type,
+        "--broker",
+        broker,
+        "--name",
+        name,
+        "--data-dir",
+        str(data_dir),
+        "--api-port",
+        str(port),
+        "--heartbeat-interval",
+        "0.5",
+        "--disconnect-after",
+        "5",
+        *extra,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
     node = NodeProc(name, process, log_path, data_dir / name, port or None)
     if api:
+
         def up() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"{name} exited early:\n{node.log()}")

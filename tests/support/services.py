@@ -71,8 +71,19 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
     workdir.mkdir(parents=True, exist_ok=True)
     log = (workdir / "redis.log").open("wb")
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -11,7 +11,9 @@ from protocol.messages import BidResult
 
 def test_round_trip_keeps_type_sender_and_payload() -> None:
     codec = Codec("n-a")
-    envelope = codec.decode(codec.encode(BidResult(execution_id="e-1", job_id="j-1", accepted=True)))
+    envelope = codec.decode(
+        codec.encode(BidResult(execution_id="e-1", job_id="j-1", accepted=True))
+    )
     assert envelope.type == "BidResult"
     assert envelope.sender == "n-a"
     assert envelope.payload == BidResult(execution_id="e-1", job_id="j-1", accepted=True)
@@ -25,13 +27,22 @@ def test_round_trip_keeps_type_sender_and_payload() -> None:
         (b'{"Version": 7}', "unsupported protocol version"),
         (b'{"Version": 1, "Type": "Gossip"}', "unknown message type"),
         (
-            json.dumps({"Version": 1, "Type": "BidResult", "ID": "x", "Sender": "s",
-                        "SentAt": 1, "Payload": {"ExecutionID": "e"}}).encode(),
+            json.dumps(
+                {
+                    "Version": 1,
+                    "Type": "BidResult",
+                    "ID": "x",
+                    "Sender": "s",
+                    "SentAt": 1,
+                    "Payload": {"ExecutionID": "e"},
+                }
+            ).encode(),
             "Payload",
         ),
         (
-            json.dumps({"Version": 1, "Type": "BidResult", "Sender": 5, "SentAt": 1,
-                        "Payload": {}}).encode(),
+            json.dumps(
+                {"Version": 1, "Type": "BidResult", "Sender": 5, "SentAt": 1, "Payload": {}}
+            ).encode(),
             "envelope field",
         ),
     ],

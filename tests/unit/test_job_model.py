@@ -45,7 +45,11 @@ def test_keys_match_case_insensitively_and_output_uses_bacalhau_casing() -> None
     [
         (job_doc(Count=-1), "Job.Count", "greater than or equal to 0"),
         (job_doc(Count="many"), "Job.Count", "integer"),
-        (job_doc(task={"Engine": {"Type": "fortran"}}), "Job.Tasks[0].Engine.Type", "unknown engine"),
+        (
+            job_doc(task={"Engine": {"Type": "fortran"}}),
+            "Job.Tasks[0].Engine.Type",
+            "unknown engine",
+        ),
         (
             job_doc(Constraints=[{"Key": "a", "Operator": "~=", "Values": ["b"]}]),
             "Job.Constraints[0].Operator",
@@ -77,7 +81,10 @@ def test_both_wasm_entry_module_shapes_are_accepted() -> None:
     inline = {"Type": "inline", "Params": {"URL": "data:,x"}}
     current = job_doc(
         task={
-            "Engine": {"Type": "wasm", "Params": {"EntryModule": "/app/m.wasm", "Entrypoint": "go"}},
+            "Engine": {
+                "Type": "wasm",
+                "Params": {"EntryModule": "/app/m.wasm", "Entrypoint": "go"},
+            },
             "InputSources": [{"Source": inline, "Target": "/app/m.wasm"}],
         }
     )
@@ -102,10 +109,14 @@ def test_storage_type_aliases_get_the_registered_spelling() -> None:
         job_doc(
             task={
                 "InputSources": [
-                    {"Source": {"Type": "localDirectory", "Params": {"SourcePath": "/d"}},
-                     "Target": "/in"},
-                    {"Source": {"Type": "URLDOWNLOAD", "Params": {"URL": "http://h/x"}},
-                     "Target": "/u"},
+                    {
+                        "Source": {"Type": "localDirectory", "Params": {"SourcePath": "/d"}},
+                        "Target": "/in",
+                    },
+                    {
+                        "Source": {"Type": "URLDOWNLOAD", "Params": {"URL": "http://h/x"}},
+                        "Target": "/u",
+                    },
                 ]
             }
         )

@@ -42,13 +42,13 @@ def job(count: int = 1, state: JobStateType = JobStateType.PENDING, **task: obje
 
 
 def execution(
-    eid: str, node_id: str, state: S, modified: int = NOW, **details: str
+    eid: str, node_id: str, state: S, modified: int = NOW, details: dict[str, str] | None = None
 ) -> Execution:
     return Execution(
         id=eid,
         node_id=node_id,
         job_id="j-1",
-        compute_state=ComputeState(state_type=state, message=f"{eid} msg", details=details),
+        compute_state=ComputeState(state_type=state, message=f"{eid} msg", details=details or {}),
         create_time=modified,
         modify_time=modified,
     )
@@ -117,8 +117,10 @@ def test_enough_completions_complete_the_job_and_release_other_bids() -> None:
 
 
 def test_task_failure_fails_the_job_with_its_reason() -> None:
-    executions = [execution("e1", "a", S.FAILED, **{RETRYABLE: "false"}),
-                  execution("e2", "b", S.RUNNING)]
+    executions = [
+        execution("e1", "a", S.FAILED, details={RETRYABLE: "false"}),
+        execution("e2", "b", S.RUNNING),
+    ]
     plan = plan_for(job(count=2), executions, [node("a"), node("b")])
     assert plan.job_state is JobStateType.FAILED
     assert "e1 msg" in plan.job_message
@@ -127,11 +129,13 @@ def test_task_failure_fails_the_job_with_its_reason() -> None:
 
 def test_retryable_failures_retry_on_other_nodes_until_the_budget_is_spent() -> None:
     nodes = [node("a"), node("b"), node("c"), node("d")]
-    one = [execution("e1", "a", S.FAILED, **{RETRYABLE: "true"})]
+    one = [execution("e1", "a", S.FAILED, details={RETRYABLE: "true"})]
     plan = plan_for(job(count=1), one, nodes)
     assert plan.job_state is None
     assert "a" not in [n.node_id for n in plan.ask]
-    three = [execution(f"e{i}", n, S.FAILED, **{RETRYABLE: "true"}) for i, n in enumerate("abc")]
+    three = [
+        execution(f"e{i}", n, S.FAILED, details={RETRYABLE: "true"}) for i, n in enumerate("abc")
+    ]
     plan = plan_for(job(count=1), three, nodes)
     assert plan.job_state is JobStateType.FAILED
     assert "gave up after 3 failed attempts" in plan.job_message
@@ -141,8 +145,10 @@ def test_nobody_able_fails_at_once_naming_what_nodes_lack() -> None:
     nodes = [node("a", labels={"zone": "us"}), node("b", cpu=1, labels={"zone": "eu"})]
     j = job(count=1, resources={"CPU": "2"})
     j.constraints = Job.model_validate(
-        {"Tasks": [{"Engine": {"Type": "noop"}}],
-         "Constraints": [{"Key": "zone", "Operator": "in", "Values": ["eu"]}]}
+        {
+            "Tasks": [{"Engine": {"Type": "noop"}}],
+            "Constraints": [{"Key": "zone", "Operator": "in", "Values": ["eu"]}],
+        }
     ).constraints
     plan = plan_for(j, [], nodes)
     assert plan.job_state is JobStateType.FAILED
@@ -161,11 +167,14 @@ def test_busy_nodes_queue_the_job_with_backoff_until_the_queue_timeout() -> None
     busy = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, busy="true")]
     plan = plan_for(job(count=1, timeouts={"QueueTimeout": 60}), busy, nodes)
     assert plan.job_state is JobStateType.QUEUED
-    assert plan.job_details is not None and plan.job_details[QUEUED_SINCE] == str(NOW)
+    assert plan.job_details is not None
+    assert plan.job_details[QUEUED_SINCE] == str(NOW)
     assert plan.wake_at_ns == NOW + 10**9
 
     queued = job(count=1, state=JobStateType.QUEUED, timeouts={"QueueTimeout": 60})
-    queued.state = JobState(state_type=JobStateType.QUEUED, details={QUEUED_SINCE: str(NOW - 61 * 10**9)})
+    queued.state = JobState(
+        state_type=JobStateType.QUEUED, details={QUEUED_SINCE: str(NOW - 61 * 10**9)}
+    )
     plan = plan_for(queued, busy, nodes)
     assert plan.job_state is JobStateType.FAILED
     assert "queued for 60s" in plan.job_message

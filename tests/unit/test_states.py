@@ -1,26 +1,47 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from protocol.errors import StateTransitionError
 from protocol.job import JobStateType as J
 from protocol.states import (
     EXECUTION_TRANSITIONS,
-    ExecutionStateType as S,
     check_execution_transition,
     check_job_transition,
+)
+from protocol.states import (
+    ExecutionStateType as S,
 )
 
 
 def test_execution_numbering_matches_bacalhau_v1_4() -> None:
-    assert [S.UNDEFINED, S.NEW, S.ASK_FOR_BID, S.ASK_FOR_BID_ACCEPTED, S.ASK_FOR_BID_REJECTED,
-            S.BID_ACCEPTED, S.BID_REJECTED, S.COMPLETED, S.FAILED, S.CANCELLED] == list(range(10))
+    assert list(range(10)) == [
+        S.UNDEFINED,
+        S.NEW,
+        S.ASK_FOR_BID,
+        S.ASK_FOR_BID_ACCEPTED,
+        S.ASK_FOR_BID_REJECTED,
+        S.BID_ACCEPTED,
+        S.BID_REJECTED,
+        S.COMPLETED,
+        S.FAILED,
+        S.CANCELLED,
+    ]
 
 
 def test_happy_path_is_allowed() -> None:
-    path = [S.NEW, S.ASK_FOR_BID, S.ASK_FOR_BID_ACCEPTED, S.BID_ACCEPTED, S.RUNNING,
-            S.PUBLISHING, S.COMPLETED]
-    for old, new in zip(path, path[1:], strict=False):
+    path = [
+        S.NEW,
+        S.ASK_FOR_BID,
+        S.ASK_FOR_BID_ACCEPTED,
+        S.BID_ACCEPTED,
+        S.RUNNING,
+        S.PUBLISHING,
+        S.COMPLETED,
+    ]
+    for old, new in itertools.pairwise(path):
         check_execution_transition(old, new)
 
 

@@ -1,0 +1,277 @@
+"""``bacalao job ...``: submit, list, inspect, stop jobs and fetch their results."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import RenderableType
+from rich.text import Text
+
+from cli.client import APIClient
+from cli.context import ApiHostOption, ApiPortOption, settings
+from cli.errors import CLIError
+from cli.jobspec import load_job
+from cli.output import OutputFormat, OutputOption, WideOption, emit, print_note, write_stdout
+from cli.tables import executions_table, history_table, job_overview, jobs_table
+from cli.wait import (
+    DEFAULT_WAIT_TIMEOUT_S,
+    DryRunOption,
+    IdOnlyOption,
+    RunOptions,
+    WaitOption,
+    WaitTimeoutOption,
+    first_completed,
+    submit,
+)
+from protocol.job import JobStateType
+from protocol.results import download_result
+
+app = typer.Typer(
+    name="job", help="Submit, inspect and stop jobs; fetch results.", no_args_is_help=True
+)
+
+JobIdArgument = Annotated[
+    str,
+    typer.Argument(help="The job ID, or a unique prefix of it.", metavar="ID", show_default=False),
+]
+DEFAULT_LIST_LIMIT = 10
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="A Bacalhau v1 job in YAML or JSON (with or without a top-level Job: key), "
+            "or - to read it from stdin.",
+            show_default=False,
+            metavar="FILE|-",
+        ),
+    ],
+    wait: WaitOption = True,
+    id_only: IdOnlyOption = False,
+    wait_timeout_s: WaitTimeoutOption = DEFAULT_WAIT_TIMEOUT_S,
+    dry_run: DryRunOption = False,
+    api_host: ApiHostOption = None,
+    api_port: ApiPortOption = None,
+) -> None:
+    """Submit a job file and, by default, wait for it and print its output.
+
+    Exits 0 when the job completed, 1 when it failed or was stopped (the reason goes to
+    stderr). Bacalhau's own job files work unchanged.
+    """
+    if file == "-":
+        text, source = sys.stdin.read(), "stdin"
+    else:
+        try:
+            text, source = Path(file).read_text(encoding="utf-8"), file
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CLIError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+    built = load_job(text, source)
+    shared = settings(ctx)
+    options = RunOptions(
+        wait=wait,
+        id_only=id_only,
+        dry_run=dry_run,
+        wait_timeout_s=wait_timeout_s,
+        poll_interval_s=shared.poll_interval_s,
+    )
+    with shared.client(api_host, api_port) as client:
+        code = submit(client, built, options)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("list")
+def list_jobs(
+    ctx: typer.Context,
+    limit: Annotated[
+        int, typer.Option("--limit", help="How many jobs to show.", min=1)
+    ] = DEFAULT_LIST_LIMIT,
+    labels: Annotated[
+        str,
+        typer.Option(
+            "--labels",
+            help="Only jobs whose labels match this selector, e.g. 'env=prod,team in (a,b)'.",
+        ),
+    ] = "",
+    order_by: Annotated[
+        str,
+        typer.Option(
+            "--order-by", help="Sort by this field: created_at or id.", show_default=False
+        ),
+    ] = "",
+    reverse: Annotated[bool, typer.Option("--reverse", help="Reverse the order.")] = False,
+    namespace: Annotated[
+        str, typer.Option("--namespace", help="Only jobs of this namespace.")
+    ] = "default",
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Jobs of every namespace.")
+    ] = False,
+    next_token: Annotated[
+        str,
+        typer.Option(
+            "--next-token", help="Continue a previous listing where it stopped.", show_default=False
+        ),
+    ] = "",
+    output: OutputOption = OutputFormat.TABLE,
+    wide: WideOption = False,
+    api_host: ApiHostOption = None,
+    api_port: ApiPortOption = None,
+) -> None:
+    """List jobs, newest first unless --order-by says otherwise."""
+    with settings(ctx).client(api_host, api_port) as client:
+        page = client.list_jobs(
+            limit=limit,
+            next_token=next_token,
+            order_by=order_by,
+            reverse=reverse,
+            labels=labels,
+            namespace="" if all_namespaces else namespace,
+        )
+    emit(
+        output,
+        lambda: [job.to_wire() for job in page.items],
+        lambda: [jobs_table(page.items, wide)],
+    )
+    if page.next_token and output is OutputFormat.TABLE:
+        print_note(f"More jobs: bacalao job list --next-token {page.next_token}", style="dim")
+
+
+@app.command("describe")
+def describe(
+    ctx: typer.Context,
+    job_id: JobIdArgument,
+    output: OutputOption = OutputFormat.TABLE,
+    wide: WideOption = False,
+    api_host: ApiHostOption = None,
+    api_port: ApiPortOption = None,
+) -> None:
+    """Show a job: its spec, state, executions and the output of its first completed run."""
+    with settings(ctx).client(api_host, api_port) as client:
+        job = client.get_job(job_id)
+        executions = client.executions(job.id)
+
+    def renderables() -> list[RenderableType]:
+        shown: list[RenderableType] = [*job_overview(job), Text("")]
+        shown.append(executions_table(executions, wide, title="Executions"))
+        done = first_completed(executions)
+        if done is not None and done.run_output is not None and done.run_output.stdout:
+            shown += [Text(""), Text("Standard output", style="bold underline")]
+            shown.append(Text(done.run_output.stdout.rstrip("\n")))
+        return shown
+
+    emit(
+        output,
+        lambda: {"Job": job.to_wire(), "Executions": [e.to_wire() for e in executions]},
+        renderables,
+    )
+
+
+@app.command("executions")
+def executions(
+    ctx: typer.Context,
+    job_id: JobIdArgument,
+    output: OutputOption = OutputFormat.TABLE,
+    wide: WideOption = False,
+    api_host: ApiHostOption = None,
+    api_port: ApiPortOption = None,
+) -> None:
+    """List a job's executions: one per node asked to run it, with its state."""
+    with settings(ctx).client(api_host, api_port) as client:
+        found = client.executions(job_id)
+    emit(output, lambda: [e.to_wire() for e in found], lambda: [executions_table(found, wide)])
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    job_id: JobIdArgument,
+    output: OutputOption = OutputFormat.TABLE,
+    wide: WideOption = False,
+    api_host: ApiHostOption = None,
+    api_port: ApiPortOption = None,
+) -> None:
+    """Show what happened to a job and its executions, in order."""
+    with settings(ctx).client(api_host, api_port) as client:
+        entries = client.history(job_id)
+    emit(output, lambda: [e.to_wire() for e in entries], lambda: [history_table(entries, wide)])
+
+
+@app.command("stop")
+def stop(
+    ctx: typer.Context,
+    job_id: JobIdArgument,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why, recorded in the job's history.")
+    ] = "",
+    api_host: ApiHostOption = None,
+    api_port: ApiPortOption = None,
+) -> None:
+    """Stop a job: its running executions are cancelled and it ends as Stopped."""
+    with settings(ctx).client(api_host, api_port) as client:
+        evaluation_id = client.stop_job(job_id, reason)
+    suffix = f" (evaluation {evaluation_id})" if evaluation_id else ""
+    write_stdout(f"Stopping job {job_id}{suffix}\n")
+
+
+_GET_HELP = (
+    "Download a job's results into a folder.\n"
+    "\n"
+    "The folder (default ./job-ID/) receives stdout, stderr, exitCode and one folder per "
+    "result path of the task. When several executions published results (Count > 1), each "
+    "goes into its own subfolder execution-1/, execution-2/, ... in the order the requester "
+    "lists them. An existing, non-empty folder is never overwritten.\n"
+)
+
+
+@app.command("get", help=_GET_HELP)
+def get(
+    ctx: typer.Context,
+    job_id: JobIdArgument,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            help="Where to put the results (default: ./job-ID/).",
+            show_default=False,
+            file_okay=False,
+        ),
+    ] = None,
+    api_host: ApiHostOption = None,
+    api_port: ApiPortOption = None,
+) -> None:
+    with settings(ctx).client(api_host, api_port) as client:
+        written = fetch_results(client, job_id, output_dir)
+    write_stdout(f"Results for job {job_id} are in {written}\n")
+
+
+def fetch_results(client: APIClient, job_id: str, output_dir: Path | None) -> Path:
+    """Download every published result of the job; returns the folder they went to."""
+    job = client.get_job(job_id)
+    specs = client.results(job.id)
+    if not specs:
+        if job.state.state_type == JobStateType.COMPLETED:
+            raise CLIError(
+                f"job {job.id} published no results (its publisher is "
+                f"{job.task.publisher.type!r}; use -p local to keep them)"
+            )
+        if job.terminal:
+            raise CLIError(f"job {job.id} is {job.state.state_type.value} and published no results")
+        raise CLIError(
+            f"job {job.id} has no results yet: it is {job.state.state_type.value} "
+            "(results appear when an execution completes)"
+        )
+    target = output_dir if output_dir is not None else Path.cwd() / f"job-{job.id}"
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CLIError(f"{target} already exists and is not empty; pick another --output-dir")
+    if len(specs) == 1:
+        download_result(specs[0], target)
+    else:
+        for index, spec in enumerate(specs, start=1):
+            download_result(spec, target / f"execution-{index}")
+    return target

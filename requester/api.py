@@ -1,0 +1,200 @@
+"""The requester's HTTP API: Bacalhau v1 ``/api/v1/orchestrator/...`` and ``/api/v1/agent/...``.
+
+Handlers only translate: read the request (:mod:`requester.api_query`), call the
+:class:`~requester.service.OrchestratorService` or its job store, and write Bacalhau's JSON
+(``to_wire()``). Errors are answered by :mod:`requester.api_errors`.
+
+Where ``bacalhau-apiclient`` 1.4.1 reads keys that Bacalhau's server never wrote (the
+swagger spec it was generated from lowercased them), the answer carries both spellings, so
+that client, Go's case-insensitive decoder and ``bacalao``'s own client all read it:
+``nodes``/``node`` beside ``Items``/``Node``, and the NodeInfo and BuildVersionInfo fields
+inline (as Bacalhau embeds them) beside ``NodeInfo``/``Version``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from protocol import __version__
+from protocol.states import ExecutionStateType
+from requester.api_errors import install_error_handlers
+from requester.api_query import (
+    history_event_type,
+    listing,
+    order_executions,
+    page,
+    parse_bool,
+    parse_include,
+    parse_int,
+    parse_labels,
+    parse_put_job,
+    since_ns,
+)
+from requester.service import OrchestratorService
+
+JOBS = "/api/v1/orchestrator/jobs"
+NODES = "/api/v1/orchestrator/nodes"
+AGENT = "/api/v1/agent"
+
+Text = Annotated[str | None, Query()]
+Texts = Annotated[list[str] | None, Query()]
+
+
+def create_app(service: OrchestratorService) -> FastAPI:
+    app = FastAPI(title="bacalao requester API", version=__version__)
+    install_error_handlers(app)
+    app.include_router(_jobs_router(service))
+    app.include_router(_nodes_router(service))
+    app.include_router(_agent_router(service))
+    return app
+
+
+def _jobs_router(service: OrchestratorService) -> APIRouter:
+    router = APIRouter()
+
+    @router.api_route(JOBS, methods=["PUT", "POST"], response_model=None)
+    async def put_job(request: Request) -> dict[str, Any]:
+        job = parse_put_job(await request.body())
+        result = await run_in_threadpool(service.submit, job)
+        return {
+            "JobID": result.job_id,
+            "EvaluationID": result.evaluation_id,
+            "Warnings": list(result.warnings),
+        }
+
+    @router.get(JOBS, response_model=None)
+    def list_jobs(
+        namespace: Text = None,
+        limit: Text = None,
+        next_token: Text = None,
+        order_by: Text = None,
+        reverse: Text = None,
+        labels: Texts = None,
+    ) -> dict[str, Any]:
+        jobs, token = service.store.list_jobs(
+            namespace=namespace or None,
+            labels=parse_labels(labels or []),
+            limit=parse_int(limit, "limit"),
+            next_token=next_token or "",
+            order_by=order_by or "created_at",
+            reverse=parse_bool(reverse, "reverse"),
+        )
+        return listing((job.to_wire() for job in jobs), token)
+
+    @router.get(JOBS + "/{job_id}", response_model=None)
+    def get_job(job_id: str, include: Texts = None, limit: Text = None) -> dict[str, Any]:
+        job = service.store.get_job(job_id)
+        wanted = parse_include(include or [])
+        count = parse_int(limit, "limit")
+        body: dict[str, Any] = {"Job": job.to_wire()}
+        if "history" in wanted:
+            entries, token = page(service.store.history(job.id), limit=count, next_token="")
+            body["History"] = listing((entry.to_wire() for entry in entries), token)
+        if "executions" in wanted:
+            runs, token = page(service.store.executions(job.id), limit=count, next_token="")
+            body["Executions"] = listing((run.to_wire() for run in runs), token)
+        return body
+
+    @router.delete(JOBS + "/{job_id}", response_model=None)
+    def stop_job(job_id: str, reason: Text = None) -> dict[str, Any]:
+        job = service.store.get_job(job_id)
+        return {"EvaluationID": service.stop(job.id, reason or "")}
+
+    @router.get(JOBS + "/{job_id}/executions", response_model=None)
+    def job_executions(
+        job_id: str,
+        order_by: Text = None,
+        reverse: Text = None,
+        limit: Text = None,
+        next_token: Text = None,
+    ) -> dict[str, Any]:
+        job = service.store.get_job(job_id)
+        ordered = order_executions(
+            service.store.executions(job.id), order_by, parse_bool(reverse, "reverse")
+        )
+        runs, token = page(ordered, limit=parse_int(limit, "limit"), next_token=next_token or "")
+        return listing((run.to_wire() for run in runs), token)
+
+    @router.get(JOBS + "/{job_id}/history", response_model=None)
+    def job_history(
+        job_id: str,
+        since: Text = None,
+        event_type: Text = None,
+        execution_id: Text = None,
+        node_id: Text = None,
+        limit: Text = None,
+        next_token: Text = None,
+    ) -> dict[str, Any]:
+        job = service.store.get_job(job_id)
+        entries = service.store.history(
+            job.id,
+            execution_id=execution_id or None,
+            node_id=node_id or None,
+            event_type=history_event_type(event_type),
+            since_ns=since_ns(since),
+        )
+        shown, token = page(entries, limit=parse_int(limit, "limit"), next_token=next_token or "")
+        return listing((entry.to_wire() for entry in shown), token)
+
+    @router.get(JOBS + "/{job_id}/results", response_model=None)
+    def job_results(job_id: str) -> dict[str, Any]:
+        job = service.store.get_job(job_id)
+        results = [
+            run.published_result.to_wire()
+            for run in service.store.executions(job.id)
+            if run.state == ExecutionStateType.COMPLETED and run.published_result is not None
+        ]
+        return listing(results)
+
+    return router
+
+
+def _nodes_router(service: OrchestratorService) -> APIRouter:
+    router = APIRouter()
+
+    @router.get(NODES, response_model=None)
+    def list_nodes(limit: Text = None, next_token: Text = None) -> dict[str, Any]:
+        states, token = page(
+            service.nodes(), limit=parse_int(limit, "limit"), next_token=next_token or ""
+        )
+        items = [state.to_wire() for state in states]
+        return {**listing(items, token), "nodes": items}
+
+    @router.get(NODES + "/{node_id}", response_model=None)
+    def get_node(node_id: str) -> dict[str, Any]:
+        state = service.node(node_id).to_wire()
+        return {"Node": state, "node": state}
+
+    return router
+
+
+def _agent_router(service: OrchestratorService) -> APIRouter:
+    router = APIRouter()
+
+    @router.get(AGENT + "/alive", response_model=None)
+    def alive() -> dict[str, Any]:
+        return {"Status": "OK"}
+
+    @router.get(AGENT + "/version", response_model=None)
+    def version() -> dict[str, Any]:
+        info = service.self_info().bacalhau_version.to_wire()
+        return {**info, "Version": info}
+
+    @router.get(AGENT + "/node", response_model=None)
+    def node() -> dict[str, Any]:
+        info = service.self_info().to_wire()
+        return {**info, "NodeInfo": info}
+
+    @router.get("/api/v1/healthz", response_model=None)
+    def healthz() -> dict[str, Any]:
+        return {"Status": "OK"}
+
+    @router.get("/api/v1/livez", response_model=None)
+    def livez() -> PlainTextResponse:
+        return PlainTextResponse("OK")
+
+    return router

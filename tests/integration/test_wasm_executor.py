@@ -1,0 +1,549 @@
+"""The ``wasm`` executor with real wasmtime, on the hand-written modules in tests/fixtures/wasm
+and examples/wasm."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wasmtime
+
+from compute.executors.base import Mount, RunOutcome, RunRequest
+from compute.executors.interrupts import CANCELLED_EXIT_CODE, TIMEOUT_EXIT_CODE
+from compute.executors.wasm import (
+    MEMORY_EXIT_CODE,
+    TRAP_EXIT_CODE,
+    WasmExecutor,
+    load_module_bytes,
+)
+from compute.executors.wasm_modules import ModuleCache
+from protocol.errors import ExecutionError
+from protocol.job import InputSource, SpecConfig
+from protocol.resources import Resources
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "wasm"
+HELLO = REPO / "examples" / "wasm" / "hello.wat"
+PROMPT_S = 10.0  # an interrupted module must stop well within this
+MIB = 1024 * 1024
+
+
+def module_mount(source: Path, target: str = "/app/main.wat") -> Mount:
+    return Mount(source=source, target=target)
+
+
+def wasm_request(
+    tmp_path: Path,
+    params: dict[str, Any],
+    inputs: Sequence[Mount] = (),
+    outputs: Sequence[Mount] = (),
+    execution_id: str = "e-1",
+    timeout_s: float = 60.0,
+    memory_bytes: int = 0,
+    env: dict[str, str] | None = None,
+) -> RunRequest:
+    return RunRequest(
+        job_id="j-1",
+        execution_id=execution_id,
+        engine=SpecConfig(type="wasm", params=params),
+        results_dir=tmp_path / "results" / execution_id,
+        timeout_s=timeout_s,
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+        env=env or {},
+        resources=Resources(memory=memory_bytes),
+    )
+
+
+def run_fixture(
+    tmp_path: Path,
+    module: Path,
+    *parameters: str,
+    executor: WasmExecutor | None = None,
+    **options: Any,
+) -> tuple[RunOutcome, RunRequest]:
+    params = {"EntryModule": "/app/main.wat", "Parameters": list(parameters)}
+    inputs = [module_mount(module), *options.pop("inputs", ())]
+    request = wasm_request(tmp_path, params, inputs=inputs, **options)
+    return (executor or WasmExecutor()).run(request), request
+
+
+def stdout(request: RunRequest) -> str:
+    return (request.results_dir / "stdout").read_text()
+
+
+def stderr(request: RunRequest) -> str:
+    return (request.results_dir / "stderr").read_text()
+
+
+def write_wat(tmp_path: Path, text: str, name: str = "module.wat") -> Path:
+    path = tmp_path / "modules" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+class RunInThread:
+    """Runs ``executor.run(request)`` on a thread and keeps what it returned or raised."""
+
+    def __init__(self, executor: WasmExecutor, request: RunRequest) -> None:
+        self.outcome: RunOutcome | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(executor, request))
+        self._thread.start()
+
+    def _run(self, executor: WasmExecutor, request: RunRequest) -> None:
+        try:
+            self.outcome = executor.run(request)
+        except BaseException as exc:
+            self.error = exc
+
+    def join(self, timeout_s: float = PROMPT_S) -> RunOutcome:
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), f"run still going after {timeout_s}s"
+        assert self.error is None, self.error
+        assert self.outcome is not None
+        return self.outcome
+
+
+def start_loop(tmp_path: Path, executor: WasmExecutor, execution_id: str) -> RunInThread:
+    """Start loop.wat and wait until it has said it is looping."""
+    request = wasm_request(
+        tmp_path,
+        {"EntryModule": "/app/main.wat"},
+        inputs=[module_mount(FIXTURES / "loop.wat")],
+        execution_id=execution_id,
+    )
+    run = RunInThread(executor, request)
+    stdout_path = request.results_dir / "stdout"
+    wait_until(
+        lambda: stdout_path.exists() and stdout_path.read_text() == "looping\n",
+        timeout_s=PROMPT_S,
+        message=f"{execution_id} looping",
+    )
+    return run
+
+
+# -- output, arguments, environment ---------------------------------------------------------
+
+
+def test_hello_greets_the_world(tmp_path: Path) -> None:
+    outcome, request = run_fixture(tmp_path, HELLO)
+
+    assert outcome == RunOutcome(exit_code=0)
+    assert stdout(request) == "Hello, World!\n"
+    assert stderr(request) == ""
+
+
+def test_parameters_are_the_arguments_after_the_program_name(tmp_path: Path) -> None:
+    outcome, request = run_fixture(tmp_path, HELLO, "Ada", "ignored")
+
+    assert outcome.exit_code == 0
+    assert stdout(request) == "Hello, Ada!\n"
+
+
+def test_binary_modules_run_like_wat(tmp_path: Path) -> None:
+    binary = tmp_path / "hello.wasm"
+    binary.write_bytes(load_module_bytes(HELLO))
+
+    outcome, request = run_fixture(tmp_path, binary, "bytes")
+
+    assert binary.read_bytes().startswith(b"\0asm")
+    assert outcome.exit_code == 0
+    assert stdout(request) == "Hello, bytes!\n"
+
+
+def test_environment_variables_as_a_map_overlay_the_task_env(tmp_path: Path) -> None:
+    params = {"EntryModule": "/app/main.wat", "EnvironmentVariables": {"GREETING": "hola"}}
+    request = wasm_request(
+        tmp_path,
+        params,
+        inputs=[module_mount(FIXTURES / "env.wat")],
+        env={"GREETING": "hello", "TASK": "1"},
+    )
+
+    assert WasmExecutor().run(request).exit_code == 0
+    assert sorted(stdout(request).splitlines()) == ["GREETING=hola", "TASK=1"]
+
+
+def test_environment_variables_as_a_list(tmp_path: Path) -> None:
+    params = {"EntryModule": "/app/main.wat", "EnvironmentVariables": ["A=1", "B=x=y"]}
+    request = wasm_request(tmp_path, params, inputs=[module_mount(FIXTURES / "env.wat")])
+
+    assert WasmExecutor().run(request).exit_code == 0
+    assert stdout(request).splitlines() == ["A=1", "B=x=y"]
+
+
+# -- the entry module ---------------------------------------------------------------------
+
+
+def test_entry_module_embedded_as_an_input_source_is_staged_then_found(tmp_path: Path) -> None:
+    executor = WasmExecutor()
+    embedded = {"Source": {"Type": "inline", "Params": {"URL": "data:,..."}}, "Alias": "hi"}
+    engine = SpecConfig(type="wasm", params={"EntryModule": embedded, "EntryPoint": "_start"})
+
+    extra = executor.extra_inputs(engine)
+
+    assert [source.target for source in extra] == ["/bacalao/entry/hi.wasm"]
+    assert extra[0].source.type == "inline"
+    staged = Mount(source=HELLO, target=extra[0].target)
+    request = wasm_request(tmp_path, engine.params, inputs=[staged])
+    assert executor.run(request).exit_code == 0
+    assert stdout(request) == "Hello, World!\n"
+
+
+def test_embedded_entry_module_keeps_its_own_target(tmp_path: Path) -> None:
+    embedded = InputSource.from_wire(
+        {"Source": {"Type": "localDirectory", "Params": {}}, "Target": "/mods/hello.wat"}
+    )
+    engine = SpecConfig(type="wasm", params={"EntryModule": embedded.to_wire()})
+
+    assert [s.target for s in WasmExecutor().extra_inputs(engine)] == ["/mods/hello.wat"]
+    assert WasmExecutor().extra_inputs(SpecConfig(type="wasm", params={"EntryModule": "/a"})) == []
+
+
+def test_entry_module_inside_a_mounted_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "mods"
+    (folder / "bin").mkdir(parents=True)
+    shutil.copy(HELLO, folder / "bin" / "hello.wat")
+    params = {"EntryModule": "/mods/bin/hello.wat", "Parameters": ["folder"]}
+    request = wasm_request(tmp_path, params, inputs=[Mount(source=folder, target="/mods")])
+
+    assert WasmExecutor().run(request).exit_code == 0
+    assert stdout(request) == "Hello, folder!\n"
+
+
+def test_entry_module_that_no_input_provides(tmp_path: Path) -> None:
+    request = wasm_request(
+        tmp_path, {"EntryModule": "/nowhere/main.wasm"}, inputs=[module_mount(HELLO)]
+    )
+
+    with pytest.raises(ExecutionError, match=r"/nowhere/main\.wasm is not the Target.*/app/main"):
+        WasmExecutor().run(request)
+
+
+def test_entry_module_cannot_escape_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "mods"
+    folder.mkdir()
+    request = wasm_request(
+        tmp_path,
+        {"EntryModule": "/mods/../../etc/passwd"},
+        inputs=[Mount(source=folder, target="/mods")],
+    )
+
+    with pytest.raises(ExecutionError, match="is not the Target"):
+        WasmExecutor().run(request)
+
+
+def test_missing_entry_point_names_it_and_lists_the_exports(tmp_path: Path) -> None:
+    with pytest.raises(
+        ExecutionError,
+        match=r"module /app/main.wat has no function 'main' to run \(exports: memory, _start\)",
+    ):
+        WasmExecutor().run(
+            wasm_request(
+                tmp_path,
+                {"EntryModule": "/app/main.wat", "Entrypoint": "main"},
+                inputs=[module_mount(HELLO)],
+            )
+        )
+
+
+def test_another_entry_point_can_be_chosen(tmp_path: Path) -> None:
+    module = write_wat(
+        tmp_path,
+        '(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))'
+        ' (memory (export "memory") 1) (func (export "go") (call $exit (i32.const 9))))',
+    )
+    request = wasm_request(
+        tmp_path, {"EntryModule": "/app/main.wat", "Entrypoint": "go"}, [module_mount(module)]
+    )
+
+    assert WasmExecutor().run(request) == RunOutcome(exit_code=9)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\0asm\x02\0\0\0", "unknown binary version"),
+        (b"(module (func (export", "expected"),
+        (b"\xff\xfe\x00binary garbage", "neither the binary format nor WAT text"),
+    ],
+)
+def test_invalid_module(tmp_path: Path, content: bytes, problem: str) -> None:
+    module = tmp_path / "bad.wasm"
+    module.write_bytes(content)
+
+    with pytest.raises(
+        ExecutionError, match=f"module /app/main.wat is not valid WebAssembly: .*{problem}"
+    ):
+        run_fixture(tmp_path, module)
+
+
+def test_unknown_import_cannot_be_instantiated(tmp_path: Path) -> None:
+    module = write_wat(tmp_path, '(module (import "env" "magic" (func)) (func (export "_start")))')
+
+    with pytest.raises(ExecutionError, match=r"cannot be instantiated: .*env::magic"):
+        run_fixture(tmp_path, module)
+
+
+# -- files ----------------------------------------------------------------------------------
+
+
+def test_reads_an_input_folder_and_writes_an_output_folder(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "x.txt").write_text("some data\n")
+    outputs = tmp_path / "results" / "e-1" / "outputs"
+    outputs.mkdir(parents=True)
+
+    outcome, request = run_fixture(
+        tmp_path,
+        FIXTURES / "cat.wat",
+        "/inputs/x.txt",
+        "/outputs/y.txt",
+        inputs=[Mount(source=data, target="/inputs")],
+        outputs=[Mount(source=outputs, target="/outputs", read_only=False)],
+    )
+
+    assert outcome == RunOutcome(exit_code=0), stderr(request)
+    assert (outputs / "y.txt").read_text() == "some data\n"
+
+
+def test_inputs_are_read_only(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "x.txt").write_text("keep me\n")
+
+    outcome, request = run_fixture(
+        tmp_path,
+        FIXTURES / "cat.wat",
+        "/inputs/x.txt",
+        "/inputs/x.txt",
+        inputs=[Mount(source=data, target="/inputs")],
+    )
+
+    assert outcome.exit_code == 6  # cat: cannot open the output
+    assert stderr(request) == "cat: cannot open the output\n"
+    assert (data / "x.txt").read_text() == "keep me\n"
+
+
+def test_single_file_inputs_are_seen_at_their_target(tmp_path: Path) -> None:
+    staged = tmp_path / "staging" / "inline-1"
+    staged.mkdir(parents=True)
+    (staged / "blob").write_text("inline data\n")
+    outputs = tmp_path / "results" / "e-1" / "outputs"
+    outputs.mkdir(parents=True)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+
+    outcome, request = run_fixture(
+        tmp_path,
+        FIXTURES / "cat.wat",
+        "/inputs/data.txt",
+        "/outputs/copy.txt",
+        executor=WasmExecutor(scratch_dir=scratch),
+        inputs=[Mount(source=staged / "blob", target="/inputs/data.txt")],
+        outputs=[Mount(source=outputs, target="/outputs", read_only=False)],
+    )
+
+    assert outcome == RunOutcome(exit_code=0), stderr(request)
+    assert (outputs / "copy.txt").read_text() == "inline data\n"
+    assert list(scratch.iterdir()) == []  # the per-run folder is gone
+
+
+def test_single_file_inputs_are_read_only_too(tmp_path: Path) -> None:
+    staged = tmp_path / "blob"
+    staged.write_text("original\n")
+
+    outcome, _ = run_fixture(
+        tmp_path,
+        FIXTURES / "cat.wat",
+        "/app/main.wat",
+        "/inputs/data.txt",
+        inputs=[Mount(source=staged, target="/inputs/data.txt")],
+    )
+
+    assert outcome.exit_code == 6
+    assert staged.read_text() == "original\n"
+
+
+def test_a_file_cannot_be_mounted_inside_a_mounted_folder(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "blob").write_text("x")
+    inputs = [
+        Mount(source=tmp_path / "folder", target="/inputs"),
+        Mount(source=tmp_path / "blob", target="/inputs/blob.txt"),
+    ]
+
+    with pytest.raises(ExecutionError, match="inside /inputs, which is a mounted folder too"):
+        run_fixture(tmp_path, HELLO, inputs=inputs)
+
+
+def test_a_missing_mount_source_is_an_execution_error(tmp_path: Path) -> None:
+    with pytest.raises(ExecutionError, match="does not exist"):
+        run_fixture(tmp_path, HELLO, inputs=[Mount(source=tmp_path / "gone", target="/in")])
+
+
+# -- how runs end ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("arguments", "code"), [((), 3), (("42",), 42), (("0",), 0)])
+def test_proc_exit_sets_the_exit_code(tmp_path: Path, arguments: tuple[str], code: int) -> None:
+    outcome, _ = run_fixture(tmp_path, FIXTURES / "exit.wat", *arguments)
+
+    assert outcome == RunOutcome(exit_code=code)
+
+
+def test_a_trap_ends_the_run_with_an_error(tmp_path: Path) -> None:
+    module = write_wat(
+        tmp_path,
+        '(module (func (export "_start") (drop (i32.div_u (i32.const 1) (i32.const 0)))))',
+    )
+
+    outcome, _ = run_fixture(tmp_path, module)
+
+    assert outcome == RunOutcome(TRAP_EXIT_CODE, "trap: wasm trap: integer divide by zero")
+
+
+def test_timeout_interrupts_an_endless_loop(tmp_path: Path) -> None:
+    started = time.monotonic()
+
+    outcome, request = run_fixture(tmp_path, FIXTURES / "loop.wat", timeout_s=0.2)
+
+    assert time.monotonic() - started < PROMPT_S
+    assert outcome == RunOutcome(TIMEOUT_EXIT_CODE, "execution timed out after 0.2s")
+    assert stdout(request) == "looping\n"
+
+
+def test_cancel_from_another_thread_interrupts_the_module(tmp_path: Path) -> None:
+    executor = WasmExecutor()
+    run = start_loop(tmp_path, executor, "e-1")
+
+    executor.cancel("e-1")
+
+    assert run.join() == RunOutcome(CANCELLED_EXIT_CODE, "cancelled")
+    assert executor.running() == []
+
+
+def test_cancel_stops_only_its_own_run(tmp_path: Path) -> None:
+    executor = WasmExecutor()
+    first = start_loop(tmp_path, executor, "e-1")
+    second = start_loop(tmp_path, executor, "e-2")
+
+    executor.cancel("e-1")
+
+    assert first.join().error == "cancelled"
+    assert executor.running() == ["e-2"]
+    executor.cancel("e-2")
+    assert second.join().error == "cancelled"
+
+
+def test_a_cancel_that_arrives_before_the_run_cancels_it_at_once(tmp_path: Path) -> None:
+    executor = WasmExecutor()
+    executor.cancel("e-1")
+
+    outcome, request = run_fixture(tmp_path, FIXTURES / "loop.wat", executor=executor)
+
+    assert outcome == RunOutcome(CANCELLED_EXIT_CODE, "cancelled")
+    assert stdout(request) == ""
+    assert executor.cache.compile_count == 0
+
+
+def test_growing_past_the_memory_limit_fails_clearly(tmp_path: Path) -> None:
+    outcome, _ = run_fixture(tmp_path, FIXTURES / "grow.wat", memory_bytes=MIB)
+
+    assert outcome.exit_code == MEMORY_EXIT_CODE
+    assert outcome.error.startswith(
+        f"memory limit of {MIB} bytes exceeded: memory could not grow past {MIB} bytes"
+    )
+    assert "unreachable" in outcome.error
+
+
+def test_starting_above_the_memory_limit_fails_clearly(tmp_path: Path) -> None:
+    module = write_wat(tmp_path, '(module (memory 32) (func (export "_start")))')  # 2 MiB
+
+    outcome, _ = run_fixture(tmp_path, module, memory_bytes=MIB)
+
+    assert outcome.exit_code == MEMORY_EXIT_CODE
+    assert outcome.error.startswith(f"memory limit of {MIB} bytes exceeded: memory minimum")
+
+
+def test_a_trap_far_below_the_memory_limit_is_not_blamed_on_it(tmp_path: Path) -> None:
+    module = write_wat(tmp_path, '(module (memory 1) (func (export "_start") unreachable))')
+
+    outcome, _ = run_fixture(tmp_path, module, memory_bytes=64 * MIB)
+
+    assert outcome.exit_code == TRAP_EXIT_CODE
+    assert outcome.error.startswith("trap:")
+
+
+# -- compiled modules, threads --------------------------------------------------------------
+
+
+def test_a_module_is_compiled_once_for_many_runs(tmp_path: Path) -> None:
+    executor = WasmExecutor()
+    for index in range(3):
+        outcome, _ = run_fixture(tmp_path, HELLO, executor=executor, execution_id=f"e-{index}")
+        assert outcome.exit_code == 0
+
+    assert (executor.cache.compile_count, executor.cache.hit_count) == (1, 2)
+    run_fixture(tmp_path, FIXTURES / "exit.wat", executor=executor, execution_id="e-other")
+    assert executor.cache.compile_count == 2
+
+
+def test_the_cache_evicts_the_least_recently_used_module(tmp_path: Path) -> None:
+    cache = ModuleCache(max_entries=2)
+    hello, exit_module, loop = HELLO, FIXTURES / "exit.wat", FIXTURES / "loop.wat"
+
+    cache.get(hello)
+    cache.get(exit_module)
+    cache.get(hello)
+    cache.get(loop)  # evicts exit.wat, the least recently used
+    cache.get(hello)
+    assert (len(cache), cache.compile_count) == (2, 3)
+
+    cache.get(exit_module)
+    assert cache.compile_count == 4
+
+
+def test_concurrent_runs_on_threads_share_one_compilation(tmp_path: Path) -> None:
+    executor = WasmExecutor()
+    names = [f"thread{index}" for index in range(8)]
+
+    def greet(name: str) -> tuple[RunOutcome, str]:
+        outcome, request = run_fixture(tmp_path, HELLO, name, executor=executor, execution_id=name)
+        return outcome, stdout(request)
+
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        results = list(pool.map(greet, names))
+
+    assert results == [(RunOutcome(exit_code=0), f"Hello, {name}!\n") for name in names]
+    assert executor.cache.compile_count == 1
+
+
+def test_wasm_describes_itself() -> None:
+    executor = WasmExecutor()
+
+    assert (executor.type, executor.is_installed()) == ("wasm", True)
+    assert isinstance(wasmtime.wat2wasm("(module)"), bytearray)
+
+
+def test_import_modules_are_refused_clearly(tmp_path: Path) -> None:
+    params = {
+        "EntryModule": "/app/main.wat",
+        "ImportModules": [{"Source": {"Type": "inline", "Params": {"URL": "data:,x"}}}],
+    }
+    request = wasm_request(tmp_path, params, inputs=[module_mount(HELLO)])
+
+    with pytest.raises(ExecutionError, match="ImportModules are not supported"):
+        WasmExecutor().run(request)

@@ -1,0 +1,169 @@
+"""The ``noop`` executor, the interruption outcomes it shares with real engines, and the
+default executor registry."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compute.executors.base import RunOutcome, RunRequest
+from compute.executors.interrupts import CANCELLED_EXIT_CODE, TIMEOUT_EXIT_CODE
+from compute.executors.noop import NoopExecutor
+from compute.executors.registry import default_executors
+from protocol.errors import ExecutionError, ValidationError
+from protocol.job import SpecConfig
+from tests.support.wait import wait_until
+
+LONG_SLEEP_S = 3600.0
+PROMPT_S = 10.0  # an interrupted run must end well within this
+
+
+def noop_request(
+    tmp_path: Path, execution_id: str = "e-1", timeout_s: float = 60.0, **params: Any
+) -> RunRequest:
+    return RunRequest(
+        job_id="j-1",
+        execution_id=execution_id,
+        engine=SpecConfig(type="noop", params=params),
+        results_dir=tmp_path / execution_id,
+        timeout_s=timeout_s,
+    )
+
+
+class RunInThread:
+    """Runs ``executor.run(request)`` on a thread and keeps what it returned or raised."""
+
+    def __init__(self, executor: NoopExecutor, request: RunRequest) -> None:
+        self.outcome: RunOutcome | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(executor, request))
+        self._thread.start()
+
+    def _run(self, executor: NoopExecutor, request: RunRequest) -> None:
+        try:
+            self.outcome = executor.run(request)
+        except BaseException as exc:
+            self.error = exc
+
+    def join(self, timeout_s: float = PROMPT_S) -> RunOutcome:
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), f"run still going after {timeout_s}s"
+        assert self.error is None, self.error
+        assert self.outcome is not None
+        return self.outcome
+
+
+def test_writes_stdout_stderr_and_returns_the_exit_code(tmp_path: Path) -> None:
+    request = noop_request(tmp_path, ExitCode=7, Stdout="out\n", Stderr="err\n")
+
+    outcome = NoopExecutor().run(request)
+
+    assert outcome == RunOutcome(exit_code=7)
+    assert (request.results_dir / "stdout").read_text() == "out\n"
+    assert (request.results_dir / "stderr").read_text() == "err\n"
+
+
+def test_defaults_to_success_with_empty_output(tmp_path: Path) -> None:
+    request = noop_request(tmp_path)
+
+    assert NoopExecutor().run(request) == RunOutcome(exit_code=0)
+    assert (request.results_dir / "stdout").read_text() == ""
+
+
+def test_params_are_matched_case_insensitively(tmp_path: Path) -> None:
+    request = noop_request(tmp_path, exitcode=2, STDOUT="x")
+
+    assert NoopExecutor().run(request).exit_code == 2
+    assert (request.results_dir / "stdout").read_text() == "x"
+
+
+def test_bad_params_raise_execution_error_naming_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ExecutionError, match=r"Engine\.Params\.ExitCode"):
+        NoopExecutor().run(noop_request(tmp_path, ExitCode=300))
+
+
+def test_sleep_ends_at_the_timeout(tmp_path: Path) -> None:
+    request = noop_request(tmp_path, timeout_s=0.05, SleepSeconds=LONG_SLEEP_S, Stdout="x")
+    started = time.monotonic()
+
+    outcome = NoopExecutor().run(request)
+
+    assert time.monotonic() - started < PROMPT_S
+    assert outcome == RunOutcome(TIMEOUT_EXIT_CODE, "execution timed out after 0.05s")
+    assert (request.results_dir / "stdout").read_text() == ""
+
+
+def test_cancel_from_another_thread_ends_the_sleep(tmp_path: Path) -> None:
+    executor = NoopExecutor()
+    run = RunInThread(executor, noop_request(tmp_path, SleepSeconds=LONG_SLEEP_S))
+    wait_until(lambda: "e-1" in executor.running(), timeout_s=PROMPT_S, message="run started")
+
+    executor.cancel("e-1")
+
+    assert run.join() == RunOutcome(CANCELLED_EXIT_CODE, "cancelled")
+    assert executor.running() == []
+
+
+def test_cancel_only_stops_its_own_execution(tmp_path: Path) -> None:
+    executor = NoopExecutor()
+    first = RunInThread(executor, noop_request(tmp_path, "e-1", SleepSeconds=LONG_SLEEP_S))
+    second = RunInThread(executor, noop_request(tmp_path, "e-2", SleepSeconds=LONG_SLEEP_S))
+    wait_until(lambda: executor.running() == ["e-1", "e-2"], timeout_s=PROMPT_S)
+
+    executor.cancel("e-2")
+    assert second.join().error == "cancelled"
+    assert executor.running() == ["e-1"]
+
+    executor.cancel("e-1")
+    assert first.join().error == "cancelled"
+
+
+def test_cancel_before_the_run_starts_cancels_it_at_once(tmp_path: Path) -> None:
+    executor = NoopExecutor()
+    executor.cancel("e-1")
+
+    outcome = executor.run(noop_request(tmp_path, SleepSeconds=LONG_SLEEP_S))
+
+    assert outcome == RunOutcome(CANCELLED_EXIT_CODE, "cancelled")
+    assert executor.run(noop_request(tmp_path, "e-2", ExitCode=1)).exit_code == 1
+
+
+def test_the_same_execution_cannot_run_twice_at_once(tmp_path: Path) -> None:
+    executor = NoopExecutor()
+    run = RunInThread(executor, noop_request(tmp_path, SleepSeconds=LONG_SLEEP_S))
+    wait_until(lambda: executor.running() == ["e-1"], timeout_s=PROMPT_S)
+
+    with pytest.raises(ExecutionError, match="already running"):
+        executor.run(noop_request(tmp_path))
+
+    executor.cancel("e-1")
+    assert run.join().exit_code == CANCELLED_EXIT_CODE
+
+
+def test_noop_describes_itself() -> None:
+    executor = NoopExecutor()
+
+    assert executor.type == "noop"
+    assert executor.is_installed()
+    assert executor.extra_inputs(SpecConfig(type="noop")) == []
+
+
+def test_default_executors_offer_wasm_and_noop() -> None:
+    registry = default_executors()
+
+    assert registry.installed() == ["noop", "wasm"]
+    assert registry.get("WASM").type == "wasm"
+    assert registry.get("Noop").type == "noop"
+
+
+def test_default_executors_leave_out_disabled_types() -> None:
+    registry = default_executors(disabled=["Wasm"])
+
+    assert registry.installed() == ["noop"]
+    assert not registry.has("wasm")
+    with pytest.raises(ValidationError, match="not available"):
+        registry.get("wasm")
