@@ -164,7 +164,7 @@ def test_no_compute_node_connected_says_so() -> None:
 
 def test_busy_nodes_queue_the_job_with_backoff_until_the_queue_timeout() -> None:
     nodes = [node("a")]
-    busy = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, busy="true")]
+    busy = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, details={"Busy": "true"})]
     plan = plan_for(job(count=1, timeouts={"QueueTimeout": 60}), busy, nodes)
     assert plan.job_state is JobStateType.QUEUED
     assert plan.job_details is not None
@@ -187,7 +187,9 @@ def test_new_round_after_backoff_asks_previously_busy_nodes_again() -> None:
         state_type=JobStateType.QUEUED,
         details={QUEUED_SINCE: str(NOW - 5), "Round": str(NOW - 1)},
     )
-    old_refusal = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=NOW - 3, busy="true")]
+    old_refusal = [
+        execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=NOW - 3, details={"Busy": "true"})
+    ]
     plan = plan_for(queued, old_refusal, nodes)
     assert [n.node_id for n in plan.ask] == ["a"]
 
