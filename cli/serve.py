@@ -11,8 +11,6 @@ from typing import Annotated
 
 import typer
 
-from cli.devstack import Devstack
-from cli.stack import NodeOptions, NodeProcess, default_data_dir
 from protocol.errors import BacalaoError, ValidationError
 from protocol.units import parse_bytes, parse_cpu
 
@@ -134,6 +132,8 @@ def serve(
     log_level: LogLevel = "info",
 ) -> None:
     """Run one node (requester, compute, or both) until Ctrl-C."""
+    from cli.stack import NodeOptions, NodeProcess, default_data_dir
+
     setup_logging(log_level)
     try:
         requester, compute = parse_node_type(node_type)
@@ -181,6 +181,9 @@ def devstack(
     log_level: LogLevel = "warning",
 ) -> None:
     """One requester and N compute nodes in this process, for development and demos."""
+    from cli.devstack import Devstack
+    from cli.stack import NodeOptions, default_data_dir
+
     setup_logging(log_level)
     try:
         cpu, memory = _limits(limit_total_cpu, limit_total_memory)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
 
-from cli.context import ApiHostOption, ApiPortOption, settings
+from cli.context import CONNECTION_PANEL, ApiHostOption, ApiPortOption, settings
 from cli.errors import JobSpecError
 from cli.jobspec import DEFAULT_ENTRYPOINT, DEFAULT_PUBLISHER, WasmRunSpec, build_wasm_job
 from cli.wait import (
@@ -176,6 +177,15 @@ def run(
     dry_run: DryRunOption = False,
     api_host: ApiHostOption = None,
     api_port: ApiPortOption = None,
+    embedded: Annotated[
+        bool,
+        typer.Option(
+            "--embedded",
+            help="Run on a throw-away devstack inside this command (memory bus, SQLite job "
+            "store, local publisher): no server or service needed.",
+            rich_help_panel=CONNECTION_PANEL,
+        ),
+    ] = False,
 ) -> None:
     spec = WasmRunSpec(
         module=module,
@@ -206,7 +216,13 @@ def run(
         wait_timeout_s=wait_timeout_s,
         poll_interval_s=shared.poll_interval_s,
     )
-    with shared.client(api_host, api_port) as client:
+    with contextlib.ExitStack() as resources:
+        if embedded:
+            from cli.devstack import embedded as embedded_stack
+
+            stack = resources.enter_context(embedded_stack(compute_nodes=1))
+            api_host, api_port = "127.0.0.1", stack.api_port
+        client = resources.enter_context(shared.client(api_host, api_port))
         code = submit(client, built, options)
     if code:
         raise typer.Exit(code)
