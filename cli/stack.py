@@ -104,6 +104,7 @@ class NodeProcess:
         self.store: JobStore | None = None
         self.announcer: Announcer | None = None
         self.api_port: int | None = None
+        self.boot_id = secrets.token_hex(8)
 
     @property
     def node_type(self) -> NodeType:
@@ -118,7 +119,9 @@ class NodeProcess:
             info = NodeInfo(
                 node_id=self.node_id, node_type=self.node_type, labels=self.options.labels
             )
-        return info.model_copy(update={"transport": self.bus.active_transport})
+        return info.model_copy(
+            update={"transport": self.bus.active_transport, "boot_id": self.boot_id}
+        )
 
     def start(self) -> None:
         options = self.options

@@ -266,6 +266,13 @@ class ComputeNode:
             result = self._runner.run(execution, started)
         finally:
             self._release(execution.id, "finished")
+        if self._stopping.is_set():
+            result = ComputeError(
+                execution_id=execution.id,
+                job_id=execution.job_id,
+                message=f"node {self.node_id} shut down during the run",
+                retryable=True,
+            )
         self._reply(held.requester, result)
 
     def _on_cancel(self, execution_id: str, reason: str) -> None:

@@ -50,6 +50,7 @@ class NodeInfo(WireModel):
     transport: str = Field(default="", alias="Transport")
     peer_address: str = Field(default="", alias="PeerAddress")
     seq: int = Field(default=0, alias="Seq")
+    boot_id: str = Field(default="", alias="BootID")
 
     @property
     def is_compute(self) -> bool:

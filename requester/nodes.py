@@ -30,13 +30,16 @@ class NodeTable:
         self._lock = threading.Lock()
         self._nodes: dict[str, _Entry] = {}
 
-    def on_info(self, info: NodeInfo) -> bool:
-        """Record an announcement; True when the node is new or came back."""
+    def on_info(self, info: NodeInfo) -> tuple[bool, bool]:
+        """Record an announcement; (new or back, restarted since last seen).
+
+        A node that restarted (another BootID) has forgotten what it was running."""
         with self._lock:
             entry = self._nodes.get(info.node_id)
             fresh = entry is None or not entry.connected
+            restarted = entry is not None and entry.info.boot_id != info.boot_id
             self._nodes[info.node_id] = _Entry(info=info, last_seen=self._clock())
-            return fresh
+            return fresh, restarted
 
     def on_heartbeat(self, node_id: str) -> bool:
         """Refresh a node; False when the node is unknown (its NodeInfo will follow)."""

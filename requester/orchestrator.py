@@ -135,8 +135,12 @@ class Orchestrator:
         """Bus handler (bus thread): gossip updates the node table, the rest is queued."""
         payload = envelope.payload
         if isinstance(payload, NodeInfoMessage):
-            if self.node_table.on_info(payload.info):
+            fresh, restarted = self.node_table.on_info(payload.info)
+            if fresh:
                 log.info("event=node_joined node=%s", payload.info.node_id)
+            if restarted:
+                log.warning("event=node_restarted node=%s", payload.info.node_id)
+                self._events.put(("node_restarted", payload.info.node_id))
             self._events.put(("nodes_changed", None))
         elif isinstance(payload, Heartbeat):
             self.node_table.on_heartbeat(payload.node_id)
@@ -186,10 +190,32 @@ class Orchestrator:
                 for job in self._store.active_jobs()
                 if job.state.state_type == JobStateType.QUEUED
             )
+        elif kind == "node_restarted" and isinstance(value, str):
+            due.update(self._forget_executions_on(value))
         elif kind == "message" and isinstance(value, Envelope):
             job_id = self._on_message(value)
             if job_id:
                 due.add(job_id)
+
+    def _forget_executions_on(self, node_id: str) -> set[str]:
+        """A restarted node lost its executions: fail them (retryable) so others run them."""
+        touched = set()
+        for job in self._store.active_jobs():
+            for execution in self._store.executions(job.id):
+                if execution.node_id == node_id and not execution.state.terminal:
+                    try:
+                        self._store.update_execution(
+                            execution.id,
+                            state=S.FAILED,
+                            desired=D.STOPPED,
+                            message=f"node {node_id} restarted",
+                            expect=(execution.state,),
+                            details={RETRYABLE: "true"},
+                        )
+                    except StateTransitionError:
+                        continue
+                    touched.add(job.id)
+        return touched
 
     def _evaluate_safely(self, job_id: str) -> None:
         try:

@@ -157,7 +157,8 @@ def schedule(
     if needed <= 0:
         return plan
 
-    _plan_asks(plan, job, executions, nodes, now_ns, config, rng, needed, undecided)
+    lost = bool(failed_now)
+    _plan_asks(plan, job, executions, nodes, now_ns, config, rng, needed, undecided, lost)
     return plan
 
 
@@ -171,12 +172,13 @@ def _plan_asks(
     rng: random.Random,
     needed: int,
     undecided: int,
+    lost: bool,
 ) -> None:
     """Ask more nodes, or queue the job, or fail it when nobody ever could run it."""
     round_start = int(job.state.details.get(ROUND, "0"))
     busy_nodes = {e.node_id for e in executions if not e.state.terminal}
     refused: dict[str, str] = {}
-    any_busy = False
+    any_busy = lost
     for execution in executions:
         if execution.create_time >= round_start and execution.state.terminal:
             busy_nodes.add(execution.node_id)
@@ -201,7 +203,13 @@ def _plan_asks(
     summary = summary or "no compute node is connected"
     queue_timeout_s = job.task.timeouts.queue_timeout or config.default_queue_timeout_s
     queued_since = int(job.state.details.get(QUEUED_SINCE, "0")) or now_ns
-    could_ever = bool(selection.ranked) or any_busy or job.task.timeouts.queue_timeout > 0
+    could_ever = (
+        bool(selection.ranked)
+        or any_busy
+        or job.task.timeouts.queue_timeout > 0
+        or job.state.state_type == JobStateType.QUEUED
+        or any(e.state == S.FAILED and _is_retryable(e) for e in executions)
+    )
     if not could_ever or now_ns - queued_since >= queue_timeout_s * 1e9:
         plan.job_state = JobStateType.FAILED
         plan.job_message = f"no node could run the job: {summary}"

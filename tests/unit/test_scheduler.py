@@ -199,3 +199,9 @@ def test_stopped_job_cancels_live_executions() -> None:
     plan = plan_for(job(state=JobStateType.STOPPED), executions, [node("a")])
     assert plan.cancel == [("e1", "job stopped")]
     assert plan.ask == []
+
+
+def test_a_job_whose_only_node_vanished_waits_for_another() -> None:
+    plan = plan_for(job(count=1), [execution("e1", "gone", S.RUNNING)], [])
+    assert plan.fail == [("e1", "node gone disconnected")]
+    assert plan.job_state is JobStateType.QUEUED

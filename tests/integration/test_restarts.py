@@ -1,0 +1,47 @@
+"""Restarts: a requester resumes its jobs from SQLite, and an execution cut short by a node
+shutting down is retried instead of failing the job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli.devstack import Devstack
+from cli.stack import NodeOptions
+from tests.support.jobs import noop_job
+from tests.support.wait import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def state_of(port: int, job_id: str) -> str:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        job = client.get(f"/api/v1/orchestrator/jobs/{job_id}").json()["Job"]
+    return str(job["State"]["StateType"])
+
+
+def test_jobs_survive_a_whole_cluster_restart(tmp_path: Path) -> None:
+    options = NodeOptions(name="requester", data_dir=tmp_path, api_port=0, heartbeat_interval_s=0.2)
+    first = Devstack(options, compute_nodes=1)
+    first.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{first.api_port}") as client:
+            response = client.put("/api/v1/orchestrator/jobs", json={"Job": noop_job(sleep_s=30)})
+            job_id = response.json()["JobID"]
+        wait_until(lambda: state_of(first.api_port, job_id) == "Running", 20)
+    finally:
+        first.stop()
+
+    second = Devstack(options, compute_nodes=1)
+    second.start()
+    try:
+        wait_until(lambda: state_of(second.api_port, job_id) == "Running", 20)
+        with httpx.Client(base_url=f"http://127.0.0.1:{second.api_port}") as client:
+            executions = client.get(f"/api/v1/orchestrator/jobs/{job_id}/executions").json()
+        messages = [e["ComputeState"]["Message"] for e in executions["Items"]]
+        assert any("shut down during the run" in m for m in messages), messages
+        assert any(m == "" or "completed" in m for m in messages[1:]), messages
+    finally:
+        second.stop()

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from protocol.errors import NotFoundError
+from protocol.node import NodeConnection, NodeInfo
+from requester.nodes import NodeTable
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def info(node_id: str, boot_id: str = "b1") -> NodeInfo:
+    return NodeInfo(node_id=node_id, boot_id=boot_id)
+
+
+def test_nodes_missing_heartbeats_are_disconnected_and_come_back() -> None:
+    clock = Clock()
+    table = NodeTable(disconnect_after_s=15, clock=clock)
+    assert table.on_info(info("n-a")) == (True, False)
+    clock.now += 10
+    assert table.on_heartbeat("n-a")
+    clock.now += 14
+    assert table.sweep() == []
+    clock.now += 2
+    assert table.sweep() == ["n-a"]
+    assert table.connected() == []
+    assert table.get("n-a").connection is NodeConnection.DISCONNECTED
+    assert table.on_info(info("n-a")) == (True, False)
+    assert [n.node_id for n in table.connected()] == ["n-a"]
+
+
+def test_a_new_boot_id_says_the_node_restarted() -> None:
+    table = NodeTable(disconnect_after_s=15, clock=Clock())
+    table.on_info(info("n-a", "b1"))
+    assert table.on_info(info("n-a", "b1")) == (False, False)
+    assert table.on_info(info("n-a", "b2")) == (False, True)
+
+
+def test_shutdown_notice_disconnects_and_unknown_heartbeats_are_ignored() -> None:
+    table = NodeTable(disconnect_after_s=15, clock=Clock())
+    assert not table.on_heartbeat("n-x")
+    table.on_info(info("n-a"))
+    table.on_shutdown("n-a")
+    assert not table.is_connected("n-a")
+
+
+def test_lookup_by_prefix() -> None:
+    table = NodeTable(disconnect_after_s=15, clock=Clock())
+    table.on_info(info("n-abc"))
+    assert table.get("n-ab").info.node_id == "n-abc"
+    with pytest.raises(NotFoundError):
+        table.get("n-zz")
