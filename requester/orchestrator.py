@@ -104,7 +104,10 @@ class Orchestrator:
         return new_evaluation_id()
 
     def nodes(self) -> list[NodeState]:
-        return [NodeState(info=self.self_info()), *self._other_nodes()]
+        """This node first (as gossip last saw it, for a hybrid's live capacity), then the rest."""
+        table = {state.info.node_id: state for state in self.node_table.states()}
+        mine = table.pop(self._info.node_id, NodeState(info=self._info))
+        return [mine, *table.values()]
 
     def node(self, node_id: str) -> NodeState:
         if self._info.node_id.startswith(node_id):
@@ -113,9 +116,6 @@ class Orchestrator:
 
     def self_info(self) -> NodeInfo:
         return self._info
-
-    def _other_nodes(self) -> list[NodeState]:
-        return [s for s in self.node_table.states() if s.info.node_id != self._info.node_id]
 
     # -- lifecycle -----------------------------------------------------------------------
 
