@@ -176,7 +176,9 @@ def _plan_asks(
 ) -> None:
     """Ask more nodes, or queue the job, or fail it when nobody ever could run it."""
     round_start = int(job.state.details.get(ROUND, "0"))
-    busy_nodes = {e.node_id for e in executions if not e.state.terminal}
+    # A node runs at most one execution of a job: never ask one that holds a live execution or
+    # already completed one, whatever the round. Refusals count only within the current round.
+    busy_nodes = {e.node_id for e in executions if not e.state.terminal or e.state == S.COMPLETED}
     refused: dict[str, str] = {}
     any_busy = lost
     for execution in executions:

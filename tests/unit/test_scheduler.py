@@ -205,3 +205,18 @@ def test_a_job_whose_only_node_vanished_waits_for_another() -> None:
     plan = plan_for(job(count=1), [execution("e1", "gone", S.RUNNING)], [])
     assert plan.fail == [("e1", "node gone disconnected")]
     assert plan.job_state is JobStateType.QUEUED
+
+
+def test_a_node_that_completed_the_job_is_not_asked_again_in_a_later_round() -> None:
+    nodes = [node("a"), node("b")]
+    queued = job(count=2, state=JobStateType.QUEUED, timeouts={"QueueTimeout": 60})
+    queued.state = JobState(
+        state_type=JobStateType.QUEUED,
+        details={QUEUED_SINCE: str(NOW - 5), "Round": str(NOW - 1)},
+    )
+    earlier = [
+        execution("e1", "a", S.COMPLETED, modified=NOW - 4),
+        execution("e2", "b", S.ASK_FOR_BID_REJECTED, modified=NOW - 3, details={"Busy": "true"}),
+    ]
+    plan = plan_for(queued, earlier, nodes)
+    assert [n.node_id for n in plan.ask] == ["b"]
