@@ -5,13 +5,17 @@ routing key = node ID) and an auto-delete queue bound to the fanout exchange
 ``bprotocol.gossip``. Consuming runs on one thread with its own connection; publishing uses
 another connection behind a lock, because kombu connections are not thread-safe.
 
-Several URLs separated by ``;`` are kombu alternates: kombu fails over to the next one.
+Several URLs separated by ``;`` are alternates, as in kombu. The bus fails over itself rather
+than through kombu's ``Connection.switch`` (which cannot carry ``peer://`` query options): when
+the current URL has been unreachable for ``failover_after_s`` (or at once, at start), the bus
+moves to the next one and stays there, so all of a node's traffic uses one transport.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +24,12 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 from kombu.messaging import Consumer, Producer
 
+from protocol import peer
 from protocol.envelope import CONTENT_TYPE, Codec, Envelope
-from protocol.errors import MessageError, TransportError
+from protocol.errors import MessageError, TransportError, UnknownPeerError, ValidationError
 from protocol.messages import Message
+
+peer.register()
 
 log = logging.getLogger("bacalao.transport")
 
@@ -38,13 +45,46 @@ class BusOptions:
     poll_timeout_s: float = 0.5
     reconnect_backoff_s: float = 0.5
     reconnect_backoff_max_s: float = 5.0
-    publish_retries: int = 3
+    publish_timeout_s: float = 30.0
+    unknown_peer_grace_s: float = 2.0
+    failover_after_s: float = 3.0
     message_ttl_s: float | None = 3600.0
     memory_polling_interval_s: float = 0.005
 
 
+KNOWN_SCHEMES = frozenset({"memory", "redis", "rediss", "amqp", "pyamqp", "amqps", "peer"})
+
+
 def scheme_of(url: str) -> str:
     return url.split(";", 1)[0].split("://", 1)[0].lower()
+
+
+def split_urls(url: str) -> list[str]:
+    """The ``;``-separated alternates of a broker URL, each checked for a known scheme."""
+    urls = [part.strip() for part in url.split(";") if part.strip()]
+    if not urls:
+        raise ValidationError("broker", "no transport URL given")
+    for part in urls:
+        if "://" not in part or scheme_of(part) not in KNOWN_SCHEMES:
+            raise ValidationError(
+                "broker",
+                f"{part!r} is not a transport URL (use {', '.join(sorted(KNOWN_SCHEMES))})",
+            )
+    return urls
+
+
+def transport_options(url: str, options: BusOptions) -> dict[str, Any]:
+    scheme = scheme_of(url)
+    if scheme in ("redis", "rediss"):
+        return {"fanout_prefix": True, "fanout_patterns": True}
+    if scheme == "memory":
+        return {"polling_interval": options.memory_polling_interval_s}
+    if scheme in ("amqp", "pyamqp", "amqps"):
+        # A publish returns once RabbitMQ has the message (on disk for a durable queue), and a
+        # broker silent for connect_timeout_s is an error to retry, not a send that hangs.
+        timeout_s = options.connect_timeout_s
+        return {"confirm_publish": True, "read_timeout": timeout_s, "write_timeout": timeout_s}
+    return {}
 
 
 def node_queue(node_id: str, ttl_s: float | None) -> Queue:
@@ -77,6 +117,8 @@ class Bus:
         options: BusOptions | None = None,
     ) -> None:
         self.url = url
+        self.urls = split_urls(url)
+        self._current = 0
         self.node_id = node_id
         self._handler = handler
         self._codec = codec
@@ -85,20 +127,27 @@ class Bus:
         self._ready = threading.Event()
         self._publish_lock = threading.Lock()
         self._publisher: Connection | None = None
+        self._publisher_url = ""
+        self._publisher_epoch = 0
+        self._declared: set[str] = set()
+        self._epoch = 0
+        self._connected = threading.Event()
         self._producer: Producer | None = None
         self._thread: threading.Thread | None = None
-        self.active_transport = scheme_of(url)
+        self.active_transport = scheme_of(self.urls[0])
+        self.peer_address = ""
         self.dropped = 0
+        self.on_connected: Callable[[], None] | None = None
 
-    def _connection(self) -> Connection:
-        options: dict[str, Any] = {"polling_interval": self._options.memory_polling_interval_s}
-        if scheme_of(self.url) in ("redis", "rediss"):
-            options = {"fanout_prefix": True, "fanout_patterns": True}
+    @property
+    def current_url(self) -> str:
+        return self.urls[self._current]
+
+    def _connection(self, url: str) -> Connection:
         return Connection(
-            self.url,
-            transport_options=options,
+            url,
+            transport_options=transport_options(url, self._options),
             connect_timeout=self._options.connect_timeout_s,
-            failover_strategy="round-robin",
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -114,6 +163,7 @@ class Bus:
 
     def close(self) -> None:
         self._stopping.set()
+        self._connected.set()  # wakes publishers waiting for a reconnect; they see _stopping
         if self._thread is not None:
             self._thread.join(timeout=5)
         with self._publish_lock:
@@ -128,6 +178,18 @@ class Bus:
         """Publish ``message`` to one node's queue."""
         self._publish(self._codec.encode(message), DIRECT, node_id)
 
+    def _declare_target(self, routing_key: str) -> list[Queue]:
+        """On a broker, declare the target's durable queue too, so a message sent while its
+        consumer is away (restarting, or the broker just came back empty) waits in the
+        queue until its TTL instead of being dropped for want of a binding. Declared on
+        once per publisher connection, and the publisher is rebuilt whenever the consumer
+        reconnects: a Redis client reconnects silently, so kombu's own declaration cache
+        cannot tell that the server restarted empty. ``peer://``
+        queues live on their consumer, so there is nothing to declare from afar."""
+        if routing_key in self._declared or scheme_of(self.current_url) in ("peer", "memory"):
+            return []
+        return [node_queue(routing_key, self._options.message_ttl_s)]
+
     def broadcast(self, message: Message) -> None:
         """Publish ``message`` to every node listening on gossip."""
         self._publish(self._codec.encode(message), GOSSIP, "")
@@ -137,35 +199,61 @@ class Bus:
         self._publish(body, DIRECT, node_id)
 
     def _publish(self, body: bytes, exchange: Exchange, routing_key: str) -> None:
+        """Publish, retrying through reconnects and failovers for ``publish_timeout_s``
+        (``unknown_peer_grace_s`` when no peer consumes the routing key yet)."""
+        started = time.monotonic()
+        delay = 0.05
         with self._publish_lock:
-            try:
-                producer = self._ensure_producer()
-                producer.publish(
-                    body,
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    content_type=CONTENT_TYPE,
-                    content_encoding="binary",
-                    retry=True,
-                    retry_policy={
-                        "max_retries": self._options.publish_retries,
-                        "interval_start": 0.1,
-                        "interval_step": 0.5,
-                        "interval_max": 2.0,
-                    },
-                )
-            except Exception as exc:
-                self._drop_publisher()
-                raise TransportError(f"publish to {exchange.name!r} failed: {exc}") from exc
+            while True:
+                try:
+                    remaining = self._options.publish_timeout_s - (time.monotonic() - started)
+                    if not self._connected.wait(max(remaining, 0.0)):
+                        raise TransportError(f"not connected to {scheme_of(self.current_url)}")
+                    producer = self._ensure_producer()
+                    if exchange is DIRECT:
+                        for queue in self._declare_target(routing_key):
+                            queue(producer.channel).declare()
+                            self._declared.add(routing_key)
+                    producer.publish(
+                        body,
+                        exchange=exchange,
+                        routing_key=routing_key,
+                        content_type=CONTENT_TYPE,
+                        content_encoding="binary",
+                    )
+                    return
+                except Exception as exc:
+                    self._drop_publisher()
+                    waited = time.monotonic() - started
+                    limit = self._options.publish_timeout_s
+                    if isinstance(exc, UnknownPeerError):
+                        limit = self._options.unknown_peer_grace_s
+                    if waited >= limit or self._stopping.is_set():
+                        raise TransportError(
+                            f"publish to {exchange.name!r} ({routing_key or 'all'}) "
+                            f"failed after {waited:.1f}s: {exc}"
+                        ) from exc
+                    log.debug("event=publish_retry error=%r", exc)
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, 1.0)
 
     def _ensure_producer(self) -> Producer:
+        url = self.current_url
+        stale = self._publisher_url != url or self._publisher_epoch != self._epoch
+        if self._producer is not None and stale:
+            self._drop_publisher()
         if self._producer is None:
-            connection = self._connection()
-            connection.ensure_connection(max_retries=self._options.publish_retries)
-            producer = Producer(connection.default_channel)
-            DIRECT(producer.channel).declare()
-            GOSSIP(producer.channel).declare()
-            self._publisher, self._producer = connection, producer
+            connection = self._connection(url)
+            try:
+                connection.ensure_connection(max_retries=1)
+                producer = Producer(connection.default_channel)
+                DIRECT(producer.channel).declare()
+                GOSSIP(producer.channel).declare()
+            except BaseException:
+                connection.release()
+                raise
+            self._publisher, self._producer, self._publisher_url = connection, producer, url
+            self._publisher_epoch = self._epoch
         return self._producer
 
     def _drop_publisher(self) -> None:
@@ -175,43 +263,73 @@ class Bus:
             except Exception:
                 log.debug("event=publisher_release_failed", exc_info=True)
         self._publisher = self._producer = None
+        self._declared.clear()
 
     # -- consuming -----------------------------------------------------------------------
 
     def _consume_forever(self) -> None:
         backoff = self._options.reconnect_backoff_s
+        failing_since: float | None = None
         while not self._stopping.is_set():
             try:
                 self._consume_once()
                 backoff = self._options.reconnect_backoff_s
+                failing_since = None
             except Exception as exc:
+                self._connected.clear()
                 if self._stopping.is_set():
                     break
+                now = time.monotonic()
+                failing_since = failing_since or now
                 log.warning(
-                    "event=bus_disconnected node=%s url=%s error=%r retry_in_s=%.1f",
+                    "event=bus_disconnected node=%s transport=%s error=%r retry_in_s=%.1f",
                     self.node_id,
-                    self.url,
+                    scheme_of(self.current_url),
                     exc,
                     backoff,
                 )
+                patience = 0.0 if not self._ready.is_set() else self._options.failover_after_s
+                if self._current + 1 < len(self.urls) and now - failing_since >= patience:
+                    self._fail_over()
+                    failing_since, backoff = None, self._options.reconnect_backoff_s
+                    continue
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, self._options.reconnect_backoff_max_s)
 
+    def _fail_over(self) -> None:
+        before = scheme_of(self.current_url)
+        self._current += 1
+        log.warning(
+            "event=bus_failover node=%s from=%s to=%s",
+            self.node_id,
+            before,
+            scheme_of(self.current_url),
+        )
+
     def _consume_once(self) -> None:
-        with self._connection() as connection:
+        with self._connection(self.current_url) as connection:
             connection.ensure_connection(max_retries=1)
-            self.active_transport = connection.transport.driver_type
             queues = [node_queue(self.node_id, self._options.message_ttl_s)]
             queues.append(gossip_queue(self.node_id))
             channel = connection.channel()
             consumer = Consumer(channel, queues=queues, on_message=self._on_message)
             consumer.consume()
+            transport = connection.transport
+            changed = transport.driver_type != self.active_transport
+            self.active_transport = transport.driver_type
+            hub = getattr(transport, "hub", None)
+            self.peer_address = hub.address if hub is not None else ""
             log.info(
-                "event=bus_connected node=%s transport=%s",
+                "event=bus_connected node=%s transport=%s peer_address=%s",
                 self.node_id,
                 self.active_transport,
+                self.peer_address or "-",
             )
+            self._epoch += 1
+            self._connected.set()
             self._ready.set()
+            if changed and self.on_connected is not None:
+                self.on_connected()
             try:
                 while not self._stopping.is_set():
                     try:

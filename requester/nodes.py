@@ -17,6 +17,7 @@ class _Entry:
     info: NodeInfo
     last_seen: float
     connected: bool = True
+    said_goodbye: bool = False
 
 
 class NodeTable:
@@ -57,6 +58,7 @@ class NodeTable:
             entry = self._nodes.get(node_id)
             if entry is not None:
                 entry.connected = False
+                entry.said_goodbye = True
 
     def sweep(self) -> list[str]:
         """Disconnect nodes whose heartbeats stopped; return the newly disconnected IDs."""
@@ -73,6 +75,19 @@ class NodeTable:
         with self._lock:
             entry = self._nodes.get(node_id)
             return entry is not None and entry.connected
+
+    def away(self, within_s: float) -> list[NodeInfo]:
+        """Nodes that went silent (no goodbye) in the last ``within_s``: they may come back,
+        as after a broker outage or a network split."""
+        now = self._clock()
+        with self._lock:
+            return [
+                entry.info
+                for entry in self._nodes.values()
+                if not entry.connected
+                and not entry.said_goodbye
+                and now - entry.last_seen <= within_s
+            ]
 
     def connected(self) -> list[NodeInfo]:
         with self._lock:

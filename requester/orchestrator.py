@@ -230,7 +230,8 @@ class Orchestrator:
         executions = self._store.executions(job_id)
         nodes = self.node_table.connected()
         config = self._config.scheduler
-        plan = schedule(job, executions, nodes, now_ns(), config, self._rng)
+        away = self.node_table.away(config.away_grace_s)
+        plan = schedule(job, executions, nodes, now_ns(), config, self._rng, away)
         if plan.empty and plan.wake_at_ns is None:
             return
         self._planner.apply(plan, job, job_needs(job, config))

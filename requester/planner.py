@@ -13,12 +13,10 @@ from protocol.messages import AskForBid, BidAccepted, BidRejected, CancelExecuti
 from protocol.resources import Resources
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
-from requester.scheduler import RETRYABLE, Plan
+from requester.scheduler import ASKING, NEVER_RAN, RETRYABLE, Plan
 from requester.store import JobStore
 
 log = logging.getLogger("bacalao.requester")
-
-ASKING = (S.ASK_FOR_BID, S.ASK_FOR_BID_ACCEPTED)
 
 
 class Outbox(Protocol):
@@ -96,7 +94,7 @@ class Planner:
             D.STOPPED,
             reason,
             (before.state,),
-            {RETRYABLE: "true"},
+            {RETRYABLE: "true", **({NEVER_RAN: "true"} if before.state in ASKING else {})},
         )
         if execution is None:
             return

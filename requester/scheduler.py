@@ -21,9 +21,11 @@ from protocol.states import ExecutionStateType as S
 from requester.selection import select
 
 RETRYABLE = "Retryable"
+NEVER_RAN = "NeverRan"  # failed while bidding: not an attempt to run, bounded by the queue
 BUSY = "Busy"
 ROUND = "Round"
 QUEUED_SINCE = "QueuedSince"
+ASKING = (S.ASK_FOR_BID, S.ASK_FOR_BID_ACCEPTED)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class SchedulerConfig:
     max_attempts_per_count: int = 3
     queue_backoff_s: float = 1.0
     queue_backoff_max_s: float = 15.0
+    away_grace_s: float = 300.0
     default_job_resources: Resources = field(
         default_factory=lambda: Resources(cpu=0.1, memory=64 * 1024**2)
     )
@@ -80,7 +83,10 @@ def schedule(
     now_ns: int,
     config: SchedulerConfig,
     rng: random.Random,
+    away: Sequence[NodeInfo] = (),
 ) -> Plan:
+    """``nodes`` are connected; ``away`` went silent lately and may come back, so a job
+    only they could run waits (until its queue timeout) instead of failing."""
     plan = Plan(job_id=job.id)
     connected = {node.node_id for node in nodes}
     live = [e for e in executions if not e.state.terminal]
@@ -97,6 +103,7 @@ def schedule(
         elif execution.state == S.ASK_FOR_BID and execution.modify_time < bid_deadline_ns:
             plan.fail.append((execution.id, f"no bid from {execution.node_id} in time"))
             failed_now.add(execution.id)
+    lost_now = [e for e in live if e.id in failed_now and e.state not in ASKING]
     live = [e for e in live if e.id not in failed_now]
 
     completed = [e for e in executions if e.state == S.COMPLETED]
@@ -119,10 +126,18 @@ def schedule(
         plan.job_state = JobStateType.COMPLETED
         return plan
 
-    attempts = sum(1 for e in executions if e.state == S.FAILED) + len(failed_now)
+    # An attempt is an execution that was accepted and then failed; an ask that timed out or
+    # was lost is not one (over-asking would spend the budget), the queue timeout bounds those.
+    tried = [
+        e
+        for e in executions
+        if e.state == S.FAILED and e.compute_state.details.get(NEVER_RAN) != "true"
+    ]
+    attempts = len(tried) + len(lost_now)
     if attempts >= config.max_attempts_per_count * job.count:
         reasons = "; ".join(
-            f"{e.node_id}: {e.compute_state.message}" for e in executions if e.state == S.FAILED
+            [f"{e.node_id}: {e.compute_state.message}" for e in tried]
+            + [f"{e.node_id}: {why}" for e_id, why in plan.fail for e in lost_now if e.id == e_id]
         )
         plan.cancel = [(e.id, "job failed") for e in live]
         plan.job_state = JobStateType.FAILED
@@ -158,6 +173,7 @@ def schedule(
         return plan
 
     lost = bool(failed_now)
+    lost = lost or bool(select(job, away, {}, rng, job_needs(job, config)).ranked)
     _plan_asks(plan, job, executions, nodes, now_ns, config, rng, needed, undecided, lost)
     return plan
 
@@ -196,6 +212,8 @@ def _plan_asks(
     want = needed * config.over_ask - undecided
     if want > 0 and candidates:
         plan.ask = candidates[:want]
+        # Look again when these bids are due, even if every ask or answer is lost.
+        _wake(plan, now_ns + int(config.bid_timeout_s * 1e9) + 1)
         return
     if undecided > 0 or plan.ask:
         return

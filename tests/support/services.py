@@ -48,49 +48,64 @@ def port_open(port: int) -> bool:
 @dataclass
 class RedisServer:
     port: int
-    process: subprocess.Popen[bytes]
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def start(self) -> None:
+        binary = require_binary("redis-server")
+        with (self.workdir / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(lambda: port_open(self.port), 15, message=f"redis on port {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL: the server gets no chance to say goodbye to its clients."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> None:
+        """Start again on the same port (after a stop or a kill); the data is gone."""
+        self.stop()
+        self.start()
+
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
             try:
-                self.process.wait(timeout=10)
+                process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                process.kill()
+                process.wait()
 
 
 @contextmanager
 def redis_server(workdir: Path) -> Iterator[RedisServer]:
-    binary = require_binary("redis-server")
-    port = free_port()
+    require_binary("redis-server")
     workdir.mkdir(parents=True, exist_ok=True)
-    log = (workdir / "redis.log").open("wb")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = RedisServer(port=port, process=process)
+    server = RedisServer(port=free_port(), workdir=workdir)
     try:
-        wait_until(lambda: port_open(port), 15, message=f"redis on port {port}")
+        server.start()
         yield server
     finally:
         server.stop()
-        log.close()

@@ -56,3 +56,17 @@ def test_lookup_by_prefix() -> None:
     assert table.get("n-ab").info.node_id == "n-abc"
     with pytest.raises(NotFoundError):
         table.get("n-zz")
+
+
+def test_silent_nodes_are_away_for_a_while_but_a_goodbye_is_final() -> None:
+    clock = Clock()
+    table = NodeTable(disconnect_after_s=15, clock=clock)
+    table.on_info(info("n-silent"))
+    table.on_info(info("n-bye"))
+    table.on_shutdown("n-bye")
+    assert table.away(60) == []
+    clock.now += 16
+    table.sweep()
+    assert [n.node_id for n in table.away(60)] == ["n-silent"]
+    clock.now += 60
+    assert table.away(60) == []

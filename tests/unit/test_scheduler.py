@@ -8,8 +8,16 @@ from protocol.execution import ComputeState, Execution
 from protocol.job import Job, JobState, JobStateType
 from protocol.node import ComputeNodeInfo, NodeInfo
 from protocol.resources import Resources
+from protocol.selectors import parse_selector
 from protocol.states import ExecutionStateType as S
-from requester.scheduler import QUEUED_SINCE, RETRYABLE, Plan, SchedulerConfig, schedule
+from requester.scheduler import (
+    NEVER_RAN,
+    QUEUED_SINCE,
+    RETRYABLE,
+    Plan,
+    SchedulerConfig,
+    schedule,
+)
 
 NOW = 1_000_000_000_000
 CONFIG = SchedulerConfig(over_ask=3, bid_timeout_s=10)
@@ -220,3 +228,34 @@ def test_a_node_that_completed_the_job_is_not_asked_again_in_a_later_round() -> 
     ]
     plan = plan_for(queued, earlier, nodes)
     assert [n.node_id for n in plan.ask] == ["b"]
+
+
+def test_lost_asks_do_not_spend_the_attempt_budget_but_lost_runs_do() -> None:
+    nodes = [node("a"), node("b"), node("c"), node("d")]
+    old = NOW - 11 * 10**9
+    asks = [execution(f"e{i}", name, S.ASK_FOR_BID, modified=old) for i, name in enumerate("abc")]
+    plan = plan_for(job(count=1), asks, nodes)
+    assert sorted(e for e, _ in plan.fail) == ["e0", "e1", "e2"]
+    assert plan.job_state is not JobStateType.FAILED
+    assert [n.node_id for n in plan.ask] == ["d"]
+
+    never_ran = {RETRYABLE: "true", NEVER_RAN: "true"}
+    lost_runs = [execution(f"r{i}", name, S.RUNNING) for i, name in enumerate(["x", "y", "z"])]
+    earlier = [execution(f"e{i}", n, S.FAILED, details=never_ran) for i, n in enumerate("abc")]
+    plan = plan_for(job(count=1), earlier + lost_runs, nodes)
+    assert plan.job_state is JobStateType.FAILED
+    assert "gave up after 3 failed attempts" in plan.job_message
+    assert "x: node x disconnected" in plan.job_message
+
+
+def test_a_job_only_a_silent_node_could_run_waits_for_it_instead_of_failing() -> None:
+    away = [node("a")]
+    plan = schedule(job(count=1), [], [], NOW, CONFIG, random.Random(7), away)
+    assert plan.job_state is JobStateType.QUEUED
+    assert "no compute node is connected" in plan.job_message
+
+    unable = [node("a", labels={"zone": "z1"})]
+    picky = job(count=1)
+    picky.constraints = parse_selector("zone=z2")
+    plan = schedule(picky, [], [], NOW, CONFIG, random.Random(7), unable)
+    assert plan.job_state is JobStateType.FAILED

@@ -1,4 +1,8 @@
-"""One requester and three compute nodes as separate OS processes over a real Redis."""
+"""One requester and three compute nodes as separate OS processes, over every transport.
+
+The same scenario runs unchanged over a real Redis, a real RabbitMQ and broker-free
+``peer://``: only the ``--broker`` URL each process gets differs.
+"""
 
 from __future__ import annotations
 
@@ -8,40 +12,42 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from kombu.connection import Connection
-from kombu.entity import Exchange
-from kombu.messaging import Producer
 
+from protocol.envelope import Codec
 from protocol.ids import node_id_from_key
+from protocol.transport import Bus
+from tests.support.brokers import TRANSPORTS, Broker, peer_broker, shared_broker
 from tests.support.jobs import noop_job, wasm_job
 from tests.support.nodes import NodeProc, start_node
-from tests.support.services import RedisServer, redis_server
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as server:
-        yield server
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def broker(request: pytest.FixtureRequest) -> Broker:
+    name = str(request.param)
+    if name == "peer":
+        return peer_broker()
+    server = request.getfixturevalue("redis" if name == "redis" else "rabbitmq")
+    return shared_broker(name, str(server.url))
 
 
 @pytest.fixture(scope="module")
 def cluster(
-    redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    broker: Broker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[NodeProc, list[NodeProc]]]:
-    tmp = tmp_path_factory.mktemp("cluster")
+    tmp = tmp_path_factory.mktemp(f"cluster-{broker.name}")
     nodes: list[NodeProc] = []
     try:
-        requester = start_node(tmp, "requester", redis.url, "requester", api=True)
+        requester = start_node(tmp, "requester", broker.url_for(0), "requester", api=True)
         nodes.append(requester)
         for index in range(3):
             nodes.append(
                 start_node(
                     tmp,
                     f"compute-{index}",
-                    redis.url,
+                    broker.url_for(index + 1),
                     "compute",
                     "--limit-total-cpu",
                     "1",
@@ -56,6 +62,18 @@ def cluster(
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_every_node_reports_the_transport_in_use(
+    broker: Broker, cluster: tuple[NodeProc, list[NodeProc]]
+) -> None:
+    requester, _ = cluster
+    items = requester.api.get("/api/v1/orchestrator/nodes").json()["Items"]
+    assert len(items) == 4
+    expected = {"redis": "redis", "amqp": "amqp", "peer": "peer"}[broker.name]
+    assert {item["Info"]["Transport"] for item in items} == {expected}
+    if broker.name == "peer":
+        assert all(item["Info"]["PeerAddress"].startswith("127.0.0.1:") for item in items)
 
 
 def test_twenty_jobs_with_count_two_each_complete_with_exactly_two_executions(
@@ -96,26 +114,22 @@ def test_job_no_node_can_run_fails_with_a_reason(
 
 
 def test_malformed_message_on_a_node_queue_is_dropped_and_node_keeps_serving(
-    redis: RedisServer, cluster: tuple[NodeProc, list[NodeProc]]
+    broker: Broker, cluster: tuple[NodeProc, list[NodeProc]]
 ) -> None:
     requester, computes = cluster
     victim = computes[0]
     node_id = node_id_from_key((victim.data_dir / "node.key").read_bytes())
-    with Connection(redis.url) as connection:
-        producer = Producer(connection.default_channel)
-        exchange = Exchange("bprotocol", type="direct", durable=True)
+    sender = Bus(broker.url_for(9), "n-tester", lambda envelope: None, Codec("n-tester"))
+    sender.start()
+    try:
         for body in (
             b"\x00not json",
             b'{"Version": 1, "Type": "AskForBid", "Payload": 7}',
             b'{"Version": 99}',
         ):
-            producer.publish(
-                body,
-                exchange=exchange,
-                routing_key=node_id,
-                content_type="application/octet-stream",
-                content_encoding="binary",
-            )
+            sender.publish_raw(body, node_id)
+    finally:
+        sender.close()
     wait_until(
         lambda: victim.log().count("event=message_dropped") >= 3,
         30,
@@ -128,10 +142,10 @@ def test_malformed_message_on_a_node_queue_is_dropped_and_node_keeps_serving(
 
 
 def test_two_requesters_never_over_commit_a_compute_node(
-    redis: RedisServer, cluster: tuple[NodeProc, list[NodeProc]], tmp_path: Path
+    broker: Broker, cluster: tuple[NodeProc, list[NodeProc]], tmp_path: Path
 ) -> None:
     first, computes = cluster
-    second = start_node(tmp_path, "requester-2", redis.url, "requester", api=True)
+    second = start_node(tmp_path, "requester-2", broker.url_for(5), "requester", api=True)
     try:
         wait_until(lambda: second.compute_count() == 3, 30, message="second requester sees nodes")
         job = noop_job(count=1, sleep_s=0.3, Resources={"CPU": "1"}, Timeouts={"QueueTimeout": 120})

@@ -1,0 +1,409 @@
+"""The broker-free side of ``peer://``: one hub per node, holding the queues that node consumes.
+
+A hub listens on TCP. Peers introduce themselves with a HELLO carrying their advertised
+address, their queue bindings and the peers they know; a node that knows one bootstrap peer
+learns the rest, because every hub passes new addresses on (PEERS). Then:
+
+- a message for a direct exchange goes to the hub that owns the bound queue (PUT),
+- a fanout message goes to every known peer (FANOUT), each delivering to its own bound queues,
+- binding changes spread as BIND / UNBIND.
+
+Inbound frames are read by one thread per connection; outbound frames go through one
+:class:`~protocol.peer.link.PeerLink` per peer. Queues are bounded; so are send buffers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from queue import Empty
+from typing import Any
+
+from kombu.transport.virtual.base import BrokerState
+
+from protocol.errors import TransportError, UnknownPeerError
+from protocol.peer import frames
+from protocol.peer.config import PeerConfig
+from protocol.peer.link import BufferFullError, PeerLink
+
+log = logging.getLogger("bacalao.peer")
+
+Binding = tuple[str, str, str]  # exchange, routing key, queue
+
+
+@dataclass
+class _Queue:
+    ttl_s: float | None = None
+    messages: deque[tuple[float | None, dict[str, Any]]] = field(default_factory=deque)
+
+
+class PeerHub:
+    def __init__(self, config: PeerConfig) -> None:
+        self.config = config
+        self.id = secrets.token_hex(8)
+        self.state = BrokerState()  # type: ignore[no-untyped-call]
+        self.address = ""
+        self.dropped_frames = 0
+        self._lock = threading.RLock()
+        self._arrived = threading.Condition(self._lock)
+        self._generation = 0
+        self._queues: dict[str, _Queue] = {}
+        self._local: set[Binding] = set()
+        self._remote: dict[str, set[Binding]] = {}
+        self._links: dict[str, PeerLink] = {}
+        self._ignored: set[str] = set()
+        self._inbound: set[socket.socket] = set()
+        self._closing = threading.Event()
+        self._server: socket.socket | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            server = socket.create_server((self.config.host, self.config.port), backlog=64)
+        except OSError as exc:
+            raise TransportError(
+                f"peer transport cannot listen on {self.config.host}:{self.config.port}: {exc}"
+            ) from exc
+        self._server = server
+        self.address = self.config.advertised(server.getsockname()[1])
+        threading.Thread(
+            target=self._accept, name=f"peer-listen-{self.address}", daemon=True
+        ).start()
+        log.info(
+            "event=peer_listening address=%s bootstrap=%s",
+            self.address,
+            ",".join(self.config.bootstrap) or "-",
+        )
+        self._learn(self.config.bootstrap)
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._server is not None:
+            _shutdown(self._server)
+            self._server.close()
+        with self._lock:
+            links = list(self._links.values())
+            inbound = list(self._inbound)
+            self._arrived.notify_all()
+        for link in links:
+            link.close()
+        for sock in inbound:
+            _shutdown(sock)
+
+    @property
+    def peers(self) -> list[str]:
+        with self._lock:
+            return sorted(self._links)
+
+    def connected_peers(self) -> list[str]:
+        with self._lock:
+            return sorted(address for address, link in self._links.items() if link.connected)
+
+    # -- queues (the consuming side) -----------------------------------------------------
+
+    def declare_queue(self, name: str, ttl_s: float | None = None) -> None:
+        with self._lock:
+            queue = self._queues.setdefault(name, _Queue())
+            queue.ttl_s = ttl_s
+
+    def has_queue(self, name: str) -> bool:
+        with self._lock:
+            return name in self._queues
+
+    def size(self, name: str) -> int:
+        with self._lock:
+            queue = self._queues.get(name)
+            return len(queue.messages) if queue else 0
+
+    def purge(self, name: str) -> int:
+        with self._lock:
+            queue = self._queues.get(name)
+            if queue is None:
+                return 0
+            size = len(queue.messages)
+            queue.messages.clear()
+            return size
+
+    def delete_queue(self, name: str) -> None:
+        with self._lock:
+            self._queues.pop(name, None)
+            gone = [binding for binding in self._local if binding[2] == name]
+            self._local.difference_update(gone)
+        for binding in gone:
+            self._broadcast(frames.encode(frames.UNBIND, addr=self.address, b=list(binding)))
+
+    def bind(self, exchange: str, routing_key: str, queue: str) -> None:
+        binding = (exchange, routing_key or "", queue)
+        with self._lock:
+            if binding in self._local:
+                return
+            self._local.add(binding)
+        self._broadcast(frames.encode(frames.BIND, addr=self.address, b=list(binding)))
+
+    def get(self, name: str) -> dict[str, Any]:
+        """The next live message of a local queue; ``queue.Empty`` when there is none."""
+        now = time.monotonic()
+        with self._lock:
+            queue = self._queues.get(name)
+            while queue is not None and queue.messages:
+                expires, message = queue.messages.popleft()
+                if expires is None or expires > now:
+                    return message
+        raise Empty()
+
+    def generation(self) -> int:
+        with self._lock:
+            return self._generation
+
+    def wait_for_messages(self, seen: int, timeout_s: float) -> None:
+        """Block until a message arrived after ``seen`` (a :meth:`generation`) or timeout."""
+        with self._lock:
+            if self._generation == seen and not self._closing.is_set():
+                self._arrived.wait(timeout_s)
+
+    def _enqueue(self, name: str, message: dict[str, Any]) -> bool:
+        with self._lock:
+            queue = self._queues.get(name)
+            if queue is None or len(queue.messages) >= self.config.queue_max_messages:
+                return False
+            expires = time.monotonic() + queue.ttl_s if queue.ttl_s else None
+            queue.messages.append((expires, message))
+            self._generation += 1
+            self._arrived.notify_all()
+            return True
+
+    # -- routing (the publishing side) ---------------------------------------------------
+
+    def owner(self, queue: str) -> str | None:
+        """The peer that holds ``queue``: "" for this hub, None when nobody known does."""
+        with self._lock:
+            if queue in self._queues:
+                return ""
+            for address, bindings in self._remote.items():
+                if any(binding[2] == queue for binding in bindings):
+                    return address
+        return None
+
+    def remote_queues(self, exchange: str, routing_key: str) -> list[str]:
+        with self._lock:
+            return sorted(
+                {
+                    queue
+                    for bindings in self._remote.values()
+                    for ex, key, queue in bindings
+                    if ex == exchange and key == routing_key
+                }
+            )
+
+    def put(self, queue: str, message: dict[str, Any]) -> None:
+        owner = self.owner(queue)
+        if owner is None:
+            known = ", ".join(self.peers) or "none"
+            raise UnknownPeerError(f"no known peer holds queue {queue!r} (known peers: {known})")
+        if owner == "":
+            if not self._enqueue(queue, message):
+                raise TransportError(f"queue {queue!r} is full")
+            return
+        with self._lock:
+            link = self._links.get(owner)
+        if link is None:
+            raise UnknownPeerError(f"peer {owner} holding queue {queue!r} has no link")
+        link.send(frames.encode(frames.PUT, q=queue, m=message))
+
+    def fanout(self, exchange: str, message: dict[str, Any]) -> None:
+        self._deliver_fanout(exchange, message)
+        frame = frames.encode(frames.FANOUT, x=exchange, m=message)
+        self._broadcast(frame)
+
+    def _deliver_fanout(self, exchange: str, message: dict[str, Any]) -> None:
+        with self._lock:
+            queues = sorted({queue for ex, _, queue in self._local if ex == exchange})
+        for queue in queues:
+            if not self._enqueue(queue, message):
+                log.warning("event=peer_message_dropped queue=%s reason=full", queue)
+
+    def _broadcast(self, frame: bytes) -> None:
+        with self._lock:
+            links = list(self._links.values())
+        for link in links:
+            try:
+                link.send(frame)
+            except BufferFullError as exc:
+                log.warning("event=peer_frame_dropped peer=%s reason=%r", link.address, str(exc))
+            except TransportError:
+                continue
+
+    # -- peers ---------------------------------------------------------------------------
+
+    def _hello(self) -> bytes:
+        with self._lock:
+            bindings = [list(binding) for binding in sorted(self._local)]
+            peers = sorted(self._links)
+        return frames.encode(
+            frames.HELLO, id=self.id, addr=self.address, bindings=bindings, peers=peers
+        )
+
+    def _learn(self, addresses: Any) -> None:
+        new: list[str] = []
+        with self._lock:
+            if self._closing.is_set():
+                return
+            for address in addresses:
+                if not isinstance(address, str) or ":" not in address:
+                    continue
+                if address in (self.address, *self._links, *self._ignored):
+                    continue
+                link = PeerLink(
+                    address,
+                    self._hello,
+                    max_frames=self.config.send_buffer_frames,
+                    connect_timeout_s=self.config.connect_timeout_s,
+                    backoff_s=self.config.backoff_s,
+                    backoff_max_s=self.config.backoff_max_s,
+                )
+                self._links[address] = link
+                new.append(address)
+                link.start()
+        if new:
+            log.info("event=peer_learned address=%s peers=%s", self.address, ",".join(new))
+            self._broadcast(frames.encode(frames.PEERS, peers=new))
+
+    def _forget_self_link(self, sock: socket.socket) -> None:
+        """A HELLO with our own id came in: one of our links (a bootstrap alias of this very
+        node) points back at us. Find it by its socket address and drop it."""
+        peer_name = sock.getpeername()[:2]
+        with self._lock:
+            for address, link in list(self._links.items()):
+                if link.local_address == peer_name:
+                    del self._links[address]
+                    self._ignored.add(address)
+                    break
+            else:
+                return
+        link.close()
+        log.info("event=peer_self_link_dropped address=%s", address)
+
+    # -- inbound -------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        assert self._server is not None
+        while not self._closing.is_set():
+            try:
+                sock, _ = self._server.accept()
+            except OSError:
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._inbound.add(sock)
+            threading.Thread(target=self._read, args=(sock,), daemon=True).start()
+
+    def _read(self, sock: socket.socket) -> None:
+        sender = ""
+        try:
+            while not self._closing.is_set():
+                body = frames.read_body(sock)
+                try:
+                    frame = frames.decode(body)
+                    sender = self._handle(sock, frame, sender) or sender
+                except (frames.FrameError, KeyError, TypeError, ValueError) as exc:
+                    self.dropped_frames += 1
+                    log.warning(
+                        "event=peer_frame_dropped from=%s reason=%r", sender or "?", str(exc)
+                    )
+        except (frames.StreamError, OSError) as exc:
+            if not self._closing.is_set():
+                log.debug("event=peer_inbound_closed from=%s reason=%r", sender or "?", exc)
+        finally:
+            with self._lock:
+                self._inbound.discard(sock)
+            sock.close()
+
+    def _handle(self, sock: socket.socket, frame: dict[str, Any], sender: str) -> str:
+        kind = frame["t"]
+        if kind == frames.HELLO:
+            if frame["id"] == self.id:
+                self._forget_self_link(sock)
+                return ""
+            address = _text(frame["addr"])
+            bindings = {_binding(item) for item in frame["bindings"]}
+            with self._lock:
+                self._remote[address] = bindings
+            self._learn([address, *frame["peers"]])
+            return address
+        if kind == frames.PEERS:
+            self._learn(frame["peers"])
+        elif not sender:
+            raise frames.FrameError(f"{kind} frame before HELLO")
+        elif kind in (frames.BIND, frames.UNBIND):
+            binding = _binding(frame["b"])
+            with self._lock:
+                bindings = self._remote.setdefault(sender, set())
+                if kind == frames.BIND:
+                    bindings.add(binding)
+                else:
+                    bindings.discard(binding)
+        elif kind == frames.PUT:
+            queue = _text(frame["q"])
+            if not isinstance(frame["m"], dict):
+                raise frames.FrameError("PUT message is not an object")
+            if not self._enqueue(queue, frame["m"]):
+                log.warning(
+                    "event=peer_message_dropped queue=%s reason=no such queue or full", queue
+                )
+        elif kind == frames.FANOUT:
+            if not isinstance(frame["m"], dict):
+                raise frames.FrameError("FANOUT message is not an object")
+            self._deliver_fanout(_text(frame["x"]), frame["m"])
+        return sender
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise frames.FrameError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _binding(value: Any) -> Binding:
+    if not isinstance(value, list) or len(value) != 3:
+        raise frames.FrameError("a binding is [exchange, routing_key, queue]")
+    return (_text(value[0]), _text(value[1]), _text(value[2]))
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+# -- one hub per node and process, shared by that node's kombu connections ---------------
+
+_hubs: dict[str, tuple[PeerHub, int]] = {}
+_hubs_lock = threading.Lock()
+
+
+def acquire(config: PeerConfig) -> PeerHub:
+    with _hubs_lock:
+        hub, refs = _hubs.get(config.key, (None, 0))
+        if hub is None:
+            hub = PeerHub(config)
+            hub.start()
+        _hubs[config.key] = (hub, refs + 1)
+        return hub
+
+
+def release(hub: PeerHub) -> None:
+    with _hubs_lock:
+        current, refs = _hubs.get(hub.config.key, (None, 0))
+        if current is not hub:
+            return
+        if refs > 1:
+            _hubs[hub.config.key] = (hub, refs - 1)
+            return
+        del _hubs[hub.config.key]
+    hub.close()
