@@ -1,0 +1,121 @@
+"""``peer://`` pieces: frames, URL parsing, and hubs talking over loopback TCP."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from kombu.connection import Connection
+
+from protocol.errors import UnknownPeerError, ValidationError
+from protocol.peer import frames, hub
+from protocol.peer.config import PeerConfig, parse_peer_url
+from tests.support.services import free_port
+from tests.support.wait import wait_until
+
+
+def test_frames_round_trip_and_refuse_garbage() -> None:
+    data = frames.encode(frames.PUT, q="bprotocol.n-a", m={"body": "x" * 10})
+    (length,) = frames.HEADER.unpack(data[:4])
+    assert length == len(data) - 4
+    assert frames.decode(data[4:]) == {"t": "put", "q": "bprotocol.n-a", "m": {"body": "x" * 10}}
+    for body in (b"\xff\xfe", b"[1, 2]", b'{"t": "nope"}', b"not json"):
+        with pytest.raises(frames.FrameError):
+            frames.decode(body)
+
+
+def test_peer_urls_parse_with_bootstrap_and_advertise() -> None:
+    config = parse_peer_url("peer://0.0.0.0:7000?bootstrap=10.0.0.5:7000,10.0.0.6:7001")
+    assert (config.host, config.port) == ("0.0.0.0", 7000)
+    assert config.bootstrap == ("10.0.0.5:7000", "10.0.0.6:7001")
+    assert parse_peer_url("peer://127.0.0.1:0?advertise=1.2.3.4:9").advertised(5) == "1.2.3.4:9"
+    assert parse_peer_url("peer://127.0.0.1:0").advertised(5) == "127.0.0.1:5"
+    with pytest.raises(ValidationError, match="bootstrap"):
+        parse_peer_url("peer://0.0.0.0:7000?bootstrap=nohostport")
+    with pytest.raises(ValidationError, match="unknown option"):
+        parse_peer_url("peer://0.0.0.0:7000?bootstap=a:1")
+
+
+@pytest.fixture
+def hubs() -> Iterator[list[hub.PeerHub]]:
+    started: list[hub.PeerHub] = []
+    yield started
+    for item in started:
+        item.close()
+
+
+def start_hub(started: list[hub.PeerHub], *bootstrap: str) -> hub.PeerHub:
+    item = hub.PeerHub(PeerConfig(host="127.0.0.1", port=0, bootstrap=bootstrap, backoff_s=0.02))
+    item.start()
+    started.append(item)
+    return item
+
+
+def test_a_node_that_knows_one_peer_learns_the_rest_and_their_queues(
+    hubs: list[hub.PeerHub],
+) -> None:
+    seed = start_hub(hubs)
+    seed.declare_queue("q.seed")
+    seed.bind("bprotocol", "seed", "q.seed")
+    a = start_hub(hubs, seed.address)
+    b = start_hub(hubs, seed.address)
+    b.declare_queue("q.b")
+    b.bind("bprotocol", "b", "q.b")
+    wait_until(lambda: a.owner("q.b") == b.address, 10, message="a learns b's queue")
+    a.put("q.b", {"body": "hello"})
+    assert wait_until(lambda: b.size("q.b") == 1, 10, message="delivery")
+    assert b.get("q.b") == {"body": "hello"}
+    assert sorted(a.connected_peers()) == sorted([seed.address, b.address])
+    with pytest.raises(UnknownPeerError, match=r"q\.nobody"):
+        a.put("q.nobody", {"body": "lost"})
+
+
+def test_fanout_reaches_every_peer_once_and_a_bootstrap_alias_of_itself_is_dropped(
+    hubs: list[hub.PeerHub],
+) -> None:
+    seed = start_hub(hubs)
+    others = [start_hub(hubs, seed.address) for _ in range(2)]
+    everyone = [seed, *others]
+    for index, item in enumerate(everyone):
+        item.declare_queue(f"g.{index}")
+        item.bind("bprotocol.gossip", "", f"g.{index}")
+    wait_until(lambda: all(len(h.connected_peers()) == 2 for h in everyone), 10, message="mesh")
+    seed.fanout("bprotocol.gossip", {"body": "news"})
+    wait_until(lambda: all(h.size(f"g.{i}") == 1 for i, h in enumerate(everyone)), 10)
+
+    port = int(seed.address.rsplit(":", 1)[1])
+    alias = f"localhost:{port}"
+    seed._learn([alias])
+    wait_until(lambda: alias not in seed.peers, 10, message="the self link to be dropped")
+    seed.fanout("bprotocol.gossip", {"body": "again"})
+    wait_until(lambda: all(h.size(f"g.{i}") == 2 for i, h in enumerate(everyone)), 10)
+    assert seed.size("g.0") == 2
+
+
+def test_malformed_frames_are_dropped_and_the_connection_goes_on(
+    hubs: list[hub.PeerHub],
+) -> None:
+    target = start_hub(hubs)
+    target.declare_queue("q.t")
+    port = int(target.address.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(frames.HEADER.pack(8) + b"notjson!")
+        sock.sendall(frames.encode(frames.PUT, q="q.t", m={"body": "before hello"}))
+        sock.sendall(
+            frames.encode(frames.HELLO, id="other", addr="127.0.0.1:1", bindings=[], peers=[])
+        )
+        sock.sendall(frames.encode(frames.PUT, q="q.t", m={"body": "ok"}))
+        wait_until(lambda: target.size("q.t") == 1, 10, message="the good frame")
+    assert target.dropped_frames == 2
+    assert target.get("q.t") == {"body": "ok"}
+
+
+def test_kombu_resolves_peer_urls() -> None:
+    import protocol.transport  # noqa: F401  (registers the alias)
+
+    url = f"peer://127.0.0.1:{free_port()}"
+    with Connection(url) as connection:
+        connection.ensure_connection(max_retries=1)
+        assert connection.transport.driver_type == "peer"
+        assert connection.transport.hub.address == url.removeprefix("peer://")
