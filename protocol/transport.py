@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,8 @@ class BusOptions:
     unknown_peer_grace_s: float = 2.0
     failover_after_s: float = 3.0
     message_ttl_s: float | None = 3600.0
+    amqp_heartbeat_s: float = 10.0
+    peer_settle_s: float = 3.0
     memory_polling_interval_s: float = 0.005
 
 
@@ -87,14 +90,11 @@ def transport_options(url: str, options: BusOptions) -> dict[str, Any]:
     return {}
 
 
-def node_queue(node_id: str, ttl_s: float | None) -> Queue:
-    return Queue(
-        f"bprotocol.{node_id}",
-        exchange=DIRECT,
-        routing_key=node_id,
-        durable=True,
-        message_ttl=ttl_s,
-    )
+def node_queue(node_id: str) -> Queue:
+    """A node's durable queue. The TTL rides on each message (``expiration``), not on the
+    queue: a queue argument would make every node and sender agree on it forever
+    (RabbitMQ refuses a redeclaration with another ``x-message-ttl``)."""
+    return Queue(f"bprotocol.{node_id}", exchange=DIRECT, routing_key=node_id, durable=True)
 
 
 def gossip_queue(node_id: str) -> Queue:
@@ -143,11 +143,12 @@ class Bus:
     def current_url(self) -> str:
         return self.urls[self._current]
 
-    def _connection(self, url: str) -> Connection:
+    def _connection(self, url: str, heartbeat_s: float = 0.0) -> Connection:
         return Connection(
             url,
             transport_options=transport_options(url, self._options),
             connect_timeout=self._options.connect_timeout_s,
+            heartbeat=heartbeat_s if scheme_of(url).endswith("amqp") else 0.0,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -188,7 +189,7 @@ class Bus:
         queues live on their consumer, so there is nothing to declare from afar."""
         if routing_key in self._declared or scheme_of(self.current_url) in ("peer", "memory"):
             return []
-        return [node_queue(routing_key, self._options.message_ttl_s)]
+        return [node_queue(routing_key)]
 
     def broadcast(self, message: Message) -> None:
         """Publish ``message`` to every node listening on gossip."""
@@ -220,6 +221,7 @@ class Bus:
                         routing_key=routing_key,
                         content_type=CONTENT_TYPE,
                         content_encoding="binary",
+                        expiration=self._options.message_ttl_s,
                     )
                     return
                 except Exception as exc:
@@ -307,18 +309,23 @@ class Bus:
         )
 
     def _consume_once(self) -> None:
-        with self._connection(self.current_url) as connection:
+        with self._connection(self.current_url, self._options.amqp_heartbeat_s) as connection:
             connection.ensure_connection(max_retries=1)
-            queues = [node_queue(self.node_id, self._options.message_ttl_s)]
+            queues = [node_queue(self.node_id)]
             queues.append(gossip_queue(self.node_id))
             channel = connection.channel()
             consumer = Consumer(channel, queues=queues, on_message=self._on_message)
             consumer.consume()
+            with suppress(TimeoutError):
+                # Redis subscribes to fanout on the first poll: do it before saying "ready".
+                connection.drain_events(timeout=0.01)
             transport = connection.transport
             changed = transport.driver_type != self.active_transport
             self.active_transport = transport.driver_type
             hub = getattr(transport, "hub", None)
             self.peer_address = hub.address if hub is not None else ""
+            if hub is not None and not hub.wait_settled(self._options.peer_settle_s):
+                log.info("event=peer_not_settled node=%s peers=%s", self.node_id, hub.peers)
             log.info(
                 "event=bus_connected node=%s transport=%s peer_address=%s",
                 self.node_id,
@@ -332,10 +339,9 @@ class Bus:
                 self.on_connected()
             try:
                 while not self._stopping.is_set():
-                    try:
+                    with suppress(TimeoutError):
                         connection.drain_events(timeout=self._options.poll_timeout_s)
-                    except TimeoutError:
-                        continue
+                    connection.heartbeat_check()
             finally:
                 try:
                     consumer.cancel()

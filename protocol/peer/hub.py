@@ -58,6 +58,7 @@ class PeerHub:
         self._remote: dict[str, set[Binding]] = {}
         self._links: dict[str, PeerLink] = {}
         self._ignored: set[str] = set()
+        self._heard_from: set[str] = set()
         self._inbound: set[socket.socket] = set()
         self._closing = threading.Event()
         self._server: socket.socket | None = None
@@ -105,6 +106,24 @@ class PeerHub:
     def connected_peers(self) -> list[str]:
         with self._lock:
             return sorted(address for address, link in self._links.items() if link.connected)
+
+    def settled(self) -> bool:
+        """Every known peer is linked both ways: our link is up and its HELLO came in."""
+        with self._lock:
+            return all(
+                link.connected and address in self._heard_from
+                for address, link in self._links.items()
+            )
+
+    def wait_settled(self, timeout_s: float) -> bool:
+        """Wait (bounded) until :meth:`settled`, so a node that just started already gets
+        the broadcasts its peers send next. Unreachable peers only cost the timeout."""
+        deadline = time.monotonic() + timeout_s
+        while not self.settled():
+            if time.monotonic() >= deadline or self._closing.is_set():
+                return False
+            time.sleep(0.01)
+        return True
 
     # -- queues (the consuming side) -----------------------------------------------------
 
@@ -335,6 +354,7 @@ class PeerHub:
             bindings = {_binding(item) for item in frame["bindings"]}
             with self._lock:
                 self._remote[address] = bindings
+                self._heard_from.add(address)
             self._learn([address, *frame["peers"]])
             return address
         if kind == frames.PEERS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import threading
 import time
@@ -126,10 +127,12 @@ class PeerLink:
         while True:
             with self._cond:
                 while not self._frames and not self._closing:
-                    self._cond.wait()
+                    self._cond.wait(0.2)
+                    _check_open(sock)
                 if self._closing:
                     return
                 frame = self._frames[0]
+            _check_open(sock)
             sock.sendall(frame)
             with self._cond:
                 if self._frames and self._frames[0] is frame:
@@ -137,6 +140,14 @@ class PeerLink:
 
     def _pause(self, seconds: float) -> None:
         self._closed.wait(seconds)
+
+
+def _check_open(sock: socket.socket) -> None:
+    """Peers never write on our outbound connection, so readable means closed: notice it
+    before the next frame goes into a dead socket's buffer and is lost."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if readable and not sock.recv(1, socket.MSG_PEEK):
+        raise ConnectionError("peer closed the connection")
 
 
 def _split(address: str) -> tuple[str, int]:

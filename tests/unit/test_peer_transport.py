@@ -119,3 +119,24 @@ def test_kombu_resolves_peer_urls() -> None:
         connection.ensure_connection(max_retries=1)
         assert connection.transport.driver_type == "peer"
         assert connection.transport.hub.address == url.removeprefix("peer://")
+
+
+def test_a_restarted_peer_gets_what_was_sent_while_it_was_down(hubs: list[hub.PeerHub]) -> None:
+    seed = start_hub(hubs)
+    port = free_port()
+    config = PeerConfig(host="127.0.0.1", port=port, bootstrap=(seed.address,), backoff_s=0.02)
+    first = hub.PeerHub(config)
+    first.start()
+    first.declare_queue("q.node")
+    first.bind("bprotocol", "node", "q.node")
+    wait_until(lambda: seed.owner("q.node") == first.address, 10, message="seed learns q.node")
+    first.close()
+    wait_until(lambda: first.address not in seed.connected_peers(), 10, message="link down")
+    seed.put("q.node", {"body": "while you were away"})
+
+    again = hub.PeerHub(config)
+    hubs.append(again)
+    again.declare_queue("q.node")
+    again.start()
+    wait_until(lambda: again.size("q.node") == 1, 10, message="the buffered message")
+    assert again.get("q.node") == {"body": "while you were away"}
