@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from cli.stack import NodeOptions, NodeProcess
 
@@ -15,14 +16,32 @@ log = logging.getLogger("bacalao.devstack")
 
 
 class Devstack:
-    def __init__(self, base: NodeOptions, compute_nodes: int = 3) -> None:
+    """``compute_overrides[i]``, when given, changes NodeOptions fields of compute node ``i``
+    only (e.g. ``{"data_locality": "local", "allowed_local_paths": ("/data",)}``)."""
+
+    def __init__(
+        self,
+        base: NodeOptions,
+        compute_nodes: int = 3,
+        *,
+        compute_overrides: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
         self.requester = NodeProcess(
             dataclasses.replace(base, name="requester", requester=True, compute=False)
         )
+        overrides = list(compute_overrides) + [{}] * (compute_nodes - len(compute_overrides))
         self.computes = [
             NodeProcess(
                 dataclasses.replace(
-                    base, name=f"compute-{index}", requester=False, compute=True, api_port=0
+                    base,
+                    **{
+                        "name": f"compute-{index}",
+                        "requester": False,
+                        "compute": True,
+                        "api_port": 0,
+                        "local_publisher_port": 0,
+                        **overrides[index],
+                    },
                 )
             )
             for index in range(compute_nodes)

@@ -1,7 +1,7 @@
 """``--input`` values and the wasm module argument, as InputSources.
 
-Short form ``SRC[:DST]`` and Bacalhau's long form ``src=URI,dst=PATH,opt=KEY=VALUE``. A SRC
-is one of::
+Short form ``SRC[:DST]``, Bacalhau's long form ``src=URI,dst=PATH,opt=KEY=VALUE`` and its
+mix of the two (``s3://bucket/key,dst=/in,opt=region=eu-west-1``). A SRC is one of::
 
     /abs/path  file:///abs/path   a path on the compute node          -> local
     http(s)://host/path           downloaded by the compute node      -> urlDownload
@@ -40,17 +40,28 @@ _LONG_KEYS = {
     "options": "opt",
 }
 _OPTIONS = {
-    "local": {"readwrite": "ReadWrite", "rw": "ReadWrite"},
+    "local": {
+        "readwrite": "ReadWrite",
+        "read-write": "ReadWrite",
+        "read_write": "ReadWrite",
+        "rw": "ReadWrite",
+    },
     "s3": {
         "region": "Region",
         "endpoint": "Endpoint",
         "versionid": "VersionID",
+        "version-id": "VersionID",
+        "version_id": "VersionID",
         "version": "VersionID",
         "checksum-sha256": "ChecksumSHA256",
+        "checksum-256": "ChecksumSHA256",
+        "checksum256": "ChecksumSHA256",
+        "checksum_256": "ChecksumSHA256",
         "filter": "Filter",
     },
 }
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_KEYED_PART = re.compile(r",\s*(" + "|".join(_LONG_KEYS) + r")\s*=", re.IGNORECASE)
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
@@ -100,7 +111,8 @@ def _split_short(text: str) -> tuple[str, str]:
 
 def _split_long(text: str) -> dict[str, str]:
     """``src=URI,dst=PATH,opt=a=b,opt=c=d`` -> parts; a comma not followed by a known key
-    belongs to the value before it (data: URLs contain commas)."""
+    belongs to the value before it (data: URLs contain commas). A first part without a key
+    is the source, as in Bacalhau's ``s3://bucket/key,dst=/in``."""
     parts: list[list[str]] = []
     for chunk in text.split(","):
         key, equals, value = chunk.partition("=")
@@ -110,7 +122,7 @@ def _split_long(text: str) -> dict[str, str]:
         elif parts:
             parts[-1][1] += "," + chunk
         else:
-            raise JobSpecError(f"{text!r}: expected src=URI,dst=PATH", option="--input")
+            parts.append(["src", chunk])
     found: dict[str, str] = {}
     for name, value in parts:
         if name == "opt":
@@ -150,17 +162,20 @@ def parse_input(text: str) -> dict[str, Any]:
     if not stripped:
         raise JobSpecError("empty value", option="--input")
     first_key = stripped.split("=", 1)[0].strip().lower()
-    if "=" in stripped and first_key in _LONG_KEYS:
+    keyed_first = "=" in stripped and first_key in _LONG_KEYS
+    if keyed_first or _KEYED_PART.search(stripped):
         parts = _split_long(stripped)
         if not parts.get("src"):
             raise JobSpecError(f"{text!r} has no src=", option="--input")
-        spec = source_spec(parts["src"])
+        source, target = parts["src"], parts.get("dst", "")
+        if not keyed_first and not target:  # Bacalhau's SRC:DST,opt=... mixed form
+            source, target = _split_short(source)
+        spec = source_spec(source)
         _apply_options(spec, parts.get("opt", ""), text)
-        target = parts.get("dst") or DEFAULT_INPUT_TARGET
     else:
         source, target = _split_short(stripped)
         spec = source_spec(source)
-        target = target or DEFAULT_INPUT_TARGET
+    target = target or DEFAULT_INPUT_TARGET
     if not target.startswith("/"):
         raise JobSpecError(f"{text!r}: the target {target!r} must be absolute", option="--input")
     return {"Source": spec, "Target": target}

@@ -14,18 +14,12 @@ from cli.client import APIClient
 from cli.context import ApiHostOption, ApiPortOption, settings
 from cli.errors import CLIError
 from cli.jobspec import load_job
-from cli.output import OutputFormat, OutputOption, WideOption, emit, print_note, write_stdout
+from cli.options import ShowFlags, SubmitFlags, with_flag_groups
+from cli.output import OutputFormat, emit, print_note, write_stdout
+from cli.progress import download_progress
+from cli.submit import run_job
 from cli.tables import executions_table, history_table, job_overview, jobs_table
-from cli.wait import (
-    DEFAULT_WAIT_TIMEOUT_S,
-    DryRunOption,
-    IdOnlyOption,
-    RunOptions,
-    WaitOption,
-    WaitTimeoutOption,
-    first_completed,
-    submit,
-)
+from cli.wait import first_completed
 from protocol.job import JobStateType
 from protocol.results import download_result
 
@@ -41,6 +35,7 @@ DEFAULT_LIST_LIMIT = 10
 
 
 @app.command("run")
+@with_flag_groups
 def run(
     ctx: typer.Context,
     file: Annotated[
@@ -52,12 +47,8 @@ def run(
             metavar="FILE|-",
         ),
     ],
-    wait: WaitOption = True,
-    id_only: IdOnlyOption = False,
-    wait_timeout_s: WaitTimeoutOption = DEFAULT_WAIT_TIMEOUT_S,
-    dry_run: DryRunOption = False,
-    api_host: ApiHostOption = None,
-    api_port: ApiPortOption = None,
+    *,
+    how: SubmitFlags,
 ) -> None:
     """Submit a job file and, by default, wait for it and print its output.
 
@@ -71,22 +62,11 @@ def run(
             text, source = Path(file).read_text(encoding="utf-8"), file
         except (OSError, UnicodeDecodeError) as exc:
             raise CLIError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
-    built = load_job(text, source)
-    shared = settings(ctx)
-    options = RunOptions(
-        wait=wait,
-        id_only=id_only,
-        dry_run=dry_run,
-        wait_timeout_s=wait_timeout_s,
-        poll_interval_s=shared.poll_interval_s,
-    )
-    with shared.client(api_host, api_port) as client:
-        code = submit(client, built, options)
-    if code:
-        raise typer.Exit(code)
+    run_job(ctx, load_job(text, source), how)
 
 
 @app.command("list")
+@with_flag_groups
 def list_jobs(
     ctx: typer.Context,
     limit: Annotated[
@@ -118,13 +98,11 @@ def list_jobs(
             "--next-token", help="Continue a previous listing where it stopped.", show_default=False
         ),
     ] = "",
-    output: OutputOption = OutputFormat.TABLE,
-    wide: WideOption = False,
-    api_host: ApiHostOption = None,
-    api_port: ApiPortOption = None,
+    *,
+    show: ShowFlags,
 ) -> None:
     """List jobs, newest first unless --order-by says otherwise."""
-    with settings(ctx).client(api_host, api_port) as client:
+    with show.client(ctx) as client:
         page = client.list_jobs(
             limit=limit,
             next_token=next_token,
@@ -133,32 +111,22 @@ def list_jobs(
             labels=labels,
             namespace="" if all_namespaces else namespace,
         )
-    emit(
-        output,
-        lambda: [job.to_wire() for job in page.items],
-        lambda: [jobs_table(page.items, wide)],
-    )
-    if page.next_token and output is OutputFormat.TABLE:
+    show.show_items(page.items, jobs_table)
+    if page.next_token and show.output is OutputFormat.TABLE:
         print_note(f"More jobs: bacalao job list --next-token {page.next_token}", style="dim")
 
 
 @app.command("describe")
-def describe(
-    ctx: typer.Context,
-    job_id: JobIdArgument,
-    output: OutputOption = OutputFormat.TABLE,
-    wide: WideOption = False,
-    api_host: ApiHostOption = None,
-    api_port: ApiPortOption = None,
-) -> None:
+@with_flag_groups
+def describe(ctx: typer.Context, job_id: JobIdArgument, *, show: ShowFlags) -> None:
     """Show a job: its spec, state, executions and the output of its first completed run."""
-    with settings(ctx).client(api_host, api_port) as client:
+    with show.client(ctx) as client:
         job = client.get_job(job_id)
         executions = client.executions(job.id)
 
     def renderables() -> list[RenderableType]:
         shown: list[RenderableType] = [*job_overview(job), Text("")]
-        shown.append(executions_table(executions, wide, title="Executions"))
+        shown.append(executions_table(executions, show.wide, title="Executions"))
         done = first_completed(executions)
         if done is not None and done.run_output is not None and done.run_output.stdout:
             shown += [Text(""), Text("Standard output", style="bold underline")]
@@ -166,40 +134,26 @@ def describe(
         return shown
 
     emit(
-        output,
+        show.output,
         lambda: {"Job": job.to_wire(), "Executions": [e.to_wire() for e in executions]},
         renderables,
     )
 
 
 @app.command("executions")
-def executions(
-    ctx: typer.Context,
-    job_id: JobIdArgument,
-    output: OutputOption = OutputFormat.TABLE,
-    wide: WideOption = False,
-    api_host: ApiHostOption = None,
-    api_port: ApiPortOption = None,
-) -> None:
+@with_flag_groups
+def executions(ctx: typer.Context, job_id: JobIdArgument, *, show: ShowFlags) -> None:
     """List a job's executions: one per node asked to run it, with its state."""
-    with settings(ctx).client(api_host, api_port) as client:
-        found = client.executions(job_id)
-    emit(output, lambda: [e.to_wire() for e in found], lambda: [executions_table(found, wide)])
+    with show.client(ctx) as client:
+        show.show_items(client.executions(job_id), executions_table)
 
 
 @app.command("history")
-def history(
-    ctx: typer.Context,
-    job_id: JobIdArgument,
-    output: OutputOption = OutputFormat.TABLE,
-    wide: WideOption = False,
-    api_host: ApiHostOption = None,
-    api_port: ApiPortOption = None,
-) -> None:
+@with_flag_groups
+def history(ctx: typer.Context, job_id: JobIdArgument, *, show: ShowFlags) -> None:
     """Show what happened to a job and its executions, in order."""
-    with settings(ctx).client(api_host, api_port) as client:
-        entries = client.history(job_id)
-    emit(output, lambda: [e.to_wire() for e in entries], lambda: [history_table(entries, wide)])
+    with show.client(ctx) as client:
+        show.show_items(client.history(job_id), history_table)
 
 
 @app.command("stop")
@@ -242,16 +196,29 @@ def get(
             file_okay=False,
         ),
     ] = None,
+    ipfs_connect: Annotated[
+        str | None,
+        typer.Option(
+            "--ipfs-connect",
+            envvar="BACALAO_IPFS_API",
+            help="RPC API of the IPFS daemon that fetches ipfs results "
+            "(default: /ip4/127.0.0.1/tcp/5001).",
+            show_default=False,
+        ),
+    ] = None,
     api_host: ApiHostOption = None,
     api_port: ApiPortOption = None,
 ) -> None:
     with settings(ctx).client(api_host, api_port) as client:
-        written = fetch_results(client, job_id, output_dir)
+        written = fetch_results(client, job_id, output_dir, ipfs_api=ipfs_connect)
     write_stdout(f"Results for job {job_id} are in {written}\n")
 
 
-def fetch_results(client: APIClient, job_id: str, output_dir: Path | None) -> Path:
-    """Download every published result of the job; returns the folder they went to."""
+def fetch_results(
+    client: APIClient, job_id: str, output_dir: Path | None, *, ipfs_api: str | None = None
+) -> Path:
+    """Download every published result of the job; returns the folder they went to.
+    ``ipfs_api``: the IPFS daemon that fetches ``ipfs`` results."""
     job = client.get_job(job_id)
     specs = client.results(job.id)
     if not specs:
@@ -269,9 +236,12 @@ def fetch_results(client: APIClient, job_id: str, output_dir: Path | None) -> Pa
     target = output_dir if output_dir is not None else Path.cwd() / f"job-{job.id}"
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise CLIError(f"{target} already exists and is not empty; pick another --output-dir")
-    if len(specs) == 1:
-        download_result(specs[0], target)
-    else:
-        for index, spec in enumerate(specs, start=1):
-            download_result(spec, target / f"execution-{index}")
+    with download_progress() as progress:
+        if len(specs) == 1:
+            download_result(specs[0], target, progress=progress, ipfs_api=ipfs_api)
+        else:
+            for index, spec in enumerate(specs, start=1):
+                download_result(
+                    spec, target / f"execution-{index}", progress=progress, ipfs_api=ipfs_api
+                )
     return target

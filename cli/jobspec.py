@@ -6,6 +6,8 @@ Nothing here talks to the network or prints; every problem is a
 
 from __future__ import annotations
 
+import csv
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,15 +24,18 @@ from protocol.specs import validate_job
 
 DEFAULT_ENTRYPOINT = "_start"
 DEFAULT_PUBLISHER = "local"
-PUBLISHER_FORMS = "local, noop, ipfs or s3://bucket/prefix"
+DEFAULT_RESULT_PATH = {"Name": "outputs", "Path": "/outputs"}
+PUBLISHER_FORMS = "local, noop, ipfs or s3://bucket/prefix[,opt=region=R,opt=endpoint=URL]"
+_PUBLISHER_OPTIONS = {"s3": {"region": "Region", "endpoint": "Endpoint"}}
 _SERVER_FIELDS = ("State", "Version", "Revision", "CreateTime", "ModifyTime")
-# Where a problem in the built job comes from, most specific first.
+# Where a problem in the built job comes from, most specific first (after the engine's own).
 _FIELD_OPTIONS = (
     ("Tasks[0].Engine.Params.EnvironmentVariables", "--env"),
-    ("Tasks[0].Engine.Params.Entrypoint", "--entry-point"),
-    ("Tasks[0].Engine.Params.EntryModule", "MODULE"),
     ("Tasks[0].Resources.Memory", "--memory"),
     ("Tasks[0].Resources.CPU", "--cpu"),
+    ("Tasks[0].Resources.Disk", "--disk"),
+    ("Tasks[0].Resources.GPU", "--gpu"),
+    ("Tasks[0].Network", "--network"),
     ("Tasks[0].InputSources", "--input"),
     ("Tasks[0].ResultPaths", "--output"),
     ("Tasks[0].Publisher", "--publisher"),
@@ -39,6 +44,15 @@ _FIELD_OPTIONS = (
     ("Labels", "--labels"),
     ("Constraints", "--constraints"),
     ("constraints", "--constraints"),
+)
+_WASM_FIELD_OPTIONS = (
+    ("Tasks[0].Engine.Params.Entrypoint", "--entry-point"),
+    ("Tasks[0].Engine.Params.EntryModule", "MODULE"),
+)
+_DOCKER_FIELD_OPTIONS = (
+    ("Tasks[0].Engine.Params.Image", "IMAGE"),
+    ("Tasks[0].Engine.Params.Entrypoint", "--entrypoint"),
+    ("Tasks[0].Engine.Params.WorkingDirectory", "--workdir"),
 )
 
 
@@ -50,24 +64,45 @@ class BuiltJob:
     warnings: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class WasmRunSpec:
-    """The values of ``bacalao wasm run``, as typed on the command line."""
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec:
+    """What every ``run`` command takes besides its program, as typed on the command line."""
 
-    module: str
-    args: Sequence[str] = ()
     inputs: Sequence[str] = ()
+    outputs: Sequence[str] = ()
+    publisher: str = DEFAULT_PUBLISHER
     env: Sequence[str] = ()
-    entry_point: str = DEFAULT_ENTRYPOINT
     count: int = 1
     timeout_s: int = 0
     memory: str = ""
     cpu: str = ""
-    outputs: Sequence[str] = ()
-    publisher: str = DEFAULT_PUBLISHER
+    disk: str = ""
+    gpu: str = ""
+    network: str = ""
+    domains: Sequence[str] = ()
     labels: Sequence[str] = ()
     constraints: Sequence[str] = ()
     selectors: Sequence[str] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WasmRunSpec(TaskSpec):
+    """The values of ``bacalao wasm run``."""
+
+    module: str
+    args: Sequence[str] = ()
+    entry_point: str = DEFAULT_ENTRYPOINT
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerRunSpec(TaskSpec):
+    """The values of ``bacalao docker run``: ARGS replace the image's CMD, ``entrypoint`` its
+    ENTRYPOINT (each value split at commas, as Bacalhau does)."""
+
+    image: str
+    args: Sequence[str] = ()
+    entrypoint: Sequence[str] = ()
+    workdir: str = ""
 
 
 def parse_env(values: Iterable[str]) -> dict[str, str]:
@@ -108,43 +143,129 @@ def parse_constraints(
 
 
 def parse_result_path(value: str) -> dict[str, str]:
-    """``outputs:/outputs`` -> ``{"Name": "outputs", "Path": "/outputs"}``."""
-    name, colon, path = value.partition(":")
-    if not colon or not name.strip() or not path.strip():
+    """``outputs:/outputs`` (or Bacalhau's newer ``outputs=/outputs``) -> a ResultPath."""
+    match = re.fullmatch(r"([^:=]*)[:=](.*)", value.strip(), flags=re.DOTALL)
+    if match is None or not match.group(1).strip() or not match.group(2).strip():
         raise JobSpecError(f"{value!r} is not of the form NAME:PATH", option="--output")
-    return {"Name": name.strip(), "Path": path.strip()}
+    return {"Name": match.group(1).strip(), "Path": match.group(2).strip()}
+
+
+def with_default_result_path(
+    paths: list[dict[str, str]], publisher: dict[str, Any]
+) -> list[dict[str, str]]:
+    """Bacalhau's docker rule: ``outputs:/outputs`` is always added unless that name or
+    path is taken (and, here, unless the noop publisher would throw it away)."""
+    taken = any(
+        path["Name"] == DEFAULT_RESULT_PATH["Name"]
+        or path["Path"].rstrip("/") == DEFAULT_RESULT_PATH["Path"]
+        for path in paths
+    )
+    if taken or publisher["Type"] == "noop":
+        return paths
+    return [*paths, dict(DEFAULT_RESULT_PATH)]
+
+
+def _publisher_option(spec: dict[str, Any], extra: str, value: str) -> None:
+    key, equals, option = extra.partition("=")
+    name, _, setting = option.partition("=")
+    known = _PUBLISHER_OPTIONS.get(spec["Type"], {})
+    wire = known.get(name.strip().lower())
+    if key.strip().lower() not in ("opt", "option") or not equals or wire is None:
+        allowed = ", ".join(f"opt={known_name}=..." for known_name in known) or "none"
+        raise JobSpecError(
+            f"{value!r}: {extra!r} is not an option of the {spec['Type']} publisher "
+            f"(known: {allowed})",
+            option="--publisher",
+        )
+    spec["Params"][wire] = setting.strip()
 
 
 def parse_publisher(value: str) -> dict[str, Any]:
-    """``local``, ``noop``, ``ipfs`` or ``s3://bucket/prefix`` -> a publisher spec."""
-    text = value.strip()
+    """``local``, ``noop``, ``ipfs`` or ``s3://bucket/prefix`` -> a publisher spec; Bacalhau's
+    ``s3://bucket/prefix,opt=region=eu-west-1,opt=endpoint=URL`` too."""
+    text, *extras = (part.strip() for part in value.split(","))
     if text.lower().startswith("s3://"):
         parsed = urlparse(text)
         if not parsed.netloc:
             raise JobSpecError(f"{value!r} names no bucket", option="--publisher")
-        return {"Type": "s3", "Params": {"Bucket": parsed.netloc, "Key": parsed.path[1:]}}
-    if text.lower() in ("local", "noop", "ipfs"):
-        return {"Type": text.lower(), "Params": {}}
-    raise JobSpecError(f"{value!r} is not a publisher ({PUBLISHER_FORMS})", option="--publisher")
+        spec = {"Type": "s3", "Params": {"Bucket": parsed.netloc, "Key": parsed.path[1:]}}
+    elif text.lower() in ("local", "noop", "ipfs"):
+        spec = {"Type": text.lower(), "Params": {}}
+    else:
+        raise JobSpecError(
+            f"{value!r} is not a publisher ({PUBLISHER_FORMS})", option="--publisher"
+        )
+    for extra in filter(None, extras):
+        _publisher_option(spec, extra, value)
+    return spec
 
 
-def _option_for(field_path: str) -> str:
+def parse_entrypoint(values: Iterable[str]) -> list[str]:
+    """``["sh,-c"]`` or ``["sh", "-c"]`` -> ``["sh", "-c"]``: Bacalhau splits each value at
+    commas (CSV, so ``'"a,b"'`` stays one word)."""
+    words: list[str] = []
+    for value in values:
+        for row in csv.reader([value]):
+            words.extend(row)
+    return words
+
+
+def _option_for(field_path: str, engine_options: Iterable[tuple[str, str]]) -> str:
     field_path = field_path.removeprefix("Job.")
-    for prefix, option in _FIELD_OPTIONS:
+    for prefix, option in (*engine_options, *_FIELD_OPTIONS):
         if field_path.startswith(prefix):
             return option
     return ""
 
 
-def _checked(wire: dict[str, Any], warnings: Iterable[str]) -> BuiltJob:
+def _checked(
+    wire: dict[str, Any], warnings: Iterable[str], engine_options: Iterable[tuple[str, str]]
+) -> BuiltJob:
     try:
         job = Job.from_wire(wire)
         found = validate_job(job)
     except ValidationError as exc:
-        option = _option_for(exc.field)
+        option = _option_for(exc.field, engine_options)
         message = exc.problem if option else str(exc)
         raise JobSpecError(message, option=option) from None
     return BuiltJob(job=job, warnings=(*warnings, *found))
+
+
+def _job_wire(
+    spec: TaskSpec,
+    engine: dict[str, Any],
+    *,
+    program_inputs: Sequence[dict[str, Any]] = (),
+    default_outputs: bool = False,
+) -> dict[str, Any]:
+    """The job around ``engine``: everything :class:`TaskSpec` says, in wire shape."""
+    inputs = [parse_input(value) for value in spec.inputs]
+    if spec.count < 1:
+        raise JobSpecError("must be at least 1", option="--count")
+    if spec.timeout_s < 0:
+        raise JobSpecError("must not be negative", option="--timeout")
+    publisher = parse_publisher(spec.publisher)
+    result_paths = [parse_result_path(value) for value in spec.outputs]
+    if default_outputs:
+        result_paths = with_default_result_path(result_paths, publisher)
+    task: dict[str, Any] = {
+        "Name": "main",
+        "Engine": engine,
+        "Publisher": publisher,
+        "InputSources": [*program_inputs, *inputs],
+        "ResultPaths": result_paths,
+        "Resources": {"CPU": spec.cpu, "Memory": spec.memory, "Disk": spec.disk, "GPU": spec.gpu},
+        "Network": {"Type": spec.network, "Domains": list(spec.domains)},
+        "Timeouts": {"ExecutionTimeout": spec.timeout_s},
+    }
+    constraints = parse_constraints(spec.constraints, spec.selectors)
+    return {
+        "Type": "batch",
+        "Count": spec.count,
+        "Labels": parse_labels(spec.labels),
+        "Constraints": [requirement.to_wire() for requirement in constraints],
+        "Tasks": [task],
+    }
 
 
 def build_wasm_job(spec: WasmRunSpec) -> BuiltJob:
@@ -159,37 +280,34 @@ def build_wasm_job(spec: WasmRunSpec) -> BuiltJob:
             f"{LARGE_MODULE_BYTES // 1024 // 1024} MiB): consider serving it over https:// "
             "and passing that URL as MODULE"
         )
-    inputs = [parse_input(value) for value in spec.inputs]
-    if spec.count < 1:
-        raise JobSpecError("must be at least 1", option="--count")
-    if spec.timeout_s < 0:
-        raise JobSpecError("must not be negative", option="--timeout")
-    task: dict[str, Any] = {
-        "Name": "main",
-        "Engine": {
-            "Type": "wasm",
-            "Params": {
-                "EntryModule": module.target,
-                "Entrypoint": spec.entry_point or DEFAULT_ENTRYPOINT,
-                "Parameters": list(spec.args),
-                "EnvironmentVariables": parse_env(spec.env),
-            },
+    engine = {
+        "Type": "wasm",
+        "Params": {
+            "EntryModule": module.target,
+            "Entrypoint": spec.entry_point or DEFAULT_ENTRYPOINT,
+            "Parameters": list(spec.args),
+            "EnvironmentVariables": parse_env(spec.env),
         },
-        "Publisher": parse_publisher(spec.publisher),
-        "InputSources": [module.input_source, *inputs],
-        "ResultPaths": [parse_result_path(value) for value in spec.outputs],
-        "Resources": {"CPU": spec.cpu, "Memory": spec.memory},
-        "Timeouts": {"ExecutionTimeout": spec.timeout_s},
     }
-    constraints = parse_constraints(spec.constraints, spec.selectors)
-    wire: dict[str, Any] = {
-        "Type": "batch",
-        "Count": spec.count,
-        "Labels": parse_labels(spec.labels),
-        "Constraints": [requirement.to_wire() for requirement in constraints],
-        "Tasks": [task],
+    wire = _job_wire(spec, engine, program_inputs=[module.input_source])
+    return _checked(wire, warnings, _WASM_FIELD_OPTIONS)
+
+
+def build_docker_job(spec: DockerRunSpec) -> BuiltJob:
+    """The job ``bacalao docker run`` submits, as ``bacalhau docker run`` builds it: ARGS are
+    the Parameters (the image's CMD), ``--entrypoint`` replaces its ENTRYPOINT, and
+    ``outputs:/outputs`` is published unless that name or path is taken."""
+    env = [f"{key}={value}" for key, value in parse_env(spec.env).items()]  # Bacalhau's shape
+    params = {
+        "Image": spec.image,
+        "Entrypoint": parse_entrypoint(spec.entrypoint),
+        "Parameters": list(spec.args),
+        "EnvironmentVariables": env,
+        "WorkingDirectory": spec.workdir,
     }
-    return _checked(wire, warnings)
+    engine = {"Type": "docker", "Params": {key: value for key, value in params.items() if value}}
+    wire = _job_wire(spec, engine, default_outputs=True)
+    return _checked(wire, (), _DOCKER_FIELD_OPTIONS)
 
 
 def load_job(text: str, source: str) -> BuiltJob:

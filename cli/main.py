@@ -18,7 +18,7 @@ import typer
 from rich.console import RenderableType
 from typer.core import TyperGroup
 
-from cli import jobs, nodes, wasm
+from cli import docker, jobs, nodes, wasm
 from cli.client import DEFAULT_API_HOST, DEFAULT_API_PORT, ENV_API_HOST, ENV_API_PORT, APIClient
 from cli.context import (
     CONNECTION_PANEL,
@@ -104,6 +104,7 @@ def create_app(
 
     app.command("version")(version)
     app.add_typer(wasm.app, name="wasm")
+    app.add_typer(docker.app, name="docker")
     app.add_typer(jobs.app, name="job")
     app.add_typer(nodes.app, name="node")
     _add_node_commands(app)

@@ -7,24 +7,19 @@ from typing import Annotated
 import typer
 
 from cli.context import ApiHostOption, ApiPortOption, settings
-from cli.output import OutputFormat, OutputOption, WideOption, emit
+from cli.options import ShowFlags, with_flag_groups
+from cli.output import OutputFormat, OutputOption, emit
 from cli.tables import node_overview, nodes_table
 
 app = typer.Typer(name="node", help="List and describe the network's nodes.", no_args_is_help=True)
 
 
 @app.command("list")
-def list_nodes(
-    ctx: typer.Context,
-    output: OutputOption = OutputFormat.TABLE,
-    wide: WideOption = False,
-    api_host: ApiHostOption = None,
-    api_port: ApiPortOption = None,
-) -> None:
+@with_flag_groups
+def list_nodes(ctx: typer.Context, *, show: ShowFlags) -> None:
     """List the nodes the requester has heard from, with what they run and have free."""
-    with settings(ctx).client(api_host, api_port) as client:
-        found = client.nodes()
-    emit(output, lambda: [node.to_wire() for node in found], lambda: [nodes_table(found, wide)])
+    with show.client(ctx) as client:
+        show.show_items(client.nodes(), nodes_table)
 
 
 @app.command("describe")

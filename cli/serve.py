@@ -42,6 +42,32 @@ DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where state lives (default ~/.bacalao).")
 ]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
+DockerHost = Annotated[
+    str | None,
+    typer.Option(
+        "--docker-host",
+        envvar="DOCKER_HOST",
+        help="Docker daemon for docker jobs (unix:///var/run/docker.sock, tcp://...); the node "
+        "offers the docker engine when it answers at start.",
+    ),
+]
+IpfsConnect = Annotated[
+    str | None,
+    typer.Option(
+        "--ipfs-connect",
+        envvar="BACALAO_IPFS_API",
+        help="RPC API of the IPFS daemon for ipfs inputs and the ipfs publisher "
+        "(/ip4/127.0.0.1/tcp/5001); the node offers ipfs while it answers.",
+    ),
+]
+DataLocalityOption = Annotated[
+    str,
+    typer.Option(
+        "--data-locality",
+        help="anywhere: bid on jobs whatever their inputs; local: bid only when every input "
+        "is already on this node.",
+    ),
+]
 
 
 def parse_labels(values: list[str] | None) -> dict[str, str]:
@@ -73,6 +99,24 @@ def _limits(cpu: str | None, memory: str | None) -> tuple[float | None, int | No
         )
     except ValueError as exc:
         raise ValidationError("limit-total-cpu/memory", str(exc)) from None
+
+
+def parse_data_locality(text: str) -> str:
+    from compute.bidding.locality import DataLocality
+
+    try:
+        return DataLocality.parse(text).value
+    except ValidationError as exc:
+        raise ValidationError("data-locality", exc.problem) from None
+
+
+def parse_ipfs_api(text: str | None) -> str | None:
+    """The ``--ipfs-connect`` address as a multiaddr, checked before any node starts."""
+    if not text:
+        return None
+    from protocol.ipfs import parse_api_address
+
+    return parse_api_address(text, field="ipfs-connect").multiaddr
 
 
 def setup_logging(level: str) -> None:
@@ -128,6 +172,25 @@ def serve(
     cluster_secret: Annotated[
         str | None, typer.Option("--cluster-secret", envvar="BACALAO_CLUSTER_SECRET")
     ] = None,
+    local_publisher_address: Annotated[
+        str,
+        typer.Option(
+            "--local-publisher-address",
+            help="Address the local publisher's HTTP server listens on and puts in result URLs.",
+        ),
+    ] = "127.0.0.1",
+    local_publisher_port: Annotated[
+        int,
+        typer.Option(
+            "--local-publisher-port",
+            min=0,
+            max=65535,
+            help="Port of the local publisher's HTTP server (0: any free port).",
+        ),
+    ] = 6001,
+    data_locality: DataLocalityOption = "anywhere",
+    docker_host: DockerHost = None,
+    ipfs_connect: IpfsConnect = None,
     data_dir: DataDir = None,
     log_level: LogLevel = "info",
 ) -> None:
@@ -155,6 +218,11 @@ def serve(
             bid_timeout_s=bid_timeout,
             default_queue_timeout_s=default_queue_timeout,
             cluster_secret=cluster_secret,
+            local_publisher_host=local_publisher_address,
+            local_publisher_port=local_publisher_port,
+            data_locality=parse_data_locality(data_locality),
+            docker_host=docker_host,
+            ipfs_api=parse_ipfs_api(ipfs_connect),
         )
         node = NodeProcess(options)
         node.start()
@@ -177,6 +245,9 @@ def devstack(
     api_port: ApiPort = 1234,
     limit_total_cpu: CpuLimit = None,
     limit_total_memory: MemoryLimit = None,
+    data_locality: DataLocalityOption = "anywhere",
+    docker_host: DockerHost = None,
+    ipfs_connect: IpfsConnect = None,
     data_dir: DataDir = None,
     log_level: LogLevel = "warning",
 ) -> None:
@@ -198,6 +269,9 @@ def devstack(
             limit_memory=memory,
             heartbeat_interval_s=1.0,
             disconnect_after_s=5.0,
+            data_locality=parse_data_locality(data_locality),
+            docker_host=docker_host,
+            ipfs_api=parse_ipfs_api(ipfs_connect),
         )
         stack = Devstack(base, compute_nodes)
         stack.start()

@@ -14,13 +14,16 @@ from pathlib import Path
 
 import psutil
 
+from compute.bidding.locality import DataLocality
 from compute.executors.registry import default_executors
 from compute.node import ComputeConfig, ComputeNode
+from compute.publishers.local_server import results_app
 from compute.publishers.registry import default_publishers
 from compute.runner import Plugins
 from compute.storage.registry import default_storage
 from protocol.dispatch import Dispatcher
 from protocol.envelope import Codec
+from protocol.errors import ValidationError
 from protocol.gossip import Announcer
 from protocol.ids import node_id_from_key
 from protocol.node import NodeInfo, NodeType
@@ -60,6 +63,9 @@ def detect_capacity(fraction: float = 0.8) -> Resources:
     )
 
 
+DEFAULT_LOCAL_PUBLISHER_PORT = 6001
+
+
 @dataclass(frozen=True)
 class NodeOptions:
     name: str
@@ -80,6 +86,16 @@ class NodeOptions:
     default_queue_timeout_s: float = 600.0
     reservation_ttl_s: float = 30.0
     cluster_secret: str | None = None
+    local_publisher_host: str = "127.0.0.1"
+    local_publisher_port: int = DEFAULT_LOCAL_PUBLISHER_PORT
+    data_locality: str = "anywhere"
+    docker_host: str | None = None  # None: DOCKER_HOST, else the local socket
+    ipfs_api: str | None = None  # the IPFS daemon's RPC API multiaddr; None: no ipfs
+
+
+def http_base_url(host: str, port: int) -> str:
+    """``http://host:port``, with an IPv6 address in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class NodeProcess:
@@ -104,6 +120,8 @@ class NodeProcess:
         self.store: JobStore | None = None
         self.announcer: Announcer | None = None
         self.api_port: int | None = None
+        self.results_server: APIServer | None = None
+        self.local_publisher_url: str | None = None
         self.boot_id = secrets.token_hex(8)
 
     @property
@@ -120,12 +138,17 @@ class NodeProcess:
                 node_id=self.node_id, node_type=self.node_type, labels=self.options.labels
             )
         return info.model_copy(
-            update={"transport": self.bus.active_transport, "boot_id": self.boot_id}
+            update={
+                "transport": self.bus.active_transport,
+                "peer_address": self.bus.peer_address,
+                "boot_id": self.boot_id,
+            }
         )
 
     def start(self) -> None:
         options = self.options
         if options.compute:
+            self._start_results_server()
             self.compute = self._build_compute()
             self.dispatcher.compute = self.compute.handle
         if options.requester:
@@ -150,6 +173,7 @@ class NodeProcess:
         self.announcer = Announcer(self.bus, self.info, options.heartbeat_interval_s)
         if self.compute is not None:
             self.compute.add_listener(self.announcer.changed)
+        self.bus.on_connected = self.announcer.changed
         self.announcer.start()
         log.info(
             "event=node_started node=%s type=%s transport=%s api_port=%s",
@@ -157,6 +181,27 @@ class NodeProcess:
             self.node_type.value,
             self.bus.active_transport,
             self.api_port,
+        )
+
+    def _start_results_server(self) -> None:
+        """Serve the local publisher's folder; its URL goes into the results it publishes."""
+        options = self.options
+        folder = self.folder / "results"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.results_server = APIServer(
+            results_app(folder), options.local_publisher_host, options.local_publisher_port
+        )
+        try:
+            port = self.results_server.start()
+        except RuntimeError:
+            raise ValidationError(
+                "local-publisher-port",
+                f"the results server cannot listen on {options.local_publisher_host}:"
+                f"{options.local_publisher_port} (in use? 0 picks any free port)",
+            ) from None
+        self.local_publisher_url = http_base_url(options.local_publisher_host, port)
+        log.info(
+            "event=results_server_started node=%s url=%s", self.node_id, self.local_publisher_url
         )
 
     def _build_compute(self) -> ComputeNode:
@@ -168,9 +213,16 @@ class NodeProcess:
             disk=detected.disk,
         )
         plugins = Plugins(
-            executors=default_executors(),
-            storage=default_storage(allowed_local_paths=options.allowed_local_paths),
-            publishers=default_publishers(self.folder / "results"),
+            executors=default_executors(docker_host=options.docker_host),
+            storage=default_storage(
+                allowed_local_paths=options.allowed_local_paths, ipfs_api=options.ipfs_api
+            ),
+            publishers=default_publishers(
+                self.folder / "results",
+                local_base_url=self.local_publisher_url,
+                node_id=self.node_id,
+                ipfs_api=options.ipfs_api,
+            ),
         )
         return ComputeNode(
             self.node_id,
@@ -178,6 +230,7 @@ class NodeProcess:
                 max_capacity=capacity,
                 labels=dict(options.labels),
                 reservation_ttl_s=options.reservation_ttl_s,
+                data_locality=DataLocality.parse(options.data_locality),
             ),
             plugins,
             self.bus,
@@ -205,6 +258,8 @@ class NodeProcess:
             self.orchestrator.close()
         if self.compute is not None:
             self.compute.close()
+        if self.results_server is not None:
+            self.results_server.stop()
         self.bus.close()
         if self.store is not None:
             self.store.close()

@@ -1,4 +1,4 @@
-"""Submit a job, wait for it, and report how it ended: shared by ``wasm run`` and ``job run``.
+"""Submit a job, wait for it, and report how it ended: shared by every ``run`` command.
 
 Exit codes: 0 when the job completed, 1 when it failed, was stopped or outlived
 ``--wait-timeout``, 130 when the wait was interrupted (the job keeps running).
@@ -9,9 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
-
-import typer
 
 from cli.client import APIClient, PutJobResult
 from cli.context import DEFAULT_POLL_INTERVAL_S
@@ -32,47 +29,9 @@ from protocol.states import ExecutionStateType
 
 DEFAULT_WAIT_TIMEOUT_S = 600.0
 EXIT_INTERRUPTED = 130
-RUN_PANEL = "Submission"
 _STDERR_TAIL_LINES = 5
 _FAILED_STATES = (ExecutionStateType.FAILED, ExecutionStateType.CANCELLED)
 _REJECTED_STATES = (ExecutionStateType.BID_REJECTED, ExecutionStateType.ASK_FOR_BID_REJECTED)
-
-WaitOption = Annotated[
-    bool,
-    typer.Option(
-        "--wait/--no-wait",
-        help="Wait for the job to finish, then print its output (the default), or return "
-        "as soon as the requester has accepted it.",
-        rich_help_panel=RUN_PANEL,
-    ),
-]
-IdOnlyOption = Annotated[
-    bool,
-    typer.Option(
-        "--id-only",
-        help="Print only the job ID on stdout, for scripts: "
-        "ID=$(bacalao ... --id-only). Still waits unless --no-wait is given, and the exit "
-        "code still says whether the job completed.",
-        rich_help_panel=RUN_PANEL,
-    ),
-]
-WaitTimeoutOption = Annotated[
-    float,
-    typer.Option(
-        "--wait-timeout",
-        help="Seconds to wait for the job before giving up on it (it keeps running).",
-        min=0,
-        rich_help_panel=RUN_PANEL,
-    ),
-]
-DryRunOption = Annotated[
-    bool,
-    typer.Option(
-        "--dry-run",
-        help="Print the job as YAML (a file `bacalao job run` accepts) instead of submitting it.",
-        rich_help_panel=RUN_PANEL,
-    ),
-]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from compute.bidding.base import BidRequest, BidRule
 from compute.bidding.chain import decide, default_rules
+from compute.bidding.locality import DataLocality
 from compute.capacity import CapacityTracker
 from compute.runner import ActivityLog, Plugins, Runner
 from protocol.envelope import Envelope
@@ -53,6 +54,7 @@ class ComputeConfig:
     max_execution_timeout_s: float = 0.0
     accept_networked_jobs: bool = False
     max_parallel_runs: int = 64
+    data_locality: DataLocality = DataLocality.ANYWHERE
 
 
 @dataclass
@@ -77,7 +79,9 @@ class ComputeNode:
         self._config = config
         self._plugins = plugins
         self._outbox = outbox
-        self._rules = rules if rules is not None else default_rules()
+        self._rules = (
+            rules if rules is not None else default_rules(plugins.storage, config.data_locality)
+        )
         self.capacity = CapacityTracker(config.max_capacity)
         self._node_type = node_type
         work_dir.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """Fetch a published result into a local folder: what ``bacalao job get`` does.
 
-Publishers return a result spec (``local``, ``urlDownload``, ...); :func:`download_result`
-turns one back into files under ``dest``. Lives in ``protocol`` so the CLI can use it without
-importing ``compute``. Errors:
+Publishers return a result spec (``local``, ``urlDownload``, ``s3``, ...);
+:func:`download_result` turns one back into files under ``dest``, telling an optional
+:class:`TransferProgress` how far it got (``s3`` only, so far). Lives in ``protocol`` so the
+CLI can use it without importing ``compute``. Errors:
 
 - ValidationError  the spec cannot be downloaded here (unknown type, bad params, an archive
                    member that would land outside ``dest``)
@@ -17,6 +18,7 @@ import shutil
 import tarfile
 from email.message import Message
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
@@ -26,13 +28,21 @@ from protocol.errors import NotFoundError, TransportError, ValidationError
 from protocol.job import SpecConfig
 from protocol.specs.publishers import LocalResultParams
 from protocol.specs.registry import RESULTS
-from protocol.specs.sources import URLDownloadParams
+from protocol.specs.sources import IPFSParams, S3Params, URLDownloadParams
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FILENAME = "download"
 DEFAULT_TIMEOUT_S = 60.0
-SUPPORTED_TYPES = ("local", "urlDownload")
+SUPPORTED_TYPES = ("local", "urlDownload", "s3", "ipfs")
+
+
+class TransferProgress(Protocol):
+    """Told the size of a download, then each chunk as it arrives (from several threads)."""
+
+    def start(self, description: str, total_bytes: int | None) -> None: ...
+
+    def advance(self, n_bytes: int) -> None: ...
 
 
 def safe_filename(name: str, default: str = DEFAULT_FILENAME) -> str:
@@ -81,10 +91,13 @@ def _copy_local(params: LocalResultParams, dest: Path) -> None:
     if parsed.scheme != "file":
         raise ValidationError("Params.URL", f"{params.url!r} is not a file:// URL")
     source = Path(url2pathname(parsed.path))
+    if source.is_file() and tarfile.is_tarfile(source):
+        extract_tar(source, dest)
+        log.info("event=result_extracted source=%s dest=%s", source, dest)
+        return
     if not source.is_dir():
         raise NotFoundError(
-            f"result folder {source} does not exist here (local results stay on the node "
-            "that ran the job)"
+            f"result {source} does not exist here (local results stay on the node that ran the job)"
         )
     shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
     log.info("event=result_copied source=%s dest=%s", source, dest)
@@ -110,7 +123,7 @@ def _fetch(url: str, dest: Path, timeout_s: float, max_bytes: int | None) -> tup
                     if max_bytes is not None and received_bytes > max_bytes:
                         raise TransportError(f"GET {url}: larger than {max_bytes} bytes")
                     out.write(chunk)
-            name = filename_for(url, response.headers.get("content-disposition"))
+            name = filename_for(str(response.url), response.headers.get("content-disposition"))
     except httpx.HTTPError as exc:
         partial.unlink(missing_ok=True)
         raise TransportError(f"GET {url}: {exc}") from None
@@ -142,8 +155,12 @@ def download_result(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_bytes: int | None = None,
+    progress: TransferProgress | None = None,
+    ipfs_api: str | None = None,
 ) -> None:
-    """Put the files of the result ``spec`` under ``dest`` (created if needed)."""
+    """Put the files of the result ``spec`` under ``dest`` (created if needed). ``ipfs_api``:
+    the IPFS daemon that fetches ``ipfs`` results (default: ``BACALAO_IPFS_API``, else
+    ``/ip4/127.0.0.1/tcp/5001``)."""
     kind = RESULTS.canonical(spec.type)
     if kind not in SUPPORTED_TYPES:
         raise ValidationError(
@@ -153,6 +170,16 @@ def download_result(
     dest.mkdir(parents=True, exist_ok=True)
     if kind == "local":
         _copy_local(LocalResultParams.from_wire(spec.params, prefix="Params"), dest)
+    elif kind == "s3":
+        from protocol.results_s3 import download_s3_result
+
+        s3_params = S3Params.from_wire(spec.params, prefix="Params")
+        download_s3_result(s3_params, dest, progress, max_bytes=max_bytes)
+    elif kind == "ipfs":
+        from protocol.results_ipfs import download_ipfs_result
+
+        ipfs_params = IPFSParams.from_wire(spec.params, prefix="Params")
+        download_ipfs_result(ipfs_params, dest, ipfs_api, max_bytes=max_bytes)
     else:
         params = URLDownloadParams.from_wire(spec.params, prefix="Params")
         _download_url(params, dest, timeout_s, max_bytes)

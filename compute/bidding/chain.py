@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 from compute.bidding.base import YES, BidDecision, BidRequest, BidRule
 from compute.bidding.engine import EngineRule
+from compute.bidding.input_size import InputSizeRule
 from compute.bidding.labels import LabelsRule
+from compute.bidding.locality import DataLocality, DataLocalityRule, StorageLookup
 from compute.bidding.network import NetworkRule
 from compute.bidding.publisher import PublisherRule
 from compute.bidding.resources import ResourcesRule
@@ -23,9 +25,13 @@ def decide(request: BidRequest, rules: Sequence[BidRule]) -> BidDecision:
     return YES
 
 
-def default_rules() -> list[BidRule]:
-    """Capabilities first (engine, publisher, storage), then the job's asks of this node."""
-    return [
+def default_rules(
+    storage: StorageLookup | None = None, data_locality: DataLocality = DataLocality.ANYWHERE
+) -> list[BidRule]:
+    """Capabilities first (engine, publisher, storage), then the job's asks of this node; with
+    the node's ``storage`` providers, last the rules that look at the data itself (locality,
+    input size), which may touch the disk."""
+    rules: list[BidRule] = [
         EngineRule(),
         PublisherRule(),
         StorageRule(),
@@ -34,3 +40,6 @@ def default_rules() -> list[BidRule]:
         TimeoutRule(),
         ResourcesRule(),
     ]
+    if storage is not None:
+        rules += [DataLocalityRule(storage, data_locality), InputSizeRule(storage)]
+    return rules

@@ -7,21 +7,15 @@ embedded InputSources (the v1.1-v1.6 shape).
 from __future__ import annotations
 
 from compute.bidding.base import YES, BidDecision, BidRequest, installed_list, refuse
+from compute.bidding.inputs import task_inputs
 from protocol.errors import ValidationError
 from protocol.job import Task
-from protocol.specs import ENGINES, SOURCES
-from protocol.specs.engines import WasmParams
+from protocol.specs import SOURCES
 
 
 def source_types(task: Task) -> list[str]:
     """The source types ``task`` reads from, as written, in order, without repeats."""
-    sources = [source.source.type for source in task.input_sources]
-    if ENGINES.canonical(task.engine.type) == "wasm":
-        params = ENGINES.parse_as(task.engine, WasmParams, "Tasks[0].Engine")
-        if not isinstance(params.entry_module, str):
-            sources.append(params.entry_module.source.type)
-        sources.extend(module.source.type for module in params.import_modules)
-    return list(dict.fromkeys(sources))
+    return list(dict.fromkeys(source.source.type for source in task_inputs(task)))
 
 
 def _key(name: str) -> str:

@@ -1,1 +1,1 @@
-"""Executors, one module per engine Type: ``wasm``, ``noop`` (``docker`` later)."""
+"""Executors, one module per engine Type: ``wasm``, ``docker``, ``noop``."""

@@ -1,39 +1,83 @@
-"""``local`` publisher: keep results in a folder on this node, ``<base_dir>/<execution_id>``.
+"""``local`` publisher: a tar.gz of the results on this node, served over HTTP.
 
-The results folder is copied (the runner still owns and cleans up its own copy) into a hidden
-sibling first and renamed into place, so a reader never sees a half-written result. The
-returned spec is ``{Type: local, Params: {URL: file:///...}}``.
+As Bacalhau's local publisher does, each execution's results folder is packed into
+``<base_dir>/<execution_id>.tar.gz`` (written under a hidden temporary name, then renamed, so
+a reader never sees half an archive) and the node's results server
+(:mod:`compute.publishers.local_server`) serves that folder. The result spec is
+``{Type: urlDownload, Params: {URL: <base_url>/<execution_id>.tar.gz}}``, which
+``bacalao job get`` downloads and unpacks from any host that reaches ``base_url``.
+
+Without a ``base_url`` (no server: a folder shared between hosts) the spec is
+``{Type: local, Params: {URL: file:///.../<execution_id>.tar.gz}}``.
+
+Only members a downloader will accept are packed: ``tarfile.data_filter`` (the filter
+:func:`protocol.results.extract_tar` applies) drops, with a warning, links that leave the
+results folder, devices and the like.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import shutil
+import os
+import re
+import tarfile
 from pathlib import Path
+from urllib.parse import quote
 
 from protocol.errors import ExecutionError, ValidationError
 from protocol.job import SpecConfig
 from protocol.specs.publishers import LocalPublisherParams, LocalResultParams
+from protocol.specs.sources import URLDownloadParams
 
 log = logging.getLogger(__name__)
 
+ARCHIVE_SUFFIX = ".tar.gz"
+COMPRESS_LEVEL = 6
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
-def _check_name(execution_id: str) -> str:
-    if (
-        not execution_id
-        or "/" in execution_id
-        or "\\" in execution_id
-        or execution_id in ("..", ".")
-    ):
-        raise ExecutionError(f"local publisher: {execution_id!r} is not a usable folder name")
-    return execution_id
+
+def is_archive_name(name: str) -> bool:
+    """True for ``<safe name>.tar.gz``: one path segment, not hidden, no odd characters."""
+    return name.endswith(ARCHIVE_SUFFIX) and _SAFE_NAME.fullmatch(name) is not None
+
+
+def archive_name(execution_id: str) -> str:
+    """``<execution_id>.tar.gz``; ExecutionError when the ID cannot be a file name."""
+    if not _SAFE_NAME.fullmatch(execution_id):
+        raise ExecutionError(f"local publisher: {execution_id!r} is not a usable file name")
+    return execution_id + ARCHIVE_SUFFIX
+
+
+def _extractable(root: Path, member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    """``member`` as is when the ``data`` filter would extract it, else None (skipped)."""
+    try:
+        tarfile.data_filter(member, str(root))
+    except tarfile.FilterError as exc:
+        log.warning("event=local_publish_skipped member=%s reason=%r", member.name, str(exc))
+        return None
+    return member
+
+
+def write_archive(results_dir: Path, archive: Path) -> None:
+    """Pack the contents of ``results_dir`` (member names relative to it) into ``archive``."""
+    with tarfile.open(archive, "w:gz", compresslevel=COMPRESS_LEVEL) as tar:
+        for child in sorted(results_dir.iterdir()):
+            tar.add(
+                child, arcname=child.name, filter=lambda member: _extractable(results_dir, member)
+            )
+
+
+def result_url(base_url: str, name: str) -> str:
+    return f"{base_url.rstrip('/')}/{quote(name)}"
 
 
 class LocalPublisher:
-    """Copies each execution's results under ``base_dir``."""
+    """Packs each execution's results into ``base_dir``; served at ``base_url`` if given."""
 
-    def __init__(self, base_dir: Path) -> None:
+    def __init__(self, base_dir: Path, base_url: str | None = None) -> None:
         self.base_dir = base_dir
+        self.base_url = base_url
 
     @property
     def type(self) -> str:
@@ -51,25 +95,26 @@ class LocalPublisher:
             raise ExecutionError(f"local publisher: {exc}") from None
         if not results_dir.is_dir():
             raise ExecutionError(f"local publisher: results folder {results_dir} does not exist")
-        final = (self.base_dir / _check_name(execution_id)).absolute()
-        partial = final.with_name(f".{final.name}.partial")
+        name = archive_name(execution_id)
+        final = (self.base_dir / name).absolute()
+        partial = final.with_name(f".{name}.partial")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.copytree(results_dir, partial, symlinks=True)
-            if final.exists():
-                log.warning(
-                    "event=local_publish_replaced job_id=%s execution_id=%s", job_id, execution_id
-                )
-                shutil.rmtree(final)
-            partial.rename(final)
-        except OSError as exc:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise ExecutionError(
-                f"local publisher: cannot copy results to {final}: {exc}"
-            ) from None
+            write_archive(results_dir, partial)
+            os.replace(partial, final)
+        except (OSError, tarfile.TarError) as exc:
+            raise ExecutionError(f"local publisher: cannot write {final}: {exc}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
         log.info(
-            "event=local_published job_id=%s execution_id=%s path=%s", job_id, execution_id, final
+            "event=local_published job_id=%s execution_id=%s path=%s size_bytes=%d",
+            job_id,
+            execution_id,
+            final,
+            final.stat().st_size,
         )
-        result = LocalResultParams(url=final.as_uri())
-        return SpecConfig(type="local", params=result.to_wire())
+        if self.base_url is None:
+            return SpecConfig(type="local", params=LocalResultParams(url=final.as_uri()).to_wire())
+        result = URLDownloadParams(url=result_url(self.base_url, name))
+        return SpecConfig(type="urlDownload", params=result.to_wire())

@@ -1,8 +1,17 @@
 """``inline`` storage: the data travels inside the job as an RFC 2397 ``data:`` URL.
 
-``data:[<mediatype>][;base64],<data>`` -- base64 or percent-encoded; when the decoded bytes
-are gzip (magic ``1f 8b``) or the mediatype says gzip, they are gunzipped. The result is
-written to one file under the staging folder and mounted read-only at the source's target.
+``data:[<mediatype>][;base64],<data>`` -- base64 or percent-encoded. As in Bacalhau, the
+mediatype decides what the bytes are:
+
+- ``application/gzip`` (or ``application/x-gzip``, ``...+gzip``): gzip'd data. A gzip'd tar
+  (what Bacalhau's clients send for a folder, or a file over 512 bytes) is unpacked into a
+  folder mounted at the target, so ``<Target>/<name>`` is each archived entry; any other
+  gzip'd data is gunzipped into one file.
+- anything else: the bytes as they are (a ``.gz`` file sent as ``application/octet-stream``
+  stays gzip'd), in one file.
+
+Everything is mounted read-only at the source's target; at most ``max_bytes`` are decoded or
+gunzipped, and archive members that would leave the folder are refused.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import gzip
 import io
 import logging
 import re
+import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,13 +31,12 @@ from urllib.parse import unquote, unquote_to_bytes
 from compute.executors.base import Mount
 from protocol.errors import ExecutionError, ValidationError
 from protocol.job import InputSource, SpecConfig
-from protocol.results import safe_filename
+from protocol.results import check_tar_members, safe_filename
 from protocol.specs.sources import InlineParams
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-GZIP_MAGIC = b"\x1f\x8b"
 GZIP_MEDIATYPES = frozenset({"application/gzip", "application/x-gzip"})
 _WHITESPACE = re.compile(r"\s+")
 
@@ -89,7 +98,8 @@ def gunzip_bounded(data: bytes, max_bytes: int) -> bytes:
 
 
 def decode_data_url(url: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """The content of a ``data:`` URL, gunzipped when it is gzip; at most ``max_bytes``."""
+    """The content of a ``data:`` URL, gunzipped when its mediatype says gzip; at most
+    ``max_bytes``."""
     data_url = split_data_url(url)
     if data_url.estimated_size_bytes() > max_bytes:
         raise ExecutionError(
@@ -97,11 +107,28 @@ def decode_data_url(url: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
             f"over the limit of {max_bytes} bytes"
         )
     raw = decode_payload(data_url)
-    if data_url.says_gzip or raw.startswith(GZIP_MAGIC):
+    if data_url.says_gzip:
         return gunzip_bounded(raw, max_bytes)
     if len(raw) > max_bytes:
         raise ExecutionError(f"inline: data is {len(raw)} bytes, over the limit of {max_bytes}")
     return raw
+
+
+def is_tar(data: bytes) -> bool:
+    try:
+        return tarfile.is_tarfile(io.BytesIO(data))
+    except (OSError, EOFError):
+        return False
+
+
+def extract_tar_bytes(data: bytes, folder: Path) -> None:
+    """Unpack the tar ``data`` into ``folder``; members that would leave it are refused."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            check_tar_members(tar)
+            tar.extractall(folder, filter="data")
+    except (ValidationError, tarfile.TarError) as exc:
+        raise ExecutionError(f"inline: the gzip'd tar archive cannot be unpacked: {exc}") from None
 
 
 def _params(spec: SpecConfig) -> InlineParams:
@@ -134,9 +161,15 @@ class InlineStorage:
             return None
 
     def prepare(self, source: InputSource, staging_dir: Path) -> Mount:
-        content = decode_data_url(_params(source.source).url, self.max_bytes)
-        name = safe_filename(PurePosixPath(source.target).name, default="inline")
+        url = _params(source.source).url
+        content = decode_data_url(url, self.max_bytes)
         staging_dir.mkdir(parents=True, exist_ok=True)
+        if split_data_url(url).says_gzip and is_tar(content):
+            folder = staging_dir / "inline"
+            extract_tar_bytes(content, folder)
+            log.info("event=inline_unpacked path=%s size_bytes=%d", folder, len(content))
+            return Mount(source=folder, target=source.target, read_only=True)
+        name = safe_filename(PurePosixPath(source.target).name, default="inline")
         path = staging_dir / name
         path.write_bytes(content)
         log.info("event=inline_staged path=%s size_bytes=%d", path, len(content))

@@ -1,5 +1,7 @@
 """The storage providers a compute node offers by default: ``inline``, ``local``,
-``urlDownload``. ``local`` is installed only when some host path is allow-listed.
+``urlDownload``, ``s3``, ``ipfs``. ``local`` is installed only when some host path is
+allow-listed, ``s3`` only when AWS credentials are found, ``ipfs`` only when an IPFS API
+address is given and the daemon answers.
 
 Registries are keyed by the canonical type; Bacalhau's aliases (``localDirectory``, ``url``)
 are mapped by ``protocol.specs.registry.SOURCES.canonical`` before lookup.
@@ -14,7 +16,9 @@ from compute.registry import Registry
 from compute.storage import inline, urldownload
 from compute.storage.base import StorageProvider
 from compute.storage.inline import InlineStorage
+from compute.storage.ipfs import IPFSStorage
 from compute.storage.local import LocalStorage
+from compute.storage.s3 import S3Storage
 from compute.storage.urldownload import URLDownloadStorage
 
 
@@ -23,11 +27,14 @@ def default_storage(
     *,
     inline_max_bytes: int = inline.DEFAULT_MAX_BYTES,
     url_max_bytes: int = urldownload.DEFAULT_MAX_BYTES,
+    ipfs_api: str | None = None,
     disabled: Iterable[str] = (),
 ) -> Registry[StorageProvider]:
     providers: list[StorageProvider] = [
         InlineStorage(max_bytes=inline_max_bytes),
         LocalStorage(allowed_local_paths),
         URLDownloadStorage(max_bytes=url_max_bytes),
+        S3Storage(),
+        IPFSStorage(ipfs_api),
     ]
     return Registry("storage source", providers, disabled)

@@ -1,10 +1,12 @@
 """``urlDownload`` storage: stream an http(s) URL to a file and mount its folder.
 
 As in Bacalhau, the task sees the file under the target folder: ``<Target>/<name>``, where the
-name comes from ``Content-Disposition``, else the URL path, else ``download``. Redirects are
-followed. Connection errors, timeouts and 408/429/5xx answers are retried with exponential
-backoff and end in RetryableExecutionError; other 4xx answers and a body over ``max_bytes``
-(announced by Content-Length or counted while streaming) are ExecutionError.
+name comes from ``Content-Disposition``, else the last segment of the URL path (of the final
+URL, after redirects, as Bacalhau does), else ``download``. Redirects are followed.
+Connection errors, timeouts and 408/429/5xx answers are retried with exponential backoff and
+end in RetryableExecutionError; other 4xx answers, too many redirects and a body over
+``max_bytes`` (announced by Content-Length or counted while streaming) are ExecutionError. A
+failed attempt leaves nothing behind in the staging folder.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def _check_status(url: str, response: httpx.Response) -> None:
     if not response.is_error:
         return
     message = f"GET {url}: {response.status_code} {response.reason_phrase}"
+    if response.history:
+        message += f" (redirected to {response.url})"
     if response.is_server_error or response.status_code in RETRYABLE_STATUSES:
         raise _TransientError(message)
     raise ExecutionError(message)
@@ -143,7 +147,7 @@ class URLDownloadStorage:
                 _check_status(url, response)
                 self._check_announced_size(url, response)
                 self._stream_to(url, response, partial)
-                name = filename_for(url, response.headers.get("content-disposition"))
+                name = filename_for(str(response.url), response.headers.get("content-disposition"))
             return partial.replace(staging_dir / (name if name != partial.name else "download"))
         except TRANSIENT_ERRORS as exc:
             raise _TransientError(f"GET {url}: {type(exc).__name__}: {exc}") from None

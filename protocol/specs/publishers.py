@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from protocol.wire import WireModel
 
@@ -16,11 +16,20 @@ class LocalPublisherParams(WireModel):
 
 
 class S3PublisherParams(WireModel):
+    """``Compress`` defaults to false as in Bacalhau (Go's zero value)."""
+
     bucket: str = Field(alias="Bucket")
     key: str = Field(default="", alias="Key")
     endpoint: str = Field(default="", alias="Endpoint")
     region: str = Field(default="", alias="Region")
-    compress: bool = Field(default=True, alias="Compress")
+    compress: bool = Field(default=False, alias="Compress")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a bucket")
+        return value.strip()
 
 
 class IPFSPublisherParams(WireModel):

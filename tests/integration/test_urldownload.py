@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 import socket
 import tarfile
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,111 +21,18 @@ from protocol.errors import (
 )
 from protocol.job import InputSource, SpecConfig
 from protocol.results import download_result
+from tests.support.http_server import HTTPTestServer, Reply, http_server, redirect
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
 BODY = b"id,value\n1,one\n2,two\n"
 LIMIT_BYTES = 10_000
 
 
-@dataclass
-class ServerState:
-    """What the handler serves and what it saw; one per test."""
-
-    hits: Counter[str] = field(default_factory=Counter)
-    failures_before_success: int = 0
-    release: threading.Event = field(default_factory=threading.Event)
-    files: dict[str, bytes] = field(default_factory=dict)
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    state: ServerState
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for name, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
-            self.send_header(name, value)
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def chunked(self, chunk: bytes, count: int) -> None:
-        self.send_response(200)
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        for _ in range(count):
-            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-        self.wfile.write(b"0\r\n\r\n")
-
-    def do_GET(self) -> None:
-        self.close_connection = True
-        path = self.path.split("?")[0]
-        self.state.hits[path] += 1
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.route(path)
-
-    def route(self, path: str) -> None:
-        routes: dict[str, Callable[[], None]] = {
-            "/files/data.csv": lambda: self.reply(200, BODY),
-            "/named": lambda: self.reply(
-                200, BODY, {"Content-Disposition": 'attachment; filename="report.csv"'}
-            ),
-            "/redirect": lambda: self.reply(302, headers={"Location": "/files/data.csv"}),
-            "/announced-big": lambda: self.reply(200, b"x" * (LIMIT_BYTES + 1)),
-            "/chunked-small": lambda: self.chunked(b"y" * 100, 5),
-            "/chunked-big": lambda: self.chunked(b"z" * 1000, LIMIT_BYTES // 1000 + 5),
-            "/flaky": self.flaky,
-            "/down": lambda: self.reply(503, b"down"),
-            "/hang": self.hang,
-        }
-        if path in routes:
-            routes[path]()
-        elif path in self.state.files:
-            self.reply(200, self.state.files[path])
-        else:
-            self.reply(404, b"not found")
-
-    def flaky(self) -> None:
-        if self.state.hits["/flaky"] <= self.state.failures_before_success:
-            self.reply(500, b"try again")
-        else:
-            self.reply(200, BODY)
-
-    def hang(self) -> None:
-        self.state.release.wait(timeout=60)
-
-
-@dataclass
-class Server:
-    base_url: str
-    state: ServerState
-
-
 @pytest.fixture
-def server() -> Iterator[Server]:
-    state = ServerState()
-    handler = type("BoundHandler", (Handler,), {"state": state})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", state)
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
-
-
-def url_source(url: str, target: str = "/inputs") -> InputSource:
-    return InputSource.model_validate(
-        {"Source": {"Type": "urlDownload", "Params": {"URL": url}}, "Target": target}
-    )
+def server() -> Iterator[HTTPTestServer]:
+    with http_server() as running:
+        yield running
 
 
 @pytest.fixture
@@ -142,93 +45,144 @@ def storage(waits: list[float]) -> URLDownloadStorage:
     return URLDownloadStorage(max_bytes=LIMIT_BYTES, max_attempts=3, sleep=waits.append)
 
 
+def url_source(url: str, target: str = "/inputs") -> InputSource:
+    return InputSource.model_validate(
+        {"Source": {"Type": "urlDownload", "Params": {"URL": url}}, "Target": target}
+    )
+
+
+def staged(folder: Path) -> dict[str, bytes]:
+    """Every entry in the staging folder, hidden ones included (partial files must not stay)."""
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+# --- file names ---------------------------------------------------------------------------
+
+
 def test_download_into_target_folder_named_after_url(
-    server: Server, storage: URLDownloadStorage, tmp_path: Path
+    server: HTTPTestServer, storage: URLDownloadStorage, tmp_path: Path
 ) -> None:
-    mount = storage.prepare(url_source(f"{server.base_url}/files/data.csv?v=2"), tmp_path)
+    server.route("/files/data.csv", Reply(body=BODY))
+    mount = storage.prepare(url_source(server.url("/files/data.csv?v=2")), tmp_path)
     assert mount.source == tmp_path
     assert mount.target == "/inputs"
     assert mount.read_only
-    assert [p.name for p in tmp_path.iterdir()] == ["data.csv"]
-    assert (tmp_path / "data.csv").read_bytes() == BODY
+    assert staged(tmp_path) == {"data.csv": BODY}
 
 
-def test_filename_from_content_disposition(
-    server: Server, storage: URLDownloadStorage, tmp_path: Path
+@pytest.mark.parametrize(
+    ("path", "disposition", "name"),
+    [
+        ("/named", 'attachment; filename="report.csv"', "report.csv"),
+        ("/named", "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.txt", "r\u00e9sum\u00e9.txt"),
+        ("/named", 'attachment; filename="../../etc/passwd"', "passwd"),
+        ("/named", 'attachment; filename=".."', "download"),
+        ("/named", "inline", "named"),
+        ("/a%20b.txt", None, "a b.txt"),
+        ("/", None, "download"),
+        ("/dir/", None, "dir"),
+        ("/.download.partial", None, "download"),
+    ],
+)
+def test_file_name_rules(
+    server: HTTPTestServer,
+    storage: URLDownloadStorage,
+    tmp_path: Path,
+    path: str,
+    disposition: str | None,
+    name: str,
 ) -> None:
-    storage.prepare(url_source(f"{server.base_url}/named"), tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == ["report.csv"]
+    headers = {"Content-Disposition": disposition} if disposition else {}
+    server.route(path, Reply(body=BODY, headers=headers))
+    storage.prepare(url_source(server.url(path)), tmp_path)
+    assert staged(tmp_path) == {name: BODY}
 
 
-def test_redirect_is_followed(server: Server, storage: URLDownloadStorage, tmp_path: Path) -> None:
-    storage.prepare(url_source(f"{server.base_url}/redirect"), tmp_path)
-    assert (tmp_path / "redirect").read_bytes() == BODY
-    assert server.state.hits == Counter({"/redirect": 1, "/files/data.csv": 1})
+# --- redirects ----------------------------------------------------------------------------
 
 
-def test_not_found_is_not_retried(
-    server: Server, storage: URLDownloadStorage, tmp_path: Path
+def test_redirect_chain_is_followed_and_named_after_the_final_url(
+    server: HTTPTestServer, storage: URLDownloadStorage, tmp_path: Path
 ) -> None:
-    url = f"{server.base_url}/missing"
-    with pytest.raises(ExecutionError, match=re.escape(f"GET {url}: 404 Not Found")) as caught:
+    server.route("/old", redirect("/moved", 301))
+    server.route("/moved", redirect(server.url("/files/data.csv"), 302))
+    server.route("/files/data.csv", Reply(body=BODY))
+    storage.prepare(url_source(server.url("/old")), tmp_path)
+    assert staged(tmp_path) == {"data.csv": BODY}
+    assert server.hits == Counter({"/old": 1, "/moved": 1, "/files/data.csv": 1})
+
+
+def test_redirect_loop_is_a_job_error(
+    server: HTTPTestServer, storage: URLDownloadStorage, tmp_path: Path, waits: list[float]
+) -> None:
+    server.route("/ping", redirect("/pong"))
+    server.route("/pong", redirect("/ping"))
+    with pytest.raises(ExecutionError, match="TooManyRedirects") as caught:
+        storage.prepare(url_source(server.url("/ping")), tmp_path)
+    assert not isinstance(caught.value, RetryableExecutionError)
+    assert waits == []
+    assert staged(tmp_path) == {}
+
+
+def test_redirect_to_a_missing_file_names_both_urls(
+    server: HTTPTestServer, storage: URLDownloadStorage, tmp_path: Path
+) -> None:
+    server.route("/old", redirect("/gone"))
+    with pytest.raises(ExecutionError, match=r"/old: 404 Not Found \(redirected to .*/gone\)"):
+        storage.prepare(url_source(server.url("/old")), tmp_path)
+
+
+# --- status codes and retries -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [404, 403, 410])
+def test_client_errors_are_job_errors_and_not_retried(
+    server: HTTPTestServer,
+    storage: URLDownloadStorage,
+    tmp_path: Path,
+    waits: list[float],
+    status: int,
+) -> None:
+    url = server.route("/missing", Reply(status=status, body=b"no"))
+    with pytest.raises(ExecutionError, match=re.escape(f"GET {url}: {status} ")) as caught:
         storage.prepare(url_source(url), tmp_path)
     assert not isinstance(caught.value, RetryableExecutionError)
-    assert server.state.hits["/missing"] == 1
-    assert list(tmp_path.iterdir()) == []
+    assert server.hits["/missing"] == 1
+    assert waits == []
+    assert staged(tmp_path) == {}
 
 
-def test_content_length_over_limit_is_refused_up_front(
-    server: Server, storage: URLDownloadStorage, tmp_path: Path
+@pytest.mark.parametrize("status", [500, 502, 503, 429, 408])
+def test_transient_statuses_are_retried_with_backoff(
+    server: HTTPTestServer,
+    storage: URLDownloadStorage,
+    tmp_path: Path,
+    waits: list[float],
+    status: int,
 ) -> None:
-    with pytest.raises(ExecutionError, match="Content-Length 10001 bytes is over the limit"):
-        storage.prepare(url_source(f"{server.base_url}/announced-big"), tmp_path)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_chunked_body_under_limit_is_downloaded(
-    server: Server, storage: URLDownloadStorage, tmp_path: Path
-) -> None:
-    storage.prepare(url_source(f"{server.base_url}/chunked-small"), tmp_path)
-    assert (tmp_path / "chunked-small").read_bytes() == b"y" * 500
-
-
-def test_chunked_body_over_limit_is_refused_while_streaming(
-    server: Server, storage: URLDownloadStorage, tmp_path: Path
-) -> None:
-    with pytest.raises(ExecutionError, match="body is over the limit of 10000 bytes"):
-        storage.prepare(url_source(f"{server.base_url}/chunked-big"), tmp_path)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_server_errors_are_retried_with_backoff(
-    server: Server, storage: URLDownloadStorage, tmp_path: Path, waits: list[float]
-) -> None:
-    server.state.failures_before_success = 2
-    storage.prepare(url_source(f"{server.base_url}/flaky"), tmp_path)
-    assert (tmp_path / "flaky").read_bytes() == BODY
-    assert server.state.hits["/flaky"] == 3
+    url = server.route("/flaky", Reply(status=status), Reply(status=status), Reply(body=BODY))
+    storage.prepare(url_source(url), tmp_path)
+    assert staged(tmp_path) == {"flaky": BODY}
+    assert server.hits["/flaky"] == 3
     assert waits == [1.0, 2.0]
 
 
 def test_retries_exhausted_is_retryable(
-    server: Server, storage: URLDownloadStorage, tmp_path: Path, waits: list[float]
+    server: HTTPTestServer, storage: URLDownloadStorage, tmp_path: Path, waits: list[float]
 ) -> None:
+    url = server.route("/down", Reply(status=503, body=b"down"))
     with pytest.raises(
         RetryableExecutionError, match=r"503 Service Unavailable \(gave up after 3 attempts\)"
     ):
-        storage.prepare(url_source(f"{server.base_url}/down"), tmp_path)
-    assert server.state.hits["/down"] == 3
+        storage.prepare(url_source(url), tmp_path)
+    assert server.hits["/down"] == 3
     assert waits == [1.0, 2.0]
-    assert list(tmp_path.iterdir()) == []
+    assert staged(tmp_path) == {}
 
 
-def test_read_timeout_is_retried_then_retryable(server: Server, tmp_path: Path) -> None:
-    waits: list[float] = []
-    storage = URLDownloadStorage(read_timeout_s=0.2, max_attempts=2, sleep=waits.append)
-    with pytest.raises(RetryableExecutionError, match="ReadTimeout"):
-        storage.prepare(url_source(f"{server.base_url}/hang"), tmp_path)
-    assert server.state.hits["/hang"] == 2
-    assert waits == [1.0]
+def test_backoff_is_capped() -> None:
+    storage = URLDownloadStorage(backoff_s=1.0, max_backoff_s=5.0)
+    assert [storage.backoff_for(attempt) for attempt in range(1, 6)] == [1, 2, 4, 5, 5]
 
 
 def test_connection_refused_is_retryable(tmp_path: Path) -> None:
@@ -238,6 +192,83 @@ def test_connection_refused_is_retryable(tmp_path: Path) -> None:
     storage = URLDownloadStorage(max_attempts=2, sleep=lambda _s: None)
     with pytest.raises(RetryableExecutionError, match="ConnectError"):
         storage.prepare(url_source(f"http://127.0.0.1:{port}/x"), tmp_path)
+
+
+# --- size limits --------------------------------------------------------------------------
+
+
+def test_body_exactly_at_the_limit_is_accepted(
+    server: HTTPTestServer, storage: URLDownloadStorage, tmp_path: Path
+) -> None:
+    body = b"x" * LIMIT_BYTES
+    for framing in ("length", "chunked", "close"):
+        path = f"/exact-{framing}"
+        server.route(path, Reply(body=body, framing=framing))
+        storage.prepare(url_source(server.url(path)), tmp_path / framing)
+        assert staged(tmp_path / framing) == {path[1:]: body}
+
+
+def test_content_length_over_limit_is_refused_up_front(
+    server: HTTPTestServer, storage: URLDownloadStorage, tmp_path: Path, waits: list[float]
+) -> None:
+    url = server.route("/big", Reply(body=b"x" * (LIMIT_BYTES + 1)))
+    with pytest.raises(ExecutionError, match="Content-Length 10001 bytes is over the limit") as e:
+        storage.prepare(url_source(url), tmp_path)
+    assert not isinstance(e.value, RetryableExecutionError)
+    assert waits == []
+    assert staged(tmp_path) == {}
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_unannounced_body_over_limit_is_refused_while_streaming(
+    server: HTTPTestServer, storage: URLDownloadStorage, tmp_path: Path, framing: str
+) -> None:
+    url = server.route("/big", Reply(body=b"z" * (LIMIT_BYTES * 3), framing=framing))  # type: ignore[arg-type]
+    with pytest.raises(ExecutionError, match="body is over the limit of 10000 bytes") as e:
+        storage.prepare(url_source(url), tmp_path)
+    assert not isinstance(e.value, RetryableExecutionError)
+    assert server.hits["/big"] == 1
+    assert staged(tmp_path) == {}
+
+
+# --- timeouts -----------------------------------------------------------------------------
+
+
+def test_no_answer_times_out_retries_then_is_retryable(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    waits: list[float] = []
+    storage = URLDownloadStorage(read_timeout_s=0.2, max_attempts=2, sleep=waits.append)
+    url = server.route("/hang", Reply(stall_before_headers=True))
+    with pytest.raises(RetryableExecutionError, match="ReadTimeout"):
+        storage.prepare(url_source(url), tmp_path)
+    assert server.hits["/hang"] == 2
+    assert waits == [1.0]
+    assert staged(tmp_path) == {}
+
+
+def test_body_stalling_midway_leaves_no_partial_file(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    storage = URLDownloadStorage(read_timeout_s=0.2, max_attempts=1)
+    url = server.route("/slow", Reply(body=BODY * 1000, stall_after_bytes=5000, chunk_bytes=1000))
+    with pytest.raises(RetryableExecutionError, match="ReadTimeout"):
+        storage.prepare(url_source(url), tmp_path)
+    assert staged(tmp_path) == {}
+
+
+def test_a_stalled_attempt_is_replaced_by_a_complete_one(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    waits: list[float] = []
+    storage = URLDownloadStorage(read_timeout_s=0.2, max_attempts=2, sleep=waits.append)
+    body = BODY * 1000
+    url = server.route(
+        "/data.csv", Reply(body=body, stall_after_bytes=len(body) // 2), Reply(body=body)
+    )
+    storage.prepare(url_source(url), tmp_path)
+    assert staged(tmp_path) == {"data.csv": body}
+    assert waits == [1.0]
 
 
 # --- download_result (what ``bacalao job get`` does with a urlDownload result) ----------
@@ -257,9 +288,9 @@ def result_spec(url: str) -> SpecConfig:
     return SpecConfig(type="urlDownload", params={"URL": url})
 
 
-def test_download_result_extracts_a_tar_gz(server: Server, tmp_path: Path) -> None:
-    server.state.files["/r.tar.gz"] = tar_gz({"stdout": b"hi\n", "outputs/a.txt": b"a"})
-    download_result(result_spec(f"{server.base_url}/r.tar.gz"), tmp_path / "job")
+def test_download_result_extracts_a_tar_gz(server: HTTPTestServer, tmp_path: Path) -> None:
+    url = server.route("/r.tar.gz", Reply(body=tar_gz({"stdout": b"hi\n", "outputs/a.txt": b"a"})))
+    download_result(result_spec(url), tmp_path / "job")
     assert sorted(str(p.relative_to(tmp_path / "job")) for p in (tmp_path / "job").rglob("*")) == [
         "outputs",
         "outputs/a.txt",
@@ -268,19 +299,42 @@ def test_download_result_extracts_a_tar_gz(server: Server, tmp_path: Path) -> No
     assert (tmp_path / "job" / "stdout").read_bytes() == b"hi\n"
 
 
-def test_download_result_keeps_a_plain_file(server: Server, tmp_path: Path) -> None:
-    download_result(result_spec(f"{server.base_url}/named"), tmp_path / "job")
-    assert [p.name for p in (tmp_path / "job").iterdir()] == ["report.csv"]
+def test_download_result_follows_redirects_to_the_archive(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    server.route("/r.tar.gz", Reply(body=tar_gz({"stdout": b"hi\n"}), framing="chunked"))
+    url = server.route("/latest", redirect("/r.tar.gz", 307))
+    download_result(result_spec(url), tmp_path / "job")
+    assert [p.name for p in (tmp_path / "job").iterdir()] == ["stdout"]
 
 
-def test_download_result_refuses_an_escaping_archive(server: Server, tmp_path: Path) -> None:
-    server.state.files["/bad.tar.gz"] = tar_gz({"../escaped": b"x"})
+def test_download_result_keeps_a_plain_file(server: HTTPTestServer, tmp_path: Path) -> None:
+    headers = {"Content-Disposition": 'attachment; filename="report.csv"'}
+    url = server.route("/named", Reply(body=BODY, headers=headers))
+    download_result(result_spec(url), tmp_path / "job")
+    assert staged(tmp_path / "job") == {"report.csv": BODY}
+
+
+def test_download_result_refuses_an_escaping_archive(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    url = server.route("/bad.tar.gz", Reply(body=tar_gz({"../escaped": b"x"})))
     with pytest.raises(ValidationError, match="escapes"):
-        download_result(result_spec(f"{server.base_url}/bad.tar.gz"), tmp_path / "job")
+        download_result(result_spec(url), tmp_path / "job")
     assert not (tmp_path / "escaped").exists()
-    assert list((tmp_path / "job").iterdir()) == []
+    assert staged(tmp_path / "job") == {}
 
 
-def test_download_result_not_found(server: Server, tmp_path: Path) -> None:
+def test_download_result_not_found(server: HTTPTestServer, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="404"):
-        download_result(result_spec(f"{server.base_url}/gone"), tmp_path / "job")
+        download_result(result_spec(server.url("/gone")), tmp_path / "job")
+    assert staged(tmp_path / "job") == {}
+
+
+def test_download_result_over_its_limit_leaves_nothing(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    url = server.route("/huge", Reply(body=b"x" * 5000, framing="close"))
+    with pytest.raises(Exception, match="larger than 1000 bytes"):
+        download_result(result_spec(url), tmp_path / "job", max_bytes=1000)
+    assert staged(tmp_path / "job") == {}

@@ -104,6 +104,8 @@ def start_node(
         "0.5",
         "--disconnect-after",
         "5",
+        "--local-publisher-port",
+        "0",
         *extra,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

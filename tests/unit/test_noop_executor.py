@@ -152,8 +152,11 @@ def test_noop_describes_itself() -> None:
     assert executor.extra_inputs(SpecConfig(type="noop")) == []
 
 
+NO_DOCKER = "unix:///nonexistent/docker.sock"  # this host's daemon, if any, stays out
+
+
 def test_default_executors_offer_wasm_and_noop() -> None:
-    registry = default_executors()
+    registry = default_executors(docker_host=NO_DOCKER)
 
     assert registry.installed() == ["noop", "wasm"]
     assert registry.get("WASM").type == "wasm"
@@ -161,7 +164,7 @@ def test_default_executors_offer_wasm_and_noop() -> None:
 
 
 def test_default_executors_leave_out_disabled_types() -> None:
-    registry = default_executors(disabled=["Wasm"])
+    registry = default_executors(disabled=["Wasm"], docker_host=NO_DOCKER)
 
     assert registry.installed() == ["noop"]
     assert not registry.has("wasm")

@@ -38,19 +38,39 @@ def results(tmp_path: Path) -> Path:
     return folder
 
 
-def test_local_publish_and_download_round_trip(tmp_path: Path, results: Path) -> None:
+def archive_members(archive: Path) -> dict[str, bytes]:
+    with tarfile.open(archive) as tar:
+        return {
+            member.name: (tar.extractfile(member) or io.BytesIO()).read()
+            for member in tar.getmembers()
+            if member.isfile()
+        }
+
+
+def test_local_publish_without_a_server_records_a_file_url_to_the_archive(
+    tmp_path: Path, results: Path
+) -> None:
     publisher = LocalPublisher(tmp_path / "published")
     spec = publisher.publish(LOCAL, "j-1", "e-1", results)
     assert spec is not None
     assert spec.type == "local"
-    url = LocalResultParams.from_wire(spec.params).url
-    assert url == (tmp_path / "published" / "e-1").absolute().as_uri()
-    assert files_under(tmp_path / "published" / "e-1") == files_under(results)
+    archive = (tmp_path / "published" / "e-1.tar.gz").absolute()
+    assert LocalResultParams.from_wire(spec.params).url == archive.as_uri()
+    assert archive_members(archive) == files_under(results)
     assert results.is_dir(), "the runner's own results folder is left in place"
-    assert [p.name for p in (tmp_path / "published").iterdir()] == ["e-1"]
+    assert [p.name for p in (tmp_path / "published").iterdir()] == ["e-1.tar.gz"]
 
     download_result(spec, tmp_path / "job-j-1")
     assert files_under(tmp_path / "job-j-1") == files_under(results)
+
+
+def test_local_publish_with_a_server_records_a_url_download(tmp_path: Path, results: Path) -> None:
+    publisher = LocalPublisher(tmp_path / "published", "http://10.0.0.7:6001")
+    spec = publisher.publish(LOCAL, "j-1", "e-1f2e", results)
+    assert spec == SpecConfig(
+        type="urlDownload", params={"URL": "http://10.0.0.7:6001/e-1f2e.tar.gz"}
+    )
+    assert archive_members(tmp_path / "published" / "e-1f2e.tar.gz") == files_under(results)
 
 
 def test_local_publish_again_replaces_the_old_result(tmp_path: Path, results: Path) -> None:
@@ -59,14 +79,37 @@ def test_local_publish_again_replaces_the_old_result(tmp_path: Path, results: Pa
     (results / "stdout").write_text("second\n")
     (results / "outputs" / "nested" / "data.bin").unlink()
     publisher.publish(LOCAL, "j-1", "e-1", results)
-    assert files_under(tmp_path / "published" / "e-1") == files_under(results)
+    assert archive_members(tmp_path / "published" / "e-1.tar.gz") == files_under(results)
+    assert [p.name for p in (tmp_path / "published").iterdir()] == ["e-1.tar.gz"]
 
 
-@pytest.mark.parametrize("execution_id", ["", "..", "../e-1", "a/b"])
+def test_local_publish_packs_only_what_a_downloader_accepts(tmp_path: Path, results: Path) -> None:
+    (results / "outputs" / "inside").symlink_to("nested/data.bin")
+    (results / "outputs" / "outside").symlink_to("/etc/passwd")
+    (results / "outputs" / "up").symlink_to("../../..")
+    publisher = LocalPublisher(tmp_path / "published")
+    spec = publisher.publish(LOCAL, "j-1", "e-1", results)
+    assert spec is not None
+    with tarfile.open(tmp_path / "published" / "e-1.tar.gz") as tar:
+        names = set(tar.getnames())
+    assert "outputs/inside" in names
+    assert not names & {"outputs/outside", "outputs/up"}
+    download_result(spec, tmp_path / "job")
+    assert (tmp_path / "job" / "outputs" / "inside").read_bytes() == bytes(range(256))
+
+
+def test_local_publish_failure_leaves_no_partial_archive(tmp_path: Path, results: Path) -> None:
+    (tmp_path / "published" / "e-1.tar.gz").mkdir(parents=True)
+    with pytest.raises(ExecutionError, match=r"cannot write .*e-1\.tar\.gz"):
+        LocalPublisher(tmp_path / "published").publish(LOCAL, "j-1", "e-1", results)
+    assert [p.name for p in (tmp_path / "published").iterdir()] == ["e-1.tar.gz"]
+
+
+@pytest.mark.parametrize("execution_id", ["", "..", "../e-1", "a/b", ".hidden", "e 1"])
 def test_local_publish_refuses_unsafe_execution_ids(
     tmp_path: Path, results: Path, execution_id: str
 ) -> None:
-    with pytest.raises(ExecutionError, match="usable folder name"):
+    with pytest.raises(ExecutionError, match="usable file name"):
         LocalPublisher(tmp_path / "published").publish(LOCAL, "j-1", execution_id, results)
 
 
@@ -81,13 +124,15 @@ def test_noop_publishes_nothing(tmp_path: Path, results: Path) -> None:
     assert publisher.publish(SpecConfig(type="noop"), "j-1", "e-1", results) is None
 
 
+@pytest.mark.usefixtures("no_aws_credentials")
 def test_default_publishers_registry(tmp_path: Path) -> None:
     registry = default_publishers(tmp_path)
     assert registry.installed() == ["local", "noop"]
+    assert registry.has("s3")  # offered once AWS credentials are found
     assert isinstance(registry.get("LOCAL"), LocalPublisher)
 
 
-@pytest.mark.parametrize("type_name", ["s3", "carrier-pigeon"])
+@pytest.mark.parametrize("type_name", ["noop", "carrier-pigeon"])
 def test_download_result_refuses_types_it_cannot_fetch(tmp_path: Path, type_name: str) -> None:
     with pytest.raises(ValidationError, match=type_name):
         download_result(SpecConfig(type=type_name, params={"Bucket": "b"}), tmp_path)

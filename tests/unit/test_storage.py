@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +62,59 @@ def test_inline_url_safe_base64_without_padding(tmp_path: Path) -> None:
     assert mount.source.read_bytes() == data
 
 
-@pytest.mark.parametrize("mediatype", ["application/gzip", "application/octet-stream", ""])
-def test_inline_gzip_is_gunzipped_by_magic_or_mediatype(tmp_path: Path, mediatype: str) -> None:
+@pytest.mark.parametrize("mediatype", ["application/gzip", "application/x-gzip", "text/csv+gzip"])
+def test_inline_gzip_mediatype_is_gunzipped_into_one_file(tmp_path: Path, mediatype: str) -> None:
     content = b"line\n" * 1000
     url = f"data:{mediatype};base64,{b64(gzip.compress(content))}"
     mount = InlineStorage().prepare(source("inline", URL=url), tmp_path)
     assert mount.source.read_bytes() == content
+
+
+@pytest.mark.parametrize("mediatype", ["application/octet-stream", ""])
+def test_inline_gzip_bytes_under_another_mediatype_are_kept_as_sent(
+    tmp_path: Path, mediatype: str
+) -> None:
+    packed = gzip.compress(b"line\n" * 1000)
+    url = f"data:{mediatype};base64,{b64(packed)}"
+    mount = InlineStorage().prepare(source("inline", URL=url), tmp_path)
+    assert mount.source.read_bytes() == packed
+
+
+def tar_gz(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_inline_gzip_tar_is_unpacked_into_a_folder_at_the_target(tmp_path: Path) -> None:
+    archive = tar_gz({"data/a.csv": b"a,b\n", "data/sub/b.txt": b"b"})
+    url = f"data:application/gzip;base64,{b64(archive)}"
+    mount = InlineStorage().prepare(source("inline", "/inputs", URL=url), tmp_path / "s")
+    assert mount.target == "/inputs"
+    assert mount.read_only
+    assert mount.source.is_dir()
+    assert mount.source.is_relative_to(tmp_path / "s")
+    assert (mount.source / "data" / "a.csv").read_bytes() == b"a,b\n"
+    assert (mount.source / "data" / "sub" / "b.txt").read_bytes() == b"b"
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/abs/escaped", "data/../../escaped"])
+def test_inline_gzip_tar_members_may_not_leave_the_folder(tmp_path: Path, name: str) -> None:
+    url = f"data:application/gzip;base64,{b64(tar_gz({name: b'x'}))}"
+    with pytest.raises(ExecutionError, match="inline: the gzip'd tar archive cannot be unpacked"):
+        InlineStorage().prepare(source("inline", URL=url), tmp_path / "s")
+    assert not (tmp_path / "escaped").exists()
+    assert not Path("/abs/escaped").exists()
+
+
+def test_inline_gzip_tar_over_the_limit_is_refused(tmp_path: Path) -> None:
+    url = f"data:application/gzip;base64,{b64(tar_gz({'big': bytes(50_000)}))}"
+    with pytest.raises(ExecutionError, match="larger than 10000 bytes once gunzipped"):
+        InlineStorage(max_bytes=10_000).prepare(source("inline", URL=url), tmp_path)
 
 
 def test_inline_gzip_mediatype_with_plain_data_is_refused() -> None:
@@ -99,7 +148,7 @@ def test_inline_gzip_bomb_is_refused_once_gunzipped() -> None:
     bomb = gzip.compress(b"\0" * 1_000_000)
     assert len(bomb) < 10_000
     with pytest.raises(ExecutionError, match="larger than 10000 bytes once gunzipped"):
-        decode_data_url(f"data:;base64,{b64(bomb)}", max_bytes=10_000)
+        decode_data_url(f"data:application/gzip;base64,{b64(bomb)}", max_bytes=10_000)
 
 
 def test_inline_reports_local_installed_and_estimated_size() -> None:
@@ -215,8 +264,10 @@ def test_local_size_is_walked_and_bounded(tree: Path) -> None:
 # --- registry ---------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("no_aws_credentials")
 def test_default_storage_registry(tree: Path) -> None:
     assert default_storage().installed() == ["inline", "urlDownload"]
+    assert default_storage().has("s3")  # offered once AWS credentials are found
     registry = default_storage([tree], disabled=["inline"])
     assert registry.installed() == ["local", "urlDownload"]
     assert registry.get("URLDOWNLOAD").type == "urlDownload"

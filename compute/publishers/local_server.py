@@ -1,0 +1,41 @@
+"""The ``local`` publisher's HTTP side: serve the published archives of one folder, read-only.
+
+A Starlette app, run by uvicorn on a thread like the API (``cli/stack.py`` wires it, with
+``requester.server.APIServer``). It answers GET and HEAD of ``/<name>.tar.gz`` for names
+:func:`compute.publishers.local.is_archive_name` accepts (one path segment, not hidden), with
+the file's bytes by ``FileResponse`` (Content-Length, ETag, Last-Modified, Range). Everything
+else is 404, or 405 for other methods: no listing, no in-progress ``.partial`` files, no
+symlinks, no path that could leave the folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from compute.publishers.local import is_archive_name
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_MEDIA_TYPE = "application/gzip"
+
+
+def results_app(folder: Path) -> Starlette:
+    """An ASGI app serving the ``*.tar.gz`` files directly under ``folder``."""
+    root = folder.absolute()
+
+    def archive(request: Request) -> Response:
+        name = str(request.path_params["name"])
+        path = root / name
+        if not is_archive_name(name) or path.is_symlink() or not path.is_file():
+            return PlainTextResponse(f"no published result {name!r} here", status_code=404)
+        return FileResponse(path, media_type=ARCHIVE_MEDIA_TYPE)
+
+    app = Starlette(routes=[Route("/{name}", archive, methods=["GET", "HEAD"])])
+    app.router.redirect_slashes = False
+    return app
