@@ -85,6 +85,8 @@ class NodeOptions:
     over_ask: int = 3
     default_queue_timeout_s: float = 600.0
     reservation_ttl_s: float = 30.0
+    lost_execution_grace_s: float = 10.0
+    finished_memory_s: float = 30.0
     cluster_secret: str | None = None
     local_publisher_host: str = "127.0.0.1"
     local_publisher_port: int = DEFAULT_LOCAL_PUBLISHER_PORT
@@ -158,6 +160,7 @@ class NodeProcess:
                     over_ask=options.over_ask,
                     bid_timeout_s=options.bid_timeout_s,
                     default_queue_timeout_s=options.default_queue_timeout_s,
+                    lost_execution_grace_s=options.lost_execution_grace_s,
                 ),
                 disconnect_after_s=options.disconnect_after_s,
             )
@@ -170,7 +173,12 @@ class NodeProcess:
             self.orchestrator.start()
             self.api = APIServer(create_app(self.orchestrator), options.api_host, options.api_port)
             self.api_port = self.api.start()
-        self.announcer = Announcer(self.bus, self.info, options.heartbeat_interval_s)
+        self.announcer = Announcer(
+            self.bus,
+            self.info,
+            options.heartbeat_interval_s,
+            holding=self.compute.holding if self.compute is not None else None,
+        )
         if self.compute is not None:
             self.compute.add_listener(self.announcer.changed)
         self.bus.on_connected = self.announcer.changed
@@ -230,6 +238,7 @@ class NodeProcess:
                 max_capacity=capacity,
                 labels=dict(options.labels),
                 reservation_ttl_s=options.reservation_ttl_s,
+                finished_memory_s=options.finished_memory_s,
                 data_locality=DataLocality.parse(options.data_locality),
             ),
             plugins,

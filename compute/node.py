@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class ComputeConfig:
     accept_networked_jobs: bool = False
     max_parallel_runs: int = 64
     data_locality: DataLocality = DataLocality.ANYWHERE
+    finished_memory_s: float = 30.0
 
 
 @dataclass
@@ -93,6 +95,7 @@ class ComputeNode:
             activity=ActivityLog(work_dir / "activity.jsonl"),
         )
         self._held: dict[str, _Held] = {}
+        self._finished: dict[str, float] = {}  # execution ID -> when it left _held
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(config.max_parallel_runs, thread_name_prefix="run")
         self._stopping = threading.Event()
@@ -129,6 +132,16 @@ class ComputeNode:
             ),
         )
 
+    def holding(self) -> list[str]:
+        """Executions this node holds, plus those finished in the last ``recent_s``: their
+        result may still be on its way, so a heartbeat must not yet disown them."""
+        now = time.monotonic()
+        with self._lock:
+            for execution_id, at in list(self._finished.items()):
+                if now - at > self._config.finished_memory_s:
+                    del self._finished[execution_id]
+            return sorted({*self._held, *self._finished})
+
     def _max_job(self) -> Resources:
         return self._config.max_job_resources or self._config.max_capacity
 
@@ -159,7 +172,7 @@ class ComputeNode:
             if expired:
                 with self._lock:
                     for execution_id in expired:
-                        self._held.pop(execution_id, None)
+                        self._forget(execution_id)
                 log.info("event=reservations_expired executions=%s", ",".join(expired))
                 self._changed()
 
@@ -290,9 +303,14 @@ class ComputeNode:
         else:
             self._release(execution_id, f"cancelled: {reason}")
 
+    def _forget(self, execution_id: str) -> None:
+        """Drop from _held (caller holds the lock), remembering when for ``holding``."""
+        if self._held.pop(execution_id, None) is not None:
+            self._finished[execution_id] = time.monotonic()
+
     def _release(self, execution_id: str, why: str) -> None:
         with self._lock:
-            self._held.pop(execution_id, None)
+            self._forget(execution_id)
         if self.capacity.release(execution_id):
             log.info("event=capacity_released execution=%s why=%r", execution_id, why)
             self._changed()

@@ -30,12 +30,14 @@ class Announcer:
         heartbeat_interval_s: float = 5.0,
         info_every: int = 3,
         min_gap_s: float = 0.1,
+        holding: Callable[[], list[str]] | None = None,
     ) -> None:
         self._bus = bus
         self._info = info
         self._interval_s = heartbeat_interval_s
         self._info_every = max(1, info_every)
         self._min_gap_s = min_gap_s
+        self._holding = holding
         self._changed = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -74,7 +76,9 @@ class Announcer:
                 self._announce()
             else:
                 self._seq += 1
-                self._broadcast(Heartbeat(node_id=self._info().node_id, seq=self._seq))
+                held = self._holding() if self._holding is not None else None
+                node_id = self._info().node_id
+                self._broadcast(Heartbeat(node_id=node_id, seq=self._seq, executions=held))
 
     def _announce(self) -> None:
         self._seq += 1

@@ -78,8 +78,13 @@ class NodeInfoMessage(Message):
 
 
 class Heartbeat(Message):
+    """``Executions``: the IDs a compute node holds (reserved, running, or finished in the
+    last moments); absent from nodes that run none. Lets a requester notice an execution
+    whose messages were lost (e.g. with a broker that restarted empty)."""
+
     node_id: str = Field(alias="NodeID")
     seq: int = Field(alias="Seq")
+    executions: list[str] | None = Field(default=None, alias="Executions")
 
 
 class ShutdownNotice(Message):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from protocol.errors import NotFoundError, ValidationError
 from protocol.ids import now_ns
 from protocol.node import NodeConnection, NodeInfo, NodeState
+from requester.scheduler import NodeReport
 
 
 @dataclass
@@ -18,6 +19,7 @@ class _Entry:
     last_seen: float
     connected: bool = True
     said_goodbye: bool = False
+    report: NodeReport | None = None
 
 
 class NodeTable:
@@ -42,13 +44,16 @@ class NodeTable:
             self._nodes[info.node_id] = _Entry(info=info, last_seen=self._clock())
             return fresh, restarted
 
-    def on_heartbeat(self, node_id: str) -> bool:
-        """Refresh a node; False when the node is unknown (its NodeInfo will follow)."""
+    def on_heartbeat(self, node_id: str, executions: list[str] | None = None) -> bool:
+        """Refresh a node and keep what it says it holds; False when the node is unknown
+        (its NodeInfo will follow)."""
         with self._lock:
             entry = self._nodes.get(node_id)
             if entry is None:
                 return False
             entry.last_seen = self._clock()
+            if executions is not None:
+                entry.report = NodeReport(at_ns=now_ns(), executions=frozenset(executions))
             revived = not entry.connected
             entry.connected = True
             return not revived
@@ -75,6 +80,15 @@ class NodeTable:
         with self._lock:
             entry = self._nodes.get(node_id)
             return entry is not None and entry.connected
+
+    def reports(self) -> dict[str, NodeReport]:
+        """The latest holdings report of each connected node that sends them."""
+        with self._lock:
+            return {
+                node_id: entry.report
+                for node_id, entry in self._nodes.items()
+                if entry.connected and entry.report is not None
+            }
 
     def away(self, within_s: float) -> list[NodeInfo]:
         """Nodes that went silent (no goodbye) in the last ``within_s``: they may come back,

@@ -35,7 +35,14 @@ from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from requester.nodes import NodeTable
 from requester.planner import Outbox, Planner
-from requester.scheduler import BUSY, RETRYABLE, SchedulerConfig, job_needs, schedule
+from requester.scheduler import (
+    BUSY,
+    RETRYABLE,
+    SchedulerConfig,
+    disowned,
+    job_needs,
+    schedule,
+)
 from requester.service import SubmitResult
 from requester.store import JobStore
 
@@ -47,6 +54,7 @@ class RequesterConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     disconnect_after_s: float = 15.0
     tick_s: float = 0.25
+    audit_s: float = 2.0
 
 
 class Orchestrator:
@@ -143,7 +151,7 @@ class Orchestrator:
                 self._events.put(("node_restarted", payload.info.node_id))
             self._events.put(("nodes_changed", None))
         elif isinstance(payload, Heartbeat):
-            self.node_table.on_heartbeat(payload.node_id)
+            self.node_table.on_heartbeat(payload.node_id, payload.executions)
         elif isinstance(payload, ShutdownNotice):
             self.node_table.on_shutdown(payload.node_id)
             self._events.put(("nodes_changed", None))
@@ -153,7 +161,7 @@ class Orchestrator:
     # -- the worker ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        last_sweep = time.monotonic()
+        last_sweep = last_audit = time.monotonic()
         while not self._stopping.is_set():
             due: set[str] = set()
             self._queued_checked = False
@@ -170,8 +178,23 @@ class Orchestrator:
                 last_sweep = time.monotonic()
                 if self.node_table.sweep():
                     due.update(job.id for job in self._store.active_jobs())
+            if time.monotonic() - last_audit >= self._config.audit_s:
+                last_audit = time.monotonic()
+                due.update(self._jobs_with_disowned_executions())
             for job_id in sorted(due):
                 self._evaluate_safely(job_id)
+
+    def _jobs_with_disowned_executions(self) -> set[str]:
+        """Jobs with an execution its node no longer lists (see ``scheduler.disowned``)."""
+        reports = self.node_table.reports()
+        if not reports:
+            return set()
+        config = self._config.scheduler
+        return {
+            job.id
+            for job in self._store.active_jobs()
+            if disowned(self._store.executions(job.id), reports, config)
+        }
 
     def _next_timeout_s(self) -> float:
         timeout_s = self._config.tick_s
@@ -231,7 +254,8 @@ class Orchestrator:
         nodes = self.node_table.connected()
         config = self._config.scheduler
         away = self.node_table.away(config.away_grace_s)
-        plan = schedule(job, executions, nodes, now_ns(), config, self._rng, away)
+        reports = self.node_table.reports()
+        plan = schedule(job, executions, nodes, now_ns(), config, self._rng, away, reports)
         if plan.empty and plan.wake_at_ns is None:
             return
         self._planner.apply(plan, job, job_needs(job, config))

@@ -10,7 +10,7 @@ Failed with a reason naming what the nodes lacked.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from protocol.execution import Execution
@@ -37,6 +37,7 @@ class SchedulerConfig:
     queue_backoff_s: float = 1.0
     queue_backoff_max_s: float = 15.0
     away_grace_s: float = 300.0
+    lost_execution_grace_s: float = 10.0
     default_job_resources: Resources = field(
         default_factory=lambda: Resources(cpu=0.1, memory=64 * 1024**2)
     )
@@ -64,6 +65,36 @@ class Plan:
         )
 
 
+@dataclass(frozen=True)
+class NodeReport:
+    """What a compute node said it holds, in its latest heartbeat, and when that came in."""
+
+    at_ns: int
+    executions: frozenset[str]
+
+
+NO_REPORTS: Mapping[str, NodeReport] = {}
+
+
+def disowned(
+    executions: Sequence[Execution], reports: Mapping[str, NodeReport], config: SchedulerConfig
+) -> list[Execution]:
+    """Live executions their node no longer lists, though it reported well after they last
+    changed: a BidAccepted, RunResult or ComputeError was lost on the way (a broker that
+    restarted empty, say). Asks are left to the bid timeout."""
+    grace_ns = int(config.lost_execution_grace_s * 1e9)
+    lost = []
+    for execution in executions:
+        if execution.state.terminal or execution.state == S.ASK_FOR_BID:
+            continue
+        report = reports.get(execution.node_id)
+        if report is None or report.at_ns <= execution.modify_time + grace_ns:
+            continue
+        if execution.id not in report.executions:
+            lost.append(execution)
+    return lost
+
+
 def job_needs(job: Job, config: SchedulerConfig) -> Resources:
     return job.task.resources.parsed().with_defaults(config.default_job_resources)
 
@@ -84,6 +115,7 @@ def schedule(
     config: SchedulerConfig,
     rng: random.Random,
     away: Sequence[NodeInfo] = (),
+    reports: Mapping[str, NodeReport] = NO_REPORTS,
 ) -> Plan:
     """``nodes`` are connected; ``away`` went silent lately and may come back, so a job
     only they could run waits (until its queue timeout) instead of failing."""
@@ -96,12 +128,17 @@ def schedule(
 
     bid_deadline_ns = now_ns - int(config.bid_timeout_s * 1e9)
     failed_now: set[str] = set()
+    gone = {e.id for e in disowned(live, reports, config)}
     for execution in live:
         if execution.node_id not in connected:
             plan.fail.append((execution.id, f"node {execution.node_id} disconnected"))
             failed_now.add(execution.id)
         elif execution.state == S.ASK_FOR_BID and execution.modify_time < bid_deadline_ns:
             plan.fail.append((execution.id, f"no bid from {execution.node_id} in time"))
+            failed_now.add(execution.id)
+        elif execution.id in gone:
+            why = f"node {execution.node_id} no longer has it (a message was lost)"
+            plan.fail.append((execution.id, why))
             failed_now.add(execution.id)
     lost_now = [e for e in live if e.id in failed_now and e.state not in ASKING]
     live = [e for e in live if e.id not in failed_now]

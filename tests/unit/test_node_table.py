@@ -70,3 +70,15 @@ def test_silent_nodes_are_away_for_a_while_but_a_goodbye_is_final() -> None:
     assert [n.node_id for n in table.away(60)] == ["n-silent"]
     clock.now += 60
     assert table.away(60) == []
+
+
+def test_heartbeats_carry_what_a_node_holds() -> None:
+    table = NodeTable(disconnect_after_s=15, clock=Clock())
+    table.on_info(info("n-a"))
+    table.on_info(info("n-r"))
+    table.on_heartbeat("n-r")
+    assert table.reports() == {}
+    table.on_heartbeat("n-a", ["e-1", "e-2"])
+    assert table.reports()["n-a"].executions == {"e-1", "e-2"}
+    table.on_shutdown("n-a")
+    assert table.reports() == {}

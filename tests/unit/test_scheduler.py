@@ -14,8 +14,10 @@ from requester.scheduler import (
     NEVER_RAN,
     QUEUED_SINCE,
     RETRYABLE,
+    NodeReport,
     Plan,
     SchedulerConfig,
+    disowned,
     schedule,
 )
 
@@ -259,3 +261,20 @@ def test_a_job_only_a_silent_node_could_run_waits_for_it_instead_of_failing() ->
     picky.constraints = parse_selector("zone=z2")
     plan = schedule(picky, [], [], NOW, CONFIG, random.Random(7), unable)
     assert plan.job_state is JobStateType.FAILED
+
+
+def test_an_execution_its_node_no_longer_lists_is_failed_as_lost() -> None:
+    nodes = [node("a"), node("b")]
+    started = NOW - 60 * 10**9
+    running = execution("e1", "a", S.RUNNING, modified=started)
+    report = {"a": NodeReport(at_ns=NOW, executions=frozenset())}
+    plan = schedule(job(count=1), [running], nodes, NOW, CONFIG, random.Random(7), (), report)
+    assert plan.fail == [("e1", "node a no longer has it (a message was lost)")]
+    assert [n.node_id for n in plan.ask] == ["b"]
+
+    listed = {"a": NodeReport(at_ns=NOW, executions=frozenset({"e1"}))}
+    assert disowned([running], listed, CONFIG) == []
+    too_soon = {"a": NodeReport(at_ns=started + 10**9, executions=frozenset())}
+    assert disowned([running], too_soon, CONFIG) == []
+    asking = execution("e2", "a", S.ASK_FOR_BID, modified=started)
+    assert disowned([asking], report, CONFIG) == []

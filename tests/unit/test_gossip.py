@@ -1,0 +1,56 @@
+"""The announcer: NodeInfo at start and every few beats, heartbeats with holdings between,
+a goodbye on close."""
+
+from __future__ import annotations
+
+import threading
+
+from protocol.gossip import Announcer
+from protocol.messages import Heartbeat, Message, NodeInfoMessage, ShutdownNotice
+from protocol.node import NodeInfo
+from tests.support.wait import wait_until
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self._lock = threading.Lock()
+
+    def broadcast(self, message: Message) -> None:
+        with self._lock:
+            self.sent.append(message)
+
+    def of(self, kind: type[Message]) -> list[Message]:
+        with self._lock:
+            return [m for m in self.sent if isinstance(m, kind)]
+
+
+def test_heartbeats_say_what_the_node_holds_and_infos_come_every_third_beat() -> None:
+    bus = Recorder()
+    holding = ["e-1"]
+    announcer = Announcer(
+        bus, lambda: NodeInfo(node_id="n-a"), 0.01, info_every=3, holding=lambda: list(holding)
+    )
+    announcer.start()
+    try:
+        wait_until(lambda: len(bus.of(Heartbeat)) >= 4, 10, message="heartbeats")
+    finally:
+        announcer.close()
+    beats = bus.of(Heartbeat)
+    assert all(isinstance(b, Heartbeat) and b.executions == ["e-1"] for b in beats)
+    assert len(bus.of(NodeInfoMessage)) >= 2
+    assert isinstance(bus.sent[0], NodeInfoMessage)
+    assert isinstance(bus.sent[-1], ShutdownNotice)
+
+
+def test_a_node_without_executions_to_report_sends_none() -> None:
+    bus = Recorder()
+    announcer = Announcer(bus, lambda: NodeInfo(node_id="n-r"), 0.01)
+    announcer.start()
+    try:
+        wait_until(lambda: bus.of(Heartbeat), 10, message="a heartbeat")
+    finally:
+        announcer.close()
+    first = bus.of(Heartbeat)[0]
+    assert isinstance(first, Heartbeat)
+    assert first.executions is None
