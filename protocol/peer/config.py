@@ -28,6 +28,7 @@ class PeerConfig:
     connect_timeout_s: float = 2.0
     backoff_s: float = 0.1
     backoff_max_s: float = 2.0
+    forget_after_s: float = 600.0
 
     @property
     def key(self) -> str:

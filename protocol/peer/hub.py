@@ -77,6 +77,7 @@ class PeerHub:
         threading.Thread(
             target=self._accept, name=f"peer-listen-{self.address}", daemon=True
         ).start()
+        threading.Thread(target=self._forget_dead_peers, name="peer-janitor", daemon=True).start()
         log.info(
             "event=peer_listening address=%s bootstrap=%s",
             self.address,
@@ -293,6 +294,28 @@ class PeerHub:
         if new:
             log.info("event=peer_learned address=%s peers=%s", self.address, ",".join(new))
             self._broadcast(frames.encode(frames.PEERS, peers=new))
+
+    def _forget_dead_peers(self) -> None:
+        """Drop peers (not bootstrap ones) unreachable for ``forget_after_s``, with their
+        bindings: a node that left for good stops costing a reconnect loop and buffer."""
+        period = min(5.0, self.config.forget_after_s / 4)
+        while not self._closing.wait(period):
+            now = time.monotonic()
+            with self._lock:
+                dead = [
+                    link
+                    for address, link in self._links.items()
+                    if address not in self.config.bootstrap
+                    and link.down_since is not None
+                    and now - link.down_since > self.config.forget_after_s
+                ]
+                for link in dead:
+                    del self._links[link.address]
+                    self._remote.pop(link.address, None)
+                    self._heard_from.discard(link.address)
+            for link in dead:
+                link.close()
+                log.info("event=peer_forgotten address=%s", link.address)
 
     def _forget_self_link(self, sock: socket.socket) -> None:
         """A HELLO with our own id came in: one of our links (a bootstrap alias of this very

@@ -140,3 +140,16 @@ def test_a_restarted_peer_gets_what_was_sent_while_it_was_down(hubs: list[hub.Pe
     again.start()
     wait_until(lambda: again.size("q.node") == 1, 10, message="the buffered message")
     assert again.get("q.node") == {"body": "while you were away"}
+
+
+def test_a_peer_gone_for_good_is_forgotten_with_its_queues(hubs: list[hub.PeerHub]) -> None:
+    seed = hub.PeerHub(PeerConfig(host="127.0.0.1", port=0, backoff_s=0.02, forget_after_s=0.3))
+    seed.start()
+    hubs.append(seed)
+    leaver = start_hub(hubs, seed.address)
+    leaver.declare_queue("q.leaver")
+    leaver.bind("bprotocol", "leaver", "q.leaver")
+    wait_until(lambda: seed.owner("q.leaver") == leaver.address, 10, message="seed learns it")
+    leaver.close()
+    wait_until(lambda: leaver.address not in seed.peers, 10, message="the peer to be forgotten")
+    assert seed.owner("q.leaver") is None
