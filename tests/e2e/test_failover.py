@@ -7,6 +7,7 @@ stream of jobs, so nothing gets a chance to shut down cleanly.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,27 @@ from tests.support.wait import wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
-def start_cluster(tmp: Path, url_for: list[str]) -> list[NodeProc]:
-    nodes = [start_node(tmp, "requester", url_for[0], "requester", api=True)]
-    for index, url in enumerate(url_for[1:]):
-        nodes.append(start_node(tmp, f"compute-{index}", url, "compute"))
-    wait_until(lambda: nodes[0].compute_count() == len(url_for) - 1, 30, message="compute nodes")
-    return nodes
+@contextmanager
+def cluster(tmp: Path, url_for: list[str]) -> Iterator[list[NodeProc]]:
+    """A requester on ``url_for[0]`` and a compute node on each other URL, stopped after."""
+    nodes: list[NodeProc] = []
+    try:
+        nodes.append(start_node(tmp, "requester", url_for[0], "requester", api=True))
+        for index, url in enumerate(url_for[1:]):
+            nodes.append(start_node(tmp, f"compute-{index}", url, "compute"))
+        wait_until(lambda: nodes[0].compute_count() == len(url_for) - 1, 30, message="nodes")
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def wait_flowing(requester: NodeProc, job_id: str) -> None:
+    wait_until(
+        lambda: requester.job(job_id)["State"]["StateType"] == "Completed",
+        60,
+        message="the stream to be flowing",
+    )
 
 
 @pytest.fixture
@@ -52,15 +68,11 @@ def assert_all_completed(requester: NodeProc, job_ids: list[str]) -> None:
 def test_an_unreachable_broker_at_start_fails_over_to_peer(tmp_path: Path) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     peers = peer_broker()
-    nodes = start_cluster(tmp_path, [f"{dead};{peers.url_for(i)}" for i in range(3)])
-    try:
+    with cluster(tmp_path, [f"{dead};{peers.url_for(i)}" for i in range(3)]) as nodes:
         requester = nodes[0]
         assert transports(requester) == {"peer"}
         assert_all_completed(requester, submit_stream(requester, 4))
         assert "event=bus_failover" in requester.log()
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def test_redis_killed_mid_stream_with_a_peer_alternate_every_job_completes(
@@ -68,45 +80,29 @@ def test_redis_killed_mid_stream_with_a_peer_alternate_every_job_completes(
 ) -> None:
     peers: Broker = peer_broker()
     urls = [f"{own_redis.url};{peers.url_for(i)}" for i in range(4)]
-    nodes = start_cluster(tmp_path, urls)
-    try:
+    with cluster(tmp_path, urls) as nodes:
         requester = nodes[0]
         assert transports(requester) == {"redis"}
         before = submit_stream(requester, 6)
-        wait_until(
-            lambda: requester.job(before[1])["State"]["StateType"] == "Completed",
-            60,
-            message="the stream to be flowing",
-        )
+        wait_flowing(requester, before[1])
         own_redis.kill()
         after = submit_stream(requester, 6)
         assert_all_completed(requester, before + after)
         wait_until(lambda: transports(requester) == {"peer"}, 30, message="all nodes on peer")
         for node in nodes:
             assert "event=bus_failover" in node.log(), node.name
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def test_redis_killed_without_an_alternate_jobs_resume_after_restart(
     own_redis: RedisServer, tmp_path: Path
 ) -> None:
-    nodes = start_cluster(tmp_path, [own_redis.url] * 3)
-    try:
+    with cluster(tmp_path, [own_redis.url] * 3) as nodes:
         requester = nodes[0]
         before = submit_stream(requester, 4)
-        wait_until(
-            lambda: requester.job(before[0])["State"]["StateType"] == "Completed",
-            60,
-            message="the stream to be flowing",
-        )
+        wait_flowing(requester, before[0])
         own_redis.kill()
         during = submit_stream(requester, 4)
         own_redis.restart()
         after = submit_stream(requester, 4)
         assert_all_completed(requester, before + during + after)
         assert transports(requester) == {"redis"}
-    finally:
-        for node in nodes:
-            node.stop()
