@@ -189,12 +189,8 @@ class Orchestrator:
         reports = self.node_table.reports()
         if not reports:
             return set()
-        config = self._config.scheduler
-        return {
-            job.id
-            for job in self._store.active_jobs()
-            if disowned(self._store.executions(job.id), reports, config)
-        }
+        lost = disowned(self._store.live_executions(), reports, self._config.scheduler)
+        return {execution.job_id for execution in lost}
 
     def _next_timeout_s(self) -> float:
         timeout_s = self._config.tick_s

@@ -8,6 +8,7 @@ nothing. One connection serves all threads, guarded by a lock.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -272,6 +273,17 @@ class JobStore:
         for execution in found:
             execution.job = job.model_copy(deep=True) if job is not None else None
         return found
+
+    def live_executions(self) -> list[Execution]:
+        """Every execution not yet in a terminal state, across jobs (one indexed query)."""
+        live = json.dumps([state.value for state in ExecutionStateType if not state.terminal])
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT json FROM executions WHERE state IN (SELECT value FROM json_each(?)) "
+                "ORDER BY created_ns, id",
+                (live,),
+            ).fetchall()
+        return [Execution.model_validate_json(row[0]) for row in rows]
 
     def update_execution(
         self,

@@ -60,6 +60,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX history_job_id ON history (job_id, id)",
     ),
+    # 2: the requester's audit reads live executions across jobs every few seconds.
+    ("CREATE INDEX executions_state ON executions (state)",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -474,3 +474,11 @@ def test_concurrent_compare_and_set_lets_exactly_one_win(store: JobStore) -> Non
     assert len(errors) == 7
     assert all(isinstance(error, StateTransitionError) for error in errors)
     assert store.get_execution(execution.id).revision == 3
+
+
+def test_live_executions_span_jobs_and_leave_out_terminal_ones(store: JobStore) -> None:
+    jobs = [store.create_job(make_job(), "ev") for _ in range(2)]
+    done = store.create_execution(make_execution(jobs[0].id, state=E.ASK_FOR_BID))
+    live = store.create_execution(make_execution(jobs[1].id, state=E.ASK_FOR_BID))
+    store.update_execution(done.id, state=E.FAILED)
+    assert [e.id for e in store.live_executions()] == [live.id]
