@@ -1,0 +1,39 @@
+"""docker-compose.yml: every bacalao service's command is one our CLI accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+
+from cli.main import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def node_services() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return {name: spec for name, spec in compose["services"].items() if "build" in spec}
+
+
+def test_the_cluster_has_a_requester_and_compute_nodes() -> None:
+    roles = [
+        spec["command"][spec["command"].index("--node-type") + 1]
+        for spec in node_services().values()
+    ]
+    assert roles.count("requester") == 1
+    assert roles.count("compute") >= 2
+
+
+@pytest.mark.parametrize("name", sorted(node_services()))
+def test_service_command_parses(name: str) -> None:
+    spec = node_services()[name]
+    group: Any = typer.main.get_command(create_app())
+    command_name, *args = spec["command"]
+    command = group.commands[command_name]
+    context = command.make_context(command_name, list(args))
+    assert context.params["broker"] is None or "://" in context.params["broker"]
+    assert spec["environment"]["BACALAO_BROKER"].startswith("${BACALAO_BROKER:-redis://")
