@@ -11,12 +11,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 import yaml
 
 from cli.errors import JobSpecError
 from cli.inputs import LARGE_MODULE_BYTES, module_source, parse_input
+from cli.publishers import parse_publisher
 from protocol.errors import ValidationError
 from protocol.job import Job, LabelSelectorRequirement
 from protocol.selectors import parse_selector
@@ -25,8 +25,6 @@ from protocol.specs import validate_job
 DEFAULT_ENTRYPOINT = "_start"
 DEFAULT_PUBLISHER = "local"
 DEFAULT_RESULT_PATH = {"Name": "outputs", "Path": "/outputs"}
-PUBLISHER_FORMS = "local, noop, ipfs or s3://bucket/prefix[,opt=region=R,opt=endpoint=URL]"
-_PUBLISHER_OPTIONS = {"s3": {"region": "Region", "endpoint": "Endpoint"}}
 _SERVER_FIELDS = ("State", "Version", "Revision", "CreateTime", "ModifyTime")
 # Where a problem in the built job comes from, most specific first (after the engine's own).
 _FIELD_OPTIONS = (
@@ -163,41 +161,6 @@ def with_default_result_path(
     if taken or publisher["Type"] == "noop":
         return paths
     return [*paths, dict(DEFAULT_RESULT_PATH)]
-
-
-def _publisher_option(spec: dict[str, Any], extra: str, value: str) -> None:
-    key, equals, option = extra.partition("=")
-    name, _, setting = option.partition("=")
-    known = _PUBLISHER_OPTIONS.get(spec["Type"], {})
-    wire = known.get(name.strip().lower())
-    if key.strip().lower() not in ("opt", "option") or not equals or wire is None:
-        allowed = ", ".join(f"opt={known_name}=..." for known_name in known) or "none"
-        raise JobSpecError(
-            f"{value!r}: {extra!r} is not an option of the {spec['Type']} publisher "
-            f"(known: {allowed})",
-            option="--publisher",
-        )
-    spec["Params"][wire] = setting.strip()
-
-
-def parse_publisher(value: str) -> dict[str, Any]:
-    """``local``, ``noop``, ``ipfs`` or ``s3://bucket/prefix`` -> a publisher spec; Bacalhau's
-    ``s3://bucket/prefix,opt=region=eu-west-1,opt=endpoint=URL`` too."""
-    text, *extras = (part.strip() for part in value.split(","))
-    if text.lower().startswith("s3://"):
-        parsed = urlparse(text)
-        if not parsed.netloc:
-            raise JobSpecError(f"{value!r} names no bucket", option="--publisher")
-        spec = {"Type": "s3", "Params": {"Bucket": parsed.netloc, "Key": parsed.path[1:]}}
-    elif text.lower() in ("local", "noop", "ipfs"):
-        spec = {"Type": text.lower(), "Params": {}}
-    else:
-        raise JobSpecError(
-            f"{value!r} is not a publisher ({PUBLISHER_FORMS})", option="--publisher"
-        )
-    for extra in filter(None, extras):
-        _publisher_option(spec, extra, value)
-    return spec
 
 
 def parse_entrypoint(values: Iterable[str]) -> list[str]:

@@ -80,7 +80,9 @@ class TaskFlags:
             "--publisher",
             "-p",
             help="Where results go: local (kept on the compute node, fetched by "
-            "`bacalao job get`), noop (discarded), ipfs, or s3://bucket/prefix.",
+            "`bacalao job get`), noop (discarded), ipfs, or s3://bucket/key with options "
+            "opt=endpoint=URL, opt=region=R, opt=compress=true (one .tar.gz), e.g. "
+            "s3://results/{jobID},opt=compress=true.",
             rich_help_panel=DATA,
         ),
     ] = DEFAULT_PUBLISHER

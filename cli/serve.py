@@ -60,6 +60,13 @@ IpfsConnect = Annotated[
         "(/ip4/127.0.0.1/tcp/5001); the node offers ipfs while it answers.",
     ),
 ]
+AllowListedLocalPaths = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-listed-local-paths",
+        help="Local paths jobs may mount (/data, or /data:rw to allow writes). Repeatable.",
+    ),
+]
 DataLocalityOption = Annotated[
     str,
     typer.Option(
@@ -110,6 +117,18 @@ def parse_data_locality(text: str) -> str:
         raise ValidationError("data-locality", exc.problem) from None
 
 
+def parse_allowed_paths(values: list[str] | None) -> tuple[str, ...]:
+    """The ``--allow-listed-local-paths`` values, each checked before any node starts."""
+    from compute.storage.local import parse_allowed_path
+
+    for value in values or ():
+        try:
+            parse_allowed_path(value)
+        except ValidationError as exc:
+            raise ValidationError("allow-listed-local-paths", exc.problem) from None
+    return tuple(values or ())
+
+
 def parse_ipfs_api(text: str | None) -> str | None:
     """The ``--ipfs-connect`` address as a multiaddr, checked before any node starts."""
     if not text:
@@ -154,10 +173,7 @@ def serve(
     api_port: ApiPort = 1234,
     limit_total_cpu: CpuLimit = None,
     limit_total_memory: MemoryLimit = None,
-    allow_listed_local_paths: Annotated[
-        list[str] | None,
-        typer.Option("--allow-listed-local-paths", help="Local paths jobs may mount (/data:rw)."),
-    ] = None,
+    allow_listed_local_paths: AllowListedLocalPaths = None,
     heartbeat_interval: Annotated[float, typer.Option("--heartbeat-interval")] = 5.0,
     disconnect_after: Annotated[float, typer.Option("--disconnect-after")] = 15.0,
     bid_timeout: Annotated[float, typer.Option("--bid-timeout")] = 10.0,
@@ -212,7 +228,7 @@ def serve(
             api_port=api_port,
             limit_cpu=cpu,
             limit_memory=memory,
-            allowed_local_paths=tuple(allow_listed_local_paths or ()),
+            allowed_local_paths=parse_allowed_paths(allow_listed_local_paths),
             heartbeat_interval_s=heartbeat_interval,
             disconnect_after_s=disconnect_after,
             bid_timeout_s=bid_timeout,
@@ -245,6 +261,7 @@ def devstack(
     api_port: ApiPort = 1234,
     limit_total_cpu: CpuLimit = None,
     limit_total_memory: MemoryLimit = None,
+    allow_listed_local_paths: AllowListedLocalPaths = None,
     data_locality: DataLocalityOption = "anywhere",
     docker_host: DockerHost = None,
     ipfs_connect: IpfsConnect = None,
@@ -267,6 +284,7 @@ def devstack(
             api_port=api_port,
             limit_cpu=cpu,
             limit_memory=memory,
+            allowed_local_paths=parse_allowed_paths(allow_listed_local_paths),
             heartbeat_interval_s=1.0,
             disconnect_after_s=5.0,
             data_locality=parse_data_locality(data_locality),

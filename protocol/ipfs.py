@@ -239,8 +239,15 @@ class IPFSClient:
                 return str(entry["Hash"])
         raise TransportError(f"IPFS API at {self.address.url}: add {folder} returned no folder CID")
 
-    def get(self, cid: str, parent: Path, timeout_s: float = 3600.0) -> Path:
-        """Write ``cid`` (a file or a folder) to ``parent/<cid>`` and return that path."""
+    def get(
+        self,
+        cid: str,
+        parent: Path,
+        timeout_s: float = 3600.0,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Path:
+        """Write ``cid`` (a file or a folder) to ``parent/<cid>`` and return that path;
+        ``on_bytes`` is told the size of each chunk of the API's tar stream as it arrives."""
         final = parent / cid
         scratch = parent / f".get-{cid}.partial"
         shutil.rmtree(scratch, ignore_errors=True)
@@ -254,7 +261,7 @@ class IPFSClient:
                 if response.is_error:
                     response.read()
                     raise self._server_error(_error_message(response), f"get {cid}", timeout_s)
-                _extract_stream(response.iter_bytes(), scratch, cid)
+                _extract_stream(_counted(response.iter_bytes(), on_bytes), scratch, cid)
             if not (scratch / cid).exists():
                 raise TransportError(f"IPFS API at {self.address.url}: get {cid} sent nothing")
             (scratch / cid).replace(final)
@@ -270,6 +277,13 @@ def _error_message(response: httpx.Response) -> str:
         return str(response.json().get("Message") or response.text)
     except ValueError:
         return response.text or f"{response.status_code} {response.reason_phrase}"
+
+
+def _counted(chunks: Iterator[bytes], on_bytes: Callable[[int], None] | None) -> Iterator[bytes]:
+    for chunk in chunks:
+        if on_bytes is not None and chunk:
+            on_bytes(len(chunk))
+        yield chunk
 
 
 class _ChunkReader:

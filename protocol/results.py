@@ -2,8 +2,9 @@
 
 Publishers return a result spec (``local``, ``urlDownload``, ``s3``, ...);
 :func:`download_result` turns one back into files under ``dest``, telling an optional
-:class:`TransferProgress` how far it got (``s3`` only, so far). Lives in ``protocol`` so the
-CLI can use it without importing ``compute``. Errors:
+:class:`TransferProgress` how far it got (``urlDownload``, ``s3`` and ``ipfs``; a ``local``
+copy is not a transfer). Lives in ``protocol`` so the CLI can use it without importing
+``compute``. Errors:
 
 - ValidationError  the spec cannot be downloaded here (unknown type, bad params, an archive
                    member that would land outside ``dest``)
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tarfile
+from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -103,19 +105,47 @@ def _copy_local(params: LocalResultParams, dest: Path) -> None:
     log.info("event=result_copied source=%s dest=%s", source, dest)
 
 
-def _fetch(url: str, dest: Path, timeout_s: float, max_bytes: int | None) -> tuple[Path, str]:
+def content_length(response: httpx.Response) -> int | None:
+    """The body's size in bytes as the server announced it, when it did and did not encode
+    the body (an encoded body's length says nothing of the bytes it decodes to)."""
+    text = response.headers.get("content-length", "")
+    if not text.isdigit() or response.headers.get("content-encoding", "identity") != "identity":
+        return None
+    return int(text)
+
+
+@dataclass(frozen=True)
+class _Fetch:
+    """How ``urlDownload`` results are fetched: ``transport`` replaces httpx's network
+    transport (tests give an ``httpx.MockTransport``)."""
+
+    timeout_s: float
+    max_bytes: int | None
+    progress: TransferProgress | None = None
+    transport: httpx.BaseTransport | None = None
+
+
+def _fetch(url: str, dest: Path, how: _Fetch) -> tuple[Path, str]:
     """Stream ``url`` to a hidden file in ``dest``; returns it and the name it should get."""
     partial = dest / ".download.partial"
     headers = {"Accept-Encoding": "identity"}
+    max_bytes = how.max_bytes
     try:
         with (
-            httpx.Client(follow_redirects=True, timeout=timeout_s, headers=headers) as client,
+            httpx.Client(
+                follow_redirects=True,
+                timeout=how.timeout_s,
+                headers=headers,
+                transport=how.transport,
+            ) as client,
             client.stream("GET", url) as response,
         ):
             if response.status_code == httpx.codes.NOT_FOUND:
                 raise NotFoundError(f"GET {url}: 404 Not Found")
             if response.is_error:
                 raise TransportError(f"GET {url}: {response.status_code} {response.reason_phrase}")
+            if how.progress is not None:
+                how.progress.start(url, content_length(response))
             received_bytes = 0
             with partial.open("wb") as out:
                 for chunk in response.iter_bytes():
@@ -123,6 +153,8 @@ def _fetch(url: str, dest: Path, timeout_s: float, max_bytes: int | None) -> tup
                     if max_bytes is not None and received_bytes > max_bytes:
                         raise TransportError(f"GET {url}: larger than {max_bytes} bytes")
                     out.write(chunk)
+                    if how.progress is not None:
+                        how.progress.advance(len(chunk))
             name = filename_for(str(response.url), response.headers.get("content-disposition"))
     except httpx.HTTPError as exc:
         partial.unlink(missing_ok=True)
@@ -133,10 +165,8 @@ def _fetch(url: str, dest: Path, timeout_s: float, max_bytes: int | None) -> tup
     return partial, name
 
 
-def _download_url(
-    params: URLDownloadParams, dest: Path, timeout_s: float, max_bytes: int | None
-) -> None:
-    fetched, name = _fetch(params.url, dest, timeout_s, max_bytes)
+def _download_url(params: URLDownloadParams, dest: Path, how: _Fetch) -> None:
+    fetched, name = _fetch(params.url, dest, how)
     try:
         if tarfile.is_tarfile(fetched):
             extract_tar(fetched, dest)
@@ -157,10 +187,12 @@ def download_result(
     max_bytes: int | None = None,
     progress: TransferProgress | None = None,
     ipfs_api: str | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> None:
     """Put the files of the result ``spec`` under ``dest`` (created if needed). ``ipfs_api``:
     the IPFS daemon that fetches ``ipfs`` results (default: ``BACALAO_IPFS_API``, else
-    ``/ip4/127.0.0.1/tcp/5001``)."""
+    ``/ip4/127.0.0.1/tcp/5001``); ``transport``: httpx's transport for ``urlDownload``
+    results (default: the network)."""
     kind = RESULTS.canonical(spec.type)
     if kind not in SUPPORTED_TYPES:
         raise ValidationError(
@@ -179,7 +211,7 @@ def download_result(
         from protocol.results_ipfs import download_ipfs_result
 
         ipfs_params = IPFSParams.from_wire(spec.params, prefix="Params")
-        download_ipfs_result(ipfs_params, dest, ipfs_api, max_bytes=max_bytes)
+        download_ipfs_result(ipfs_params, dest, ipfs_api, max_bytes=max_bytes, progress=progress)
     else:
         params = URLDownloadParams.from_wire(spec.params, prefix="Params")
-        _download_url(params, dest, timeout_s, max_bytes)
+        _download_url(params, dest, _Fetch(timeout_s, max_bytes, progress, transport))

@@ -8,9 +8,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -23,9 +21,9 @@ from protocol.errors import ExecutionError, RetryableExecutionError, TransportEr
 from protocol.job import InputSource, SpecConfig
 from protocol.results import download_result
 from tests.support.ipfs_server import IPFSNode
-from tests.support.jobs import wasm_job
+from tests.support.jobs import run_job, wasm_job
+from tests.support.progress import RecordingProgress
 from tests.support.services import free_port
-from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -178,6 +176,23 @@ def test_published_results_download_with_the_same_content(
     assert files_under(tmp_path / "by-env") == files_under(results)
 
 
+def test_download_result_reports_progress_chunk_by_chunk(
+    ipfs_node: IPFSNode, dataset: Path, tmp_path: Path
+) -> None:
+    cid = add_folder(ipfs_node, dataset)
+    spec = SpecConfig(type="ipfs", params={"CID": cid})
+    progress = RecordingProgress()
+
+    download_result(spec, tmp_path / "out", ipfs_api=ipfs_node.api_multiaddr, progress=progress)
+
+    dag_bytes = int(ipfs_node.client().files.stat(f"/ipfs/{cid}")["CumulativeSize"])
+    assert progress.started == [(f"ipfs://{cid}", dag_bytes)]
+    assert progress.grew_to(progress.received_bytes)
+    content_bytes = sum(len(body) for body in files_under(dataset).values())
+    assert progress.received_bytes > content_bytes  # the tar stream: content and headers
+    assert files_under(tmp_path / "out") == files_under(dataset)
+
+
 def test_download_result_names_the_unreachable_daemon(tmp_path: Path) -> None:
     spec = SpecConfig(type="ipfs", params={"CID": "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"})
     with pytest.raises(TransportError, match=r"cannot reach the IPFS API.*--ipfs-connect"):
@@ -199,21 +214,6 @@ def devstack(ipfs_node: IPFSNode, tmp_path_factory: pytest.TempPathFactory) -> I
         yield stack
     finally:
         stack.stop()
-
-
-def run_job(port: int, job: dict[str, Any]) -> dict[str, Any]:
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-        job_id = client.put("/api/v1/orchestrator/jobs", json={"Job": job}).json()["JobID"]
-
-        def ended() -> dict[str, Any] | None:
-            found: dict[str, Any] = client.get(f"/api/v1/orchestrator/jobs/{job_id}").json()
-            state = found["Job"]["State"]["StateType"]
-            return found["Job"] if state in ("Completed", "Failed", "Stopped") else None
-
-        ended_job = wait_until(ended, 60, 0.05, f"job {job_id} to end")
-        executions = client.get(f"/api/v1/orchestrator/jobs/{job_id}/executions").json()
-    ended_job["executions"] = executions["Items"]
-    return ended_job
 
 
 def test_wasm_job_reads_from_and_publishes_to_ipfs(

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -33,10 +32,10 @@ from protocol.results import download_result
 from protocol.s3 import MIB, TransferSettings, list_objects, make_client
 from protocol.s3_download import download
 from protocol.specs.sources import S3Params
-from tests.support.jobs import wasm_job
+from tests.support.jobs import run_job, wasm_job
+from tests.support.progress import RecordingProgress
 from tests.support.s3_server import S3Server
 from tests.support.services import free_port
-from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -392,20 +391,6 @@ def test_node_wide_endpoint_from_the_environment(
     assert published.params["Endpoint"] == s3_env.endpoint  # clients find the results too
 
 
-class RecordingProgress:
-    def __init__(self) -> None:
-        self.started: list[tuple[str, int | None]] = []
-        self.received_bytes = 0
-        self._lock = threading.Lock()
-
-    def start(self, description: str, total_bytes: int | None) -> None:
-        self.started.append((description, total_bytes))
-
-    def advance(self, n_bytes: int) -> None:
-        with self._lock:
-            self.received_bytes += n_bytes
-
-
 def test_download_result_reports_progress(s3_env: S3Server, results: Path, tmp_path: Path) -> None:
     bucket = s3_env.bucket()
     published = publish(s3_env, results, bucket, "progress/", compress=False)
@@ -448,21 +433,6 @@ def devstack(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> I
             yield stack
         finally:
             stack.stop()
-
-
-def run_job(port: int, job: dict[str, Any]) -> dict[str, Any]:
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-        job_id = client.put("/api/v1/orchestrator/jobs", json={"Job": job}).json()["JobID"]
-
-        def ended() -> dict[str, Any] | None:
-            found: dict[str, Any] = client.get(f"/api/v1/orchestrator/jobs/{job_id}").json()
-            state = found["Job"]["State"]["StateType"]
-            return found["Job"] if state in ("Completed", "Failed", "Stopped") else None
-
-        ended_job = wait_until(ended, 60, 0.05, f"job {job_id} to end")
-        executions = client.get(f"/api/v1/orchestrator/jobs/{job_id}/executions").json()
-    ended_job["executions"] = executions["Items"]
-    return ended_job
 
 
 def cat_job(server: S3Server, bucket: str, input_key: str, compress: bool) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from typer.testing import CliRunner, Result
 
 from cli.client import APIClient
 from cli.inputs import parse_input
-from cli.jobspec import DockerRunSpec, build_docker_job, load_job, parse_publisher
+from cli.jobspec import DockerRunSpec, build_docker_job, load_job
 from cli.main import create_app
+from cli.publishers import parse_publisher
 from protocol.job import Job, NetworkType
 from protocol.specs.engines import DockerParams
 from tests.support.services import free_port
@@ -239,6 +240,8 @@ def test_dry_run_yaml_is_a_job_file_job_run_accepts() -> None:
         (("-e", "NOVALUE"), "--env", "KEY=VALUE"),
         (("-w", "relative"), "--workdir", "must be an absolute path"),
         (("-p", "dropbox"), "--publisher", "not a publisher"),
+        (("-p", "s3://b/k,opt=colour=blue"), "--publisher", "unknown option 'colour'"),
+        (("-p", "s3://b/k,opt=compress=maybe"), "--publisher", "is not true or false"),
         (("--count", "0"), "--count", "greater than or equal to 1"),
     ],
 )

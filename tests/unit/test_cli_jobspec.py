@@ -20,9 +20,9 @@ from cli.jobspec import (
     parse_constraints,
     parse_env,
     parse_labels,
-    parse_publisher,
     parse_result_path,
 )
+from cli.publishers import parse_publisher
 from protocol.job import Job
 from protocol.specs.engines import WasmParams
 
@@ -177,6 +177,84 @@ def test_result_paths_and_publishers() -> None:
     with pytest.raises(JobSpecError) as caught:
         parse_publisher("dropbox")
     assert caught.value.option == "--publisher"
+
+
+ENDPOINT = "http://127.0.0.1:9000"
+
+
+@pytest.mark.parametrize(
+    ("value", "params"),
+    [
+        ("s3://myBucket/dir/file-001.txt", {"Bucket": "myBucket", "Key": "dir/file-001.txt"}),
+        (
+            f"s3://myBucket/dir/file-001.txt,opt=endpoint={ENDPOINT},opt=region=us-east-1",
+            {
+                "Bucket": "myBucket",
+                "Key": "dir/file-001.txt",
+                "Endpoint": ENDPOINT,
+                "Region": "us-east-1",
+            },
+        ),
+        (
+            "s3,opt=bucket=myBucket,opt=key=dir/file-001.txt,opt=region=us-east-1",
+            {"Bucket": "myBucket", "Key": "dir/file-001.txt", "Region": "us-east-1"},
+        ),
+        (
+            "s3://runs/{jobID}/{executionID}, opt=compress=true, OPT=Endpoint=" + ENDPOINT,
+            {
+                "Bucket": "runs",
+                "Key": "{jobID}/{executionID}",
+                "Compress": True,
+                "Endpoint": ENDPOINT,
+            },
+        ),
+        ("s3://runs,opt=compress=no", {"Bucket": "runs", "Key": "", "Compress": False}),
+        ("target=s3://b/k,opt=key=other", {"Bucket": "b", "Key": "other"}),
+        ('"s3://b/a,b",opt=compress=1', {"Bucket": "b", "Key": "a,b", "Compress": True}),
+    ],
+)
+def test_s3_publisher_forms_as_bacalhau_spells_them(value: str, params: dict[str, object]) -> None:
+    assert parse_publisher(value) == {"Type": "s3", "Params": params}
+
+
+@pytest.mark.parametrize("value", ["ipfs", "IPFS", "ipfs://", "dst=ipfs", "noop", "local://"])
+def test_simple_publishers(value: str) -> None:
+    kind = value.partition("=")[2] or value
+    assert parse_publisher(value) == {"Type": kind.removesuffix("://").lower(), "Params": {}}
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("", "names no publisher"),
+        (
+            "s3://b/k,opt=colour=blue",
+            "unknown option 'colour' of the s3 publisher (known: opt=bucket",
+        ),
+        ("s3://b/k,opt=compress=maybe", "compress='maybe' is not true or false"),
+        ("s3://b/k,opt=endpoint=minio:9000", "endpoint 'minio:9000' is not an http(s):// URL"),
+        ("s3://b/k,y=/mount/path", "'y=/mount/path' is not an option"),
+        ("s3://b/k,extra", "'extra' is not an option"),
+        ("s3://b/k,opt==x", "names no option"),
+        ("s3:///key-only", "names no bucket"),
+        ("s3,opt=key=k", "names no bucket"),
+        ("ipfs,opt=pin=true", "the ipfs publisher takes no options"),
+        ("ipfs://bafyabc", "is not a publisher"),
+        ("dropbox", "is not a publisher"),
+    ],
+)
+def test_bad_publishers_name_the_option(value: str, fragment: str) -> None:
+    with pytest.raises(JobSpecError) as caught:
+        parse_publisher(value)
+    assert caught.value.option == "--publisher"
+    assert fragment in caught.value.problem
+
+
+def test_a_compressed_s3_publisher_makes_a_valid_job(wat_file: Path) -> None:
+    spec = WasmRunSpec(module=str(wat_file), publisher="s3://r/{jobID},opt=compress=true")
+    publisher = build_wasm_job(spec).job.task.publisher
+    assert publisher.type == "s3"
+    assert publisher.params == {"Bucket": "r", "Key": "{jobID}", "Compress": True}
 
 
 # -- the module ------------------------------------------------------------------------------
