@@ -57,6 +57,7 @@ class ComputeConfig:
     max_parallel_runs: int = 64
     data_locality: DataLocality = DataLocality.ANYWHERE
     finished_memory_s: float = 30.0
+    bid_workers: int = 4
 
 
 @dataclass
@@ -98,6 +99,9 @@ class ComputeNode:
         self._finished: dict[str, float] = {}  # execution ID -> when it left _held
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(config.max_parallel_runs, thread_name_prefix="run")
+        # Bidding may ask storage about inputs (sizes, locality) over the network: off the
+        # bus thread, so a slow endpoint cannot hold up accepts, cancels and rejections.
+        self._bidders = ThreadPoolExecutor(config.bid_workers, thread_name_prefix="bid")
         self._stopping = threading.Event()
         self._sweeper: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
@@ -162,6 +166,7 @@ class ComputeNode:
         for item in held:
             if item.running:
                 self._runner.cancel(item.execution)
+        self._bidders.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
@@ -181,7 +186,8 @@ class ComputeNode:
     def handle(self, envelope: Envelope) -> None:
         payload = envelope.payload
         if isinstance(payload, AskForBid):
-            self._on_ask(envelope.sender, payload.execution)
+            if not self._stopping.is_set():
+                self._bidders.submit(self._on_ask_safely, envelope.sender, payload.execution)
         elif isinstance(payload, BidAccepted):
             self._on_accepted(envelope.sender, payload.execution_id)
         elif isinstance(payload, BidRejected):
@@ -194,6 +200,12 @@ class ComputeNode:
             self._outbox.send(requester, message)
         except TransportError as exc:
             log.warning("event=reply_failed requester=%s error=%r", requester, str(exc))
+
+    def _on_ask_safely(self, requester: str, execution: Execution) -> None:
+        try:
+            self._on_ask(requester, execution)
+        except Exception:
+            log.exception("event=bid_failed execution=%s", execution.id)
 
     def _on_ask(self, requester: str, execution: Execution) -> None:
         job = execution.job

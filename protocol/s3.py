@@ -121,10 +121,15 @@ def effective_endpoint(endpoint: str = "") -> str:
 
 
 def make_client(
-    endpoint: str = "", region: str = "", max_pool_connections: int = 10, session: Any = None
+    endpoint: str = "",
+    region: str = "",
+    max_pool_connections: int = 10,
+    session: Any = None,
+    quick: bool = False,
 ) -> Any:
     """An S3 client; path-style and checksums only when required for S3-compatible servers.
-    Retries follow boto3's standard mode (``AWS_MAX_ATTEMPTS`` or 3 attempts)."""
+    Retries follow boto3's standard mode (``AWS_MAX_ATTEMPTS`` or 3 attempts). ``quick``
+    clients (for a size estimate while bidding) try once, with 2 s timeouts."""
     endpoint = effective_endpoint(endpoint)
     options: dict[str, Any] = {
         "retries": {"mode": "standard"},
@@ -132,6 +137,10 @@ def make_client(
         "read_timeout": 60,
         "max_pool_connections": max_pool_connections,
     }
+    if quick:
+        options.update(
+            retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=2
+        )
     if endpoint:
         options["s3"] = {"addressing_style": "path"}
         options["request_checksum_calculation"] = "when_required"
@@ -153,9 +162,12 @@ class S3Clients:
     """Clients by endpoint and region, made from one session and reused: making a client
     takes a good fraction of a second, and clients are thread-safe."""
 
-    def __init__(self, max_pool_connections: int = 10, max_clients: int = 32) -> None:
+    def __init__(
+        self, max_pool_connections: int = 10, max_clients: int = 32, quick: bool = False
+    ) -> None:
         self.max_pool_connections = max_pool_connections
         self.max_clients = max_clients
+        self.quick = quick
         self._lock = threading.Lock()
         self._session: Any = None
         self._clients: dict[tuple[str, str], Any] = {}
@@ -167,7 +179,9 @@ class S3Clients:
             if client is None:
                 if self._session is None:
                     self._session = boto3.session.Session()
-                client = make_client(*key, self.max_pool_connections, self._session)
+                client = make_client(
+                    *key, self.max_pool_connections, self._session, quick=self.quick
+                )
                 if len(self._clients) >= self.max_clients:
                     del self._clients[next(iter(self._clients))]
                 self._clients[key] = client

@@ -64,6 +64,7 @@ class S3Storage:
         self.max_bytes = max_bytes
         self.transfer = transfer or TransferSettings()
         self._clients = S3Clients(max_pool_connections=self.transfer.max_concurrency + 2)
+        self._sizing = S3Clients(max_pool_connections=2, quick=True)
         self._installed: bool | None = None
 
     @property
@@ -82,7 +83,7 @@ class S3Storage:
         """The objects' total size from one listing; None when unknown or over 10,000 objects."""
         try:
             params = S3Params.from_wire(spec.params)
-            client = self._clients.get(params.endpoint, params.region)
+            client = self._sizing.get(params.endpoint, params.region)
             return list_objects(client, params, SIZE_LISTING_MAX_OBJECTS).total_bytes
         except BacalaoError:
             return None

@@ -137,3 +137,12 @@ def test_download_progress_bar_only_on_a_terminal() -> None:
         task = progress._progress.tasks[0]
         assert (task.completed, task.total, task.finished) == (2048, 2048, True)
     assert "s3://bkt/results/" in out.getvalue()
+
+
+def test_quick_clients_for_bidding_try_once_with_short_timeouts() -> None:
+    from protocol.s3 import make_client
+
+    config = make_client("http://127.0.0.1:9", "us-east-1", quick=True).meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2, 2)
+    assert config.retries["total_max_attempts"] == 1
+    assert make_client("http://127.0.0.1:9", "us-east-1").meta.config.read_timeout == 60
