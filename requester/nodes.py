@@ -41,7 +41,10 @@ class NodeTable:
             entry = self._nodes.get(info.node_id)
             fresh = entry is None or not entry.connected
             restarted = entry is not None and entry.info.boot_id != info.boot_id
-            self._nodes[info.node_id] = _Entry(info=info, last_seen=self._clock())
+            # A NodeInfo says nothing of held executions: keep the last heartbeat's report,
+            # unless the node restarted (its holdings went with the old process).
+            report = entry.report if entry is not None and not restarted else None
+            self._nodes[info.node_id] = _Entry(info=info, last_seen=self._clock(), report=report)
             return fresh, restarted
 
     def on_heartbeat(self, node_id: str, executions: list[str] | None = None) -> bool:

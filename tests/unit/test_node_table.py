@@ -82,3 +82,13 @@ def test_heartbeats_carry_what_a_node_holds() -> None:
     assert table.reports()["n-a"].executions == {"e-1", "e-2"}
     table.on_shutdown("n-a")
     assert table.reports() == {}
+
+
+def test_a_node_info_keeps_the_holdings_report_unless_the_node_restarted() -> None:
+    table = NodeTable(disconnect_after_s=15, clock=Clock())
+    table.on_info(info("n-a", "b1"))
+    table.on_heartbeat("n-a", ["e-1"])
+    table.on_info(info("n-a", "b1"))
+    assert table.reports()["n-a"].executions == {"e-1"}
+    table.on_info(info("n-a", "b2"))
+    assert table.reports() == {}
