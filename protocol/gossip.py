@@ -83,7 +83,8 @@ class Announcer:
     def _announce(self) -> None:
         self._seq += 1
         info = self._info().model_copy(update={"seq": self._seq})
-        self._broadcast(NodeInfoMessage(info=info))
+        held = self._holding() if self._holding is not None else None
+        self._broadcast(NodeInfoMessage(info=info, executions=held))
 
     def _broadcast(self, message: Message) -> None:
         try:

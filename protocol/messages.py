@@ -74,7 +74,11 @@ class ComputeError(Message):
 
 
 class NodeInfoMessage(Message):
+    """``Executions`` as in :class:`Heartbeat`: a busy node announces NodeInfo more often
+    than it beats, so both carry what it holds."""
+
     info: NodeInfo = Field(alias="NodeInfo")
+    executions: list[str] | None = Field(default=None, alias="Executions")
 
 
 class Heartbeat(Message):

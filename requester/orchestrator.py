@@ -144,6 +144,7 @@ class Orchestrator:
         payload = envelope.payload
         if isinstance(payload, NodeInfoMessage):
             fresh, restarted = self.node_table.on_info(payload.info)
+            self.node_table.on_heartbeat(payload.info.node_id, payload.executions)
             if fresh:
                 log.info("event=node_joined node=%s", payload.info.node_id)
             if restarted:
