@@ -29,6 +29,7 @@ from protocol import peer
 from protocol.envelope import CONTENT_TYPE, Codec, Envelope
 from protocol.errors import MessageError, TransportError, UnknownPeerError, ValidationError
 from protocol.messages import Message
+from protocol.peer.config import parse_peer_url
 
 peer.register()
 
@@ -73,6 +74,8 @@ def split_urls(url: str) -> list[str]:
                 "broker",
                 f"{part!r} is not a transport URL (use {', '.join(sorted(KNOWN_SCHEMES))})",
             )
+        if scheme_of(part) == "peer":
+            parse_peer_url(part)  # its options are checked now, not at failover time
     return urls
 
 
@@ -138,6 +141,7 @@ class Bus:
         self.peer_address = ""
         self.dropped = 0
         self.on_connected: Callable[[], None] | None = None
+        self._fatal: ValidationError | None = None
 
     @property
     def current_url(self) -> str:
@@ -159,7 +163,10 @@ class Bus:
             target=self._consume_forever, name=f"bus-{self.node_id[:10]}", daemon=True
         )
         self._thread.start()
-        if not self._ready.wait(timeout_s):
+        ready = self._ready.wait(timeout_s)
+        if self._fatal is not None:
+            raise self._fatal
+        if not ready:
             raise TransportError(f"could not reach the message bus at {self.url} in {timeout_s}s")
 
     def close(self) -> None:
@@ -277,6 +284,12 @@ class Bus:
                 self._consume_once()
                 backoff = self._options.reconnect_backoff_s
                 failing_since = None
+            except ValidationError as exc:
+                # A configuration problem: retrying cannot help, say it once and stop.
+                log.error("event=bus_misconfigured node=%s error=%s", self.node_id, exc)
+                self._fatal = exc
+                self._ready.set()
+                return
             except Exception as exc:
                 self._connected.clear()
                 if self._stopping.is_set():

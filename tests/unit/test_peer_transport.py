@@ -153,3 +153,16 @@ def test_a_peer_gone_for_good_is_forgotten_with_its_queues(hubs: list[hub.PeerHu
     leaver.close()
     wait_until(lambda: leaver.address not in seed.peers, 10, message="the peer to be forgotten")
     assert seed.owner("q.leaver") is None
+
+
+def test_a_bad_broker_url_is_a_clear_error_when_the_bus_is_made() -> None:
+    from protocol.envelope import Codec
+    from protocol.transport import Bus
+
+    for url, words in (
+        ("redis://127.0.0.1:1/0;peer://0.0.0.0:7000?bootstrap=nothost", "bootstrap"),
+        ("kafka://somewhere", "not a transport URL"),
+        (" ; ", "no transport URL"),
+    ):
+        with pytest.raises(ValidationError, match=words):
+            Bus(url, "n-x", lambda envelope: None, Codec("n-x"))
