@@ -29,6 +29,8 @@ class PeerConfig:
     backoff_s: float = 0.1
     backoff_max_s: float = 2.0
     forget_after_s: float = 600.0
+    hello_timeout_s: float = 10.0
+    max_peers: int = 1024
 
     @property
     def key(self) -> str:

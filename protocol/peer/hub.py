@@ -14,7 +14,6 @@ Inbound frames are read by one thread per connection; outbound frames go through
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import socket
@@ -30,7 +29,7 @@ from kombu.transport.virtual.base import BrokerState
 from protocol.errors import TransportError, UnknownPeerError
 from protocol.peer import frames
 from protocol.peer.config import PeerConfig
-from protocol.peer.link import BufferFullError, PeerLink
+from protocol.peer.link import BufferFullError, PeerLink, shutdown_socket
 
 log = logging.getLogger("bacalao.peer")
 
@@ -39,8 +38,26 @@ Binding = tuple[str, str, str]  # exchange, routing key, queue
 
 @dataclass
 class _Queue:
-    ttl_s: float | None = None
     messages: deque[tuple[float | None, dict[str, Any]]] = field(default_factory=deque)
+
+
+def _expires_at(message: dict[str, Any], now: float) -> float | None:
+    """When the message dies: its ``expiration`` property (milliseconds, as AMQP and
+    kombu spell it), counted from its arrival here; None when it has none or it is bad."""
+    properties = message.get("properties")
+    expiration = properties.get("expiration") if isinstance(properties, dict) else None
+    try:
+        return now + float(expiration) / 1000 if expiration is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class _Routes:
+    """Remote bindings indexed for publishing: rebuilt only when a binding changes."""
+
+    owners: dict[str, str] = field(default_factory=dict)  # queue -> peer address
+    queues: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 class PeerHub:
@@ -56,6 +73,7 @@ class PeerHub:
         self._queues: dict[str, _Queue] = {}
         self._local: set[Binding] = set()
         self._remote: dict[str, set[Binding]] = {}
+        self._routes: _Routes | None = None  # None: stale, rebuild from _remote
         self._links: dict[str, PeerLink] = {}
         self._ignored: set[str] = set()
         self._heard_from: set[str] = set()
@@ -88,7 +106,7 @@ class PeerHub:
     def close(self) -> None:
         self._closing.set()
         if self._server is not None:
-            _shutdown(self._server)
+            shutdown_socket(self._server)
             self._server.close()
         with self._lock:
             links = list(self._links.values())
@@ -97,7 +115,7 @@ class PeerHub:
         for link in links:
             link.close()
         for sock in inbound:
-            _shutdown(sock)
+            shutdown_socket(sock)
 
     @property
     def peers(self) -> list[str]:
@@ -128,10 +146,9 @@ class PeerHub:
 
     # -- queues (the consuming side) -----------------------------------------------------
 
-    def declare_queue(self, name: str, ttl_s: float | None = None) -> None:
+    def declare_queue(self, name: str) -> None:
         with self._lock:
-            queue = self._queues.setdefault(name, _Queue())
-            queue.ttl_s = ttl_s
+            self._queues.setdefault(name, _Queue())
 
     def has_queue(self, name: str) -> bool:
         with self._lock:
@@ -193,34 +210,39 @@ class PeerHub:
             queue = self._queues.get(name)
             if queue is None or len(queue.messages) >= self.config.queue_max_messages:
                 return False
-            expires = time.monotonic() + queue.ttl_s if queue.ttl_s else None
-            queue.messages.append((expires, message))
+            queue.messages.append((_expires_at(message, time.monotonic()), message))
             self._generation += 1
             self._arrived.notify_all()
             return True
 
     # -- routing (the publishing side) ---------------------------------------------------
 
+    def _index(self) -> _Routes:
+        """The route index (caller holds the lock); bindings change rarely, messages often."""
+        if self._routes is None:
+            routes = _Routes()
+            for address, bindings in sorted(self._remote.items()):
+                for exchange, key, queue in bindings:
+                    routes.owners.setdefault(queue, address)
+                    routes.queues.setdefault((exchange, key), []).append(queue)
+            for found in routes.queues.values():
+                found.sort()
+            self._routes = routes
+        return self._routes
+
+    def _remote_changed(self) -> None:
+        self._routes = None
+
     def owner(self, queue: str) -> str | None:
         """The peer that holds ``queue``: "" for this hub, None when nobody known does."""
         with self._lock:
             if queue in self._queues:
                 return ""
-            for address, bindings in self._remote.items():
-                if any(binding[2] == queue for binding in bindings):
-                    return address
-        return None
+            return self._index().owners.get(queue)
 
     def remote_queues(self, exchange: str, routing_key: str) -> list[str]:
         with self._lock:
-            return sorted(
-                {
-                    queue
-                    for bindings in self._remote.values()
-                    for ex, key, queue in bindings
-                    if ex == exchange and key == routing_key
-                }
-            )
+            return list(self._index().queues.get((exchange, routing_key), ()))
 
     def put(self, queue: str, message: dict[str, Any]) -> None:
         owner = self.owner(queue)
@@ -280,6 +302,9 @@ class PeerHub:
                     continue
                 if address in (self.address, *self._links, *self._ignored):
                     continue
+                if len(self._links) >= self.config.max_peers:
+                    log.warning("event=peer_ignored address=%s reason=max_peers", address)
+                    continue
                 link = PeerLink(
                     address,
                     self._hello,
@@ -312,6 +337,7 @@ class PeerHub:
                 for link in dead:
                     del self._links[link.address]
                     self._remote.pop(link.address, None)
+                    self._remote_changed()
                     self._heard_from.discard(link.address)
             for link in dead:
                 link.close()
@@ -348,12 +374,15 @@ class PeerHub:
 
     def _read(self, sock: socket.socket) -> None:
         sender = ""
+        sock.settimeout(self.config.hello_timeout_s)  # a peer introduces itself at once
         try:
             while not self._closing.is_set():
                 body = frames.read_body(sock)
                 try:
                     frame = frames.decode(body)
                     sender = self._handle(sock, frame, sender) or sender
+                    if sender:
+                        sock.settimeout(None)
                 except (frames.FrameError, KeyError, TypeError, ValueError) as exc:
                     self.dropped_frames += 1
                     log.warning(
@@ -377,6 +406,7 @@ class PeerHub:
             bindings = {_binding(item) for item in frame["bindings"]}
             with self._lock:
                 self._remote[address] = bindings
+                self._remote_changed()
                 self._heard_from.add(address)
             self._learn([address, *frame["peers"]])
             return address
@@ -392,6 +422,7 @@ class PeerHub:
                     bindings.add(binding)
                 else:
                     bindings.discard(binding)
+                self._remote_changed()
         elif kind == frames.PUT:
             queue = _text(frame["q"])
             if not isinstance(frame["m"], dict):
@@ -417,11 +448,6 @@ def _binding(value: Any) -> Binding:
     if not isinstance(value, list) or len(value) != 3:
         raise frames.FrameError("a binding is [exchange, routing_key, queue]")
     return (_text(value[0]), _text(value[1]), _text(value[2]))
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
 
 
 # -- one hub per node and process, shared by that node's kombu connections ---------------

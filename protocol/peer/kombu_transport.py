@@ -29,9 +29,7 @@ class Channel(virtual.Channel):
         return hub
 
     def _new_queue(self, queue: str, **kwargs: Any) -> None:
-        arguments = kwargs.get("arguments") or {}
-        ttl_ms = arguments.get("x-message-ttl")
-        self.hub.declare_queue(queue, ttl_ms / 1000 if ttl_ms else None)
+        self.hub.declare_queue(queue)
 
     def _has_queue(self, queue: str, **kwargs: Any) -> bool:
         return self.hub.has_queue(queue)

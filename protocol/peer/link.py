@@ -80,7 +80,7 @@ class PeerLink:
             self._cond.notify_all()
             sock = self._sock
         if sock is not None:
-            _shutdown(sock)
+            shutdown_socket(sock)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
@@ -155,6 +155,7 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _shutdown(sock: socket.socket) -> None:
+def shutdown_socket(sock: socket.socket) -> None:
+    """Unblock whoever waits on ``sock``; an already closed socket is fine."""
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)

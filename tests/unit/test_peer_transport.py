@@ -166,3 +166,31 @@ def test_a_bad_broker_url_is_a_clear_error_when_the_bus_is_made() -> None:
     ):
         with pytest.raises(ValidationError, match=words):
             Bus(url, "n-x", lambda envelope: None, Codec("n-x"))
+
+
+def test_messages_expire_by_their_expiration_property(hubs: list[hub.PeerHub]) -> None:
+    item = start_hub(hubs)
+    item.declare_queue("q")
+    item.put("q", {"body": "stale", "properties": {"expiration": "0"}})
+    item.put("q", {"body": "bad ttl", "properties": {"expiration": "soon"}})
+    item.put("q", {"body": "fresh", "properties": {"expiration": "60000"}})
+    assert item.get("q")["body"] == "bad ttl"
+    assert item.get("q")["body"] == "fresh"
+
+
+def test_a_connection_that_never_says_hello_is_closed(hubs: list[hub.PeerHub]) -> None:
+    item = hub.PeerHub(PeerConfig(host="127.0.0.1", port=0, hello_timeout_s=0.2))
+    item.start()
+    hubs.append(item)
+    port = int(item.address.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(10)
+        assert sock.recv(1) == b""  # the hub hung up
+
+
+def test_no_more_links_than_max_peers(hubs: list[hub.PeerHub]) -> None:
+    item = hub.PeerHub(PeerConfig(host="127.0.0.1", port=0, max_peers=2))
+    item.start()
+    hubs.append(item)
+    item._learn([f"127.0.0.1:{free_port()}" for _ in range(5)])
+    assert len(item.peers) == 2
