@@ -58,6 +58,10 @@ class ComputeConfig:
     data_locality: DataLocality = DataLocality.ANYWHERE
     finished_memory_s: float = 30.0
     bid_workers: int = 4
+    installed_check_s: float = 10.0
+
+
+Installed = tuple[frozenset[str], frozenset[str], frozenset[str]]
 
 
 @dataclass
@@ -105,11 +109,7 @@ class ComputeNode:
         self._stopping = threading.Event()
         self._sweeper: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
-        self._installed = (
-            frozenset(plugins.executors.installed()),
-            frozenset(plugins.publishers.installed()),
-            frozenset(plugins.storage.installed()),
-        )
+        self._installed_cache: tuple[float, Installed] | None = None
 
     # -- info ----------------------------------------------------------------------------
 
@@ -118,7 +118,7 @@ class ComputeNode:
         self._listeners.append(listener)
 
     def info(self) -> NodeInfo:
-        engines, publishers, sources = self._installed
+        engines, publishers, sources = self._installed()
         snapshot = self.capacity.snapshot()
         return NodeInfo(
             node_id=self.node_id,
@@ -145,6 +145,23 @@ class ComputeNode:
                 if now - at > self._config.finished_memory_s:
                     del self._finished[execution_id]
             return sorted({*self._held, *self._finished})
+
+    def _installed(self) -> Installed:
+        """Engines, publishers and sources that answer now (a Docker daemon or an IPFS API
+        may come and go), checked at most every ``installed_check_s``."""
+        now = time.monotonic()
+        cached = self._installed_cache
+        if cached is None or now - cached[0] >= self._config.installed_check_s:
+            plugins = self._plugins
+            installed = (
+                frozenset(plugins.executors.installed()),
+                frozenset(plugins.publishers.installed()),
+                frozenset(plugins.storage.installed()),
+            )
+            if cached is not None and cached[1] != installed:
+                log.info("event=plugins_changed installed=%s", installed)
+            self._installed_cache = cached = (now, installed)
+        return cached[1]
 
     def _max_job(self) -> Resources:
         return self._config.max_job_resources or self._config.max_capacity
@@ -212,7 +229,7 @@ class ComputeNode:
         if job is None:
             return
         needs = execution.resources()
-        engines, publishers, sources = self._installed
+        engines, publishers, sources = self._installed()
         decision = decide(
             BidRequest(
                 job=job,

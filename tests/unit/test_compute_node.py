@@ -95,3 +95,37 @@ def test_a_stalled_bid_decision_does_not_hold_up_the_next_ask(
     assert "e-slow" not in outbox.bids()
     rule.release.set()
     wait_until(lambda: outbox.bids() == {"e-fast": True, "e-slow": True}, 10, message="both")
+
+
+class ComesAndGoes(NoopExecutor):
+    """An engine whose daemon may be up or down (like docker)."""
+
+    up = False
+
+    @property
+    def type(self) -> str:
+        return "flaky"
+
+    def is_installed(self) -> bool:
+        return self.up
+
+
+def test_an_engine_that_comes_up_later_is_offered_then(tmp_path: Path) -> None:
+    flaky = ComesAndGoes()
+    plugins = Plugins(
+        executors=Registry("executor", [NoopExecutor(), flaky]),
+        storage=Registry("storage source", [InlineStorage()]),
+        publishers=Registry("publisher", [NoopPublisher()]),
+    )
+    config = ComputeConfig(max_capacity=Resources(cpu=1, memory=1024**3), installed_check_s=0)
+    compute = ComputeNode("n-compute", config, plugins, Outbox(), tmp_path)
+
+    def engines() -> list[str]:
+        info = compute.info().compute_node_info
+        assert info is not None
+        return info.execution_engines
+
+    assert engines() == ["noop"]
+    flaky.up = True
+    assert engines() == ["flaky", "noop"]
+    compute.close()
