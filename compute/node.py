@@ -137,14 +137,18 @@ class ComputeNode:
         )
 
     def holding(self) -> list[str]:
-        """Executions this node holds, plus those finished in the last ``recent_s``: their
-        result may still be on its way, so a heartbeat must not yet disown them."""
-        now = time.monotonic()
+        """Executions this node holds, plus those finished in the last ``finished_memory_s``:
+        their result may still be on its way, so a heartbeat must not yet disown them."""
         with self._lock:
-            for execution_id, at in list(self._finished.items()):
-                if now - at > self._config.finished_memory_s:
-                    del self._finished[execution_id]
+            self._prune_finished()
             return sorted({*self._held, *self._finished})
+
+    def _prune_finished(self) -> None:
+        """Forget executions finished longer ago than ``finished_memory_s`` (lock held)."""
+        now = time.monotonic()
+        for execution_id, at in list(self._finished.items()):
+            if now - at > self._config.finished_memory_s:
+                del self._finished[execution_id]
 
     def _installed(self) -> Installed:
         """Engines, publishers and sources that answer now (a Docker daemon or an IPFS API
@@ -190,6 +194,8 @@ class ComputeNode:
 
     def _sweep(self) -> None:
         while not self._stopping.wait(1.0):
+            with self._lock:
+                self._prune_finished()
             expired = self.capacity.expire()
             if expired:
                 with self._lock:
