@@ -41,6 +41,10 @@ class Codec:
         self.sender = sender
         self._secret = secret
 
+    @property
+    def secret(self) -> bytes | None:
+        return self._secret
+
     def encode(self, message: Message) -> bytes:
         body: dict[str, Any] = {
             "Version": PROTOCOL_VERSION,

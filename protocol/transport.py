@@ -79,7 +79,7 @@ def split_urls(url: str) -> list[str]:
     return urls
 
 
-def transport_options(url: str, options: BusOptions) -> dict[str, Any]:
+def transport_options(url: str, options: BusOptions, secret: bytes | None = None) -> dict[str, Any]:
     scheme = scheme_of(url)
     if scheme in ("redis", "rediss"):
         return {"fanout_prefix": True, "fanout_patterns": True}
@@ -90,6 +90,8 @@ def transport_options(url: str, options: BusOptions) -> dict[str, Any]:
         # broker silent for connect_timeout_s is an error to retry, not a send that hangs.
         timeout_s = options.connect_timeout_s
         return {"confirm_publish": True, "read_timeout": timeout_s, "write_timeout": timeout_s}
+    if scheme == "peer" and secret:
+        return {"cluster_secret": secret}  # peers prove they know it to join
     return {}
 
 
@@ -150,7 +152,7 @@ class Bus:
     def _connection(self, url: str, heartbeat_s: float = 0.0) -> Connection:
         return Connection(
             url,
-            transport_options=transport_options(url, self._options),
+            transport_options=transport_options(url, self._options, self._codec.secret),
             connect_timeout=self._options.connect_timeout_s,
             heartbeat=heartbeat_s if scheme_of(url).endswith("amqp") else 0.0,
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 from protocol.errors import ValidationError
@@ -31,11 +32,13 @@ class PeerConfig:
     forget_after_s: float = 600.0
     hello_timeout_s: float = 10.0
     max_peers: int = 1024
+    secret: bytes | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
         """Identifies one hub per process: connections with the same key share it."""
-        return f"{self.host}:{self.port}|{','.join(self.bootstrap)}|{self.advertise}"
+        secret = hashlib.sha256(self.secret).hexdigest()[:16] if self.secret else ""
+        return f"{self.host}:{self.port}|{','.join(self.bootstrap)}|{self.advertise}|{secret}"
 
     def advertised(self, bound_port: int) -> str:
         if self.advertise:

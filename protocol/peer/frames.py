@@ -7,9 +7,12 @@ known ``t`` is only dropped.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import socket
 import struct
+import time
 from typing import Any
 
 HEADER = struct.Struct(">I")
@@ -30,6 +33,36 @@ class FrameError(Exception):
 
 class StreamError(Exception):
     """The stream is broken (closed mid-frame, or a length over the limit)."""
+
+
+SEAL_WINDOW_S = 300.0
+
+
+def _mac(secret: bytes, fields: dict[str, Any]) -> str:
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(secret, canonical, hashlib.sha256).hexdigest()
+
+
+def seal(secret: bytes | None, kind: str, **fields: Any) -> bytes:
+    """A control frame, signed with the cluster secret (when there is one) and stamped, so
+    only nodes that know the secret can join, announce bindings or name peers."""
+    if secret is None:
+        return encode(kind, **fields)
+    stamped = {"t": kind, **fields, "ts": time.time()}
+    return encode(kind, **fields, ts=stamped["ts"], mac=_mac(secret, stamped))
+
+
+def check_seal(secret: bytes | None, frame: dict[str, Any]) -> None:
+    """FrameError unless ``frame`` carries a valid, recent signature (no secret: no check)."""
+    if secret is None:
+        return
+    fields = {key: value for key, value in frame.items() if key != "mac"}
+    mac = frame.get("mac")
+    if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(secret, fields)):
+        raise FrameError(f"{frame.get('t')} frame without a valid cluster-secret signature")
+    stamp = fields.get("ts")
+    if not isinstance(stamp, int | float) or abs(time.time() - stamp) > SEAL_WINDOW_S:
+        raise FrameError(f"{frame.get('t')} frame signed too long ago")
 
 
 def encode(kind: str, **fields: Any) -> bytes:

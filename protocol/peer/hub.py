@@ -288,8 +288,13 @@ class PeerHub:
         with self._lock:
             bindings = [list(binding) for binding in sorted(self._local)]
             peers = sorted(self._links)
-        return frames.encode(
-            frames.HELLO, id=self.id, addr=self.address, bindings=bindings, peers=peers
+        return frames.seal(
+            self.config.secret,
+            frames.HELLO,
+            id=self.id,
+            addr=self.address,
+            bindings=bindings,
+            peers=peers,
         )
 
     def _learn(self, addresses: Any) -> None:
@@ -318,7 +323,7 @@ class PeerHub:
                 link.start()
         if new:
             log.info("event=peer_learned address=%s peers=%s", self.address, ",".join(new))
-            self._broadcast(frames.encode(frames.PEERS, peers=new))
+            self._broadcast(frames.seal(self.config.secret, frames.PEERS, peers=new))
 
     def _forget_dead_peers(self) -> None:
         """Drop peers (not bootstrap ones) unreachable for ``forget_after_s``, with their
@@ -398,6 +403,8 @@ class PeerHub:
 
     def _handle(self, sock: socket.socket, frame: dict[str, Any], sender: str) -> str:
         kind = frame["t"]
+        if kind in (frames.HELLO, frames.PEERS):
+            frames.check_seal(self.config.secret, frame)
         if kind == frames.HELLO:
             if frame["id"] == self.id:
                 self._forget_self_link(sock)

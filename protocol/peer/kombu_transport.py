@@ -8,6 +8,7 @@ publishing connections see the same queues and bindings.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from queue import Empty
 from typing import Any
@@ -85,7 +86,10 @@ class Transport(virtual.Transport):
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
-        self.config: PeerConfig = parse_peer_url(_url_of(client))
+        secret = client.transport_options.get("cluster_secret")
+        self.config: PeerConfig = dataclasses.replace(
+            parse_peer_url(_url_of(client)), secret=secret or None
+        )
         self.hub: hubs.PeerHub | None = None
 
     def establish_connection(self) -> Any:

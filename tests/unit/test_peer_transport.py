@@ -194,3 +194,55 @@ def test_no_more_links_than_max_peers(hubs: list[hub.PeerHub]) -> None:
     hubs.append(item)
     item._learn([f"127.0.0.1:{free_port()}" for _ in range(5)])
     assert len(item.peers) == 2
+
+
+def test_sealed_control_frames_need_the_same_secret_and_a_recent_stamp() -> None:
+    body = frames.seal(b"s3cret", frames.PEERS, peers=["10.0.0.1:7000"])[4:]
+    frame = frames.decode(body)
+    frames.check_seal(b"s3cret", frame)
+    frames.check_seal(None, frames.decode(frames.encode(frames.PEERS, peers=[])[4:]))
+    for secret, tampered in (
+        (b"other", frame),
+        (b"s3cret", {**frame, "peers": ["6.6.6.6:7000"]}),
+        (b"s3cret", {key: value for key, value in frame.items() if key != "mac"}),
+    ):
+        with pytest.raises(frames.FrameError, match="signature"):
+            frames.check_seal(secret, tampered)
+    old = frames.decode(frames.encode(frames.PEERS, peers=[], ts=0, mac="x")[4:])
+    with pytest.raises(frames.FrameError):
+        frames.check_seal(b"s3cret", old)
+
+
+def test_only_nodes_with_the_cluster_secret_join(hubs: list[hub.PeerHub]) -> None:
+    def secret_hub(secret: bytes, *bootstrap: str) -> hub.PeerHub:
+        config = PeerConfig(
+            host="127.0.0.1", port=0, bootstrap=bootstrap, backoff_s=0.02, secret=secret
+        )
+        item = hub.PeerHub(config)
+        item.start()
+        hubs.append(item)
+        return item
+
+    seed = secret_hub(b"ours")
+    friend = secret_hub(b"ours", seed.address)
+    stranger = secret_hub(b"theirs", seed.address)
+    for item, queue in ((friend, "q.friend"), (stranger, "q.stranger")):
+        item.declare_queue(queue)
+        item.bind("bprotocol", queue, queue)
+    wait_until(lambda: seed.owner("q.friend") == friend.address, 10, message="the friend")
+    wait_until(lambda: seed.dropped_frames >= 1, 10, message="the stranger's HELLO dropped")
+    assert seed.owner("q.stranger") is None
+
+
+def test_a_bus_passes_its_cluster_secret_to_peer_links() -> None:
+    from protocol.envelope import Codec
+    from protocol.transport import Bus
+
+    url = f"peer://127.0.0.1:{free_port()}"
+    bus = Bus(url, "n-x", lambda envelope: None, Codec("n-x", b"ours"))
+    bus.start()
+    try:
+        hubs_in_use = [h for h, _ in hub._hubs.values() if h.address == url.removeprefix("peer://")]
+        assert [h.config.secret for h in hubs_in_use] == [b"ours"]
+    finally:
+        bus.close()
