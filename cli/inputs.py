@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlparse
 import wasmtime
 
 from cli.errors import JobSpecError
+from cli.publishers import BOOLEANS
 
 DEFAULT_INPUT_TARGET = "/inputs"
 MODULE_DIR = "/app"
@@ -62,7 +63,6 @@ _OPTIONS = {
 }
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _KEYED_PART = re.compile(r",\s*(" + "|".join(_LONG_KEYS) + r")\s*=", re.IGNORECASE)
-_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 def source_spec(uri: str, *, option: str = "--input") -> dict[str, Any]:
@@ -146,7 +146,7 @@ def _apply_options(spec: dict[str, Any], options: str, text: str) -> None:
                 option="--input",
             )
         if wire == "ReadWrite":
-            flag = _BOOLEANS.get(value.strip().lower()) if equals else True
+            flag = BOOLEANS.get(value.strip().lower()) if equals else True
             if flag is None:
                 raise JobSpecError(
                     f"{text!r}: {key}={value!r} is not true or false", option="--input"

@@ -168,7 +168,13 @@ def parse_entrypoint(values: Iterable[str]) -> list[str]:
     commas (CSV, so ``'"a,b"'`` stays one word)."""
     words: list[str] = []
     for value in values:
-        for row in csv.reader([value]):
+        try:
+            rows = list(csv.reader([value]))
+        except csv.Error as exc:
+            raise JobSpecError(
+                f"{value!r} cannot be split at commas ({exc})", option="--entrypoint"
+            ) from None
+        for row in rows:
             words.extend(row)
     return words
 

@@ -33,7 +33,8 @@ _S3_OPTIONS = {
     "region": "Region",
     "compress": "Compress",
 }
-_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+# What ``opt=...=VALUE`` flags accept (``--publisher``, ``--input``), lowercased.
+BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 def _fail(value: str, problem: str) -> JobSpecError:
@@ -74,7 +75,7 @@ def _endpoint(value: str, text: str) -> str:
 
 
 def _compress(value: str, text: str) -> bool:
-    flag = _BOOLEANS.get(text.lower())
+    flag = BOOLEANS.get(text.lower())
     if flag is None:
         raise _fail(value, f"compress={text!r} is not true or false")
     return flag

@@ -67,6 +67,22 @@ AllowListedLocalPaths = Annotated[
         help="Local paths jobs may mount (/data, or /data:rw to allow writes). Repeatable.",
     ),
 ]
+LocalPublisherAddress = Annotated[
+    str,
+    typer.Option(
+        "--local-publisher-address",
+        help="Address put in the URLs of local results: the host others reach this node's "
+        "results server at.",
+    ),
+]
+LocalPublisherListen = Annotated[
+    str | None,
+    typer.Option(
+        "--local-publisher-listen",
+        help="Address the local publisher's HTTP server listens on (0.0.0.0: every interface). "
+        "Default: --local-publisher-address.",
+    ),
+]
 DataLocalityOption = Annotated[
     str,
     typer.Option(
@@ -188,13 +204,8 @@ def serve(
     cluster_secret: Annotated[
         str | None, typer.Option("--cluster-secret", envvar="BACALAO_CLUSTER_SECRET")
     ] = None,
-    local_publisher_address: Annotated[
-        str,
-        typer.Option(
-            "--local-publisher-address",
-            help="Address the local publisher's HTTP server listens on and puts in result URLs.",
-        ),
-    ] = "127.0.0.1",
+    local_publisher_address: LocalPublisherAddress = "127.0.0.1",
+    local_publisher_listen: LocalPublisherListen = None,
     local_publisher_port: Annotated[
         int,
         typer.Option(
@@ -236,6 +247,7 @@ def serve(
             cluster_secret=cluster_secret,
             local_publisher_host=local_publisher_address,
             local_publisher_port=local_publisher_port,
+            local_publisher_listen=local_publisher_listen,
             data_locality=parse_data_locality(data_locality),
             docker_host=docker_host,
             ipfs_api=parse_ipfs_api(ipfs_connect),
@@ -262,6 +274,8 @@ def devstack(
     limit_total_cpu: CpuLimit = None,
     limit_total_memory: MemoryLimit = None,
     allow_listed_local_paths: AllowListedLocalPaths = None,
+    local_publisher_address: LocalPublisherAddress = "127.0.0.1",
+    local_publisher_listen: LocalPublisherListen = None,
     data_locality: DataLocalityOption = "anywhere",
     docker_host: DockerHost = None,
     ipfs_connect: IpfsConnect = None,
@@ -287,6 +301,8 @@ def devstack(
             allowed_local_paths=parse_allowed_paths(allow_listed_local_paths),
             heartbeat_interval_s=1.0,
             disconnect_after_s=5.0,
+            local_publisher_host=local_publisher_address,
+            local_publisher_listen=local_publisher_listen,
             data_locality=parse_data_locality(data_locality),
             docker_host=docker_host,
             ipfs_api=parse_ipfs_api(ipfs_connect),

@@ -88,8 +88,9 @@ class NodeOptions:
     lost_execution_grace_s: float = 10.0
     finished_memory_s: float = 30.0
     cluster_secret: str | None = None
-    local_publisher_host: str = "127.0.0.1"
+    local_publisher_host: str = "127.0.0.1"  # put in result URLs
     local_publisher_port: int = DEFAULT_LOCAL_PUBLISHER_PORT
+    local_publisher_listen: str | None = None  # bound; None: local_publisher_host
     data_locality: str = "anywhere"
     docker_host: str | None = None  # None: DOCKER_HOST, else the local socket
     ipfs_api: str | None = None  # the IPFS daemon's RPC API multiaddr; None: no ipfs
@@ -192,24 +193,27 @@ class NodeProcess:
         )
 
     def _start_results_server(self) -> None:
-        """Serve the local publisher's folder; its URL goes into the results it publishes."""
+        """Serve the local publisher's folder on the listen address; the advertised address
+        (``local_publisher_host``) goes into the URLs of the results it publishes."""
         options = self.options
         folder = self.folder / "results"
         folder.mkdir(parents=True, exist_ok=True)
-        self.results_server = APIServer(
-            results_app(folder), options.local_publisher_host, options.local_publisher_port
-        )
+        listen = options.local_publisher_listen or options.local_publisher_host
+        self.results_server = APIServer(results_app(folder), listen, options.local_publisher_port)
         try:
             port = self.results_server.start()
         except RuntimeError:
             raise ValidationError(
                 "local-publisher-port",
-                f"the results server cannot listen on {options.local_publisher_host}:"
+                f"the results server cannot listen on {listen}:"
                 f"{options.local_publisher_port} (in use? 0 picks any free port)",
             ) from None
         self.local_publisher_url = http_base_url(options.local_publisher_host, port)
         log.info(
-            "event=results_server_started node=%s url=%s", self.node_id, self.local_publisher_url
+            "event=results_server_started node=%s listen=%s url=%s",
+            self.node_id,
+            listen,
+            self.local_publisher_url,
         )
 
     def _build_compute(self) -> ComputeNode:

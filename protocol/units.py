@@ -63,3 +63,9 @@ def format_bytes(size: int) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return str(size)
+
+
+def readable_bytes(size: int) -> str:
+    """:func:`format_bytes` for messages: ``"4Gi"``, or ``"1000 bytes"`` when no unit fits."""
+    text = format_bytes(size)
+    return f"{text} bytes" if text.isdigit() else text

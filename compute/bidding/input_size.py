@@ -16,14 +16,9 @@ from compute.bidding.inputs import describe_input, task_inputs
 from compute.bidding.locality import StorageLookup, is_local, probe
 from protocol.errors import BacalaoError, ValidationError
 from protocol.job import InputSource
-from protocol.units import format_bytes
+from protocol.units import readable_bytes
 
 log = logging.getLogger(__name__)
-
-
-def readable_bytes(size: int) -> str:
-    text = format_bytes(size)
-    return text if not text.isdigit() else f"{size} bytes"
 
 
 class InputSizeRule:

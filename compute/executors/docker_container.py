@@ -29,7 +29,7 @@ from compute.executors.base import Mount, RunOutcome, RunRequest
 from protocol.errors import ExecutionError, ValidationError
 from protocol.job import NetworkConfig, NetworkType, SpecConfig
 from protocol.specs.engines import DockerParams
-from protocol.units import format_bytes
+from protocol.units import readable_bytes
 
 LABEL_MANAGED = "bacalao.managed"
 LABEL_EXECUTION = "bacalao.execution-id"
@@ -167,7 +167,7 @@ def container_outcome(state: Mapping[str, Any], status_code: int, memory_bytes: 
     v1). Nothing inside a container can SIGKILL its PID 1, so exit 137 under a memory limit is
     taken as the OOM killer's work, said as "most likely".
     """
-    limit = f"limit {memory_text(memory_bytes)}" if memory_bytes > 0 else "no limit set"
+    limit = f"limit {readable_bytes(memory_bytes)}" if memory_bytes > 0 else "no limit set"
     if state.get("OOMKilled"):
         return RunOutcome(
             exit_code=status_code or MEMORY_EXIT_CODE, error=f"out of memory ({limit})"
@@ -177,8 +177,3 @@ def container_outcome(state: Mapping[str, Any], status_code: int, memory_bytes: 
             exit_code=status_code, error=f"killed (SIGKILL), most likely out of memory ({limit})"
         )
     return RunOutcome(exit_code=status_code)
-
-
-def memory_text(size_bytes: int) -> str:
-    text = format_bytes(size_bytes)
-    return f"{text} bytes" if text.isdigit() else text

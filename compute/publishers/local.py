@@ -10,9 +10,9 @@ a reader never sees half an archive) and the node's results server
 Without a ``base_url`` (no server: a folder shared between hosts) the spec is
 ``{Type: local, Params: {URL: file:///.../<execution_id>.tar.gz}}``.
 
-Only members a downloader will accept are packed: ``tarfile.data_filter`` (the filter
-:func:`protocol.results.extract_tar` applies) drops, with a warning, links that leave the
-results folder, devices and the like.
+Only members a downloader will accept are packed
+(:func:`compute.publishers.archive.write_archive`): links that leave the results folder,
+FIFOs, devices and the like are dropped with a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import tarfile
 from pathlib import Path
 from urllib.parse import quote
 
+from compute.publishers.archive import write_archive
 from protocol.errors import ExecutionError, ValidationError
 from protocol.job import SpecConfig
 from protocol.specs.publishers import LocalPublisherParams, LocalResultParams
@@ -33,7 +34,6 @@ from protocol.specs.sources import URLDownloadParams
 log = logging.getLogger(__name__)
 
 ARCHIVE_SUFFIX = ".tar.gz"
-COMPRESS_LEVEL = 6
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -47,25 +47,6 @@ def archive_name(execution_id: str) -> str:
     if not _SAFE_NAME.fullmatch(execution_id):
         raise ExecutionError(f"local publisher: {execution_id!r} is not a usable file name")
     return execution_id + ARCHIVE_SUFFIX
-
-
-def _extractable(root: Path, member: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    """``member`` as is when the ``data`` filter would extract it, else None (skipped)."""
-    try:
-        tarfile.data_filter(member, str(root))
-    except tarfile.FilterError as exc:
-        log.warning("event=local_publish_skipped member=%s reason=%r", member.name, str(exc))
-        return None
-    return member
-
-
-def write_archive(results_dir: Path, archive: Path) -> None:
-    """Pack the contents of ``results_dir`` (member names relative to it) into ``archive``."""
-    with tarfile.open(archive, "w:gz", compresslevel=COMPRESS_LEVEL) as tar:
-        for child in sorted(results_dir.iterdir()):
-            tar.add(
-                child, arcname=child.name, filter=lambda member: _extractable(results_dir, member)
-            )
 
 
 def result_url(base_url: str, name: str) -> str:

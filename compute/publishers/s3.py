@@ -3,9 +3,11 @@
 As Bacalhau: ``Key`` may hold the placeholders ``{jobID}``, ``{executionID}``, ``{nodeID}``,
 ``{date}`` (YYYYMMDD) and ``{time}`` (HHMMSS); we take the date and time in UTC. With
 ``Compress`` the folder goes up as one gzip'd tarball at ``<Key>.tar.gz`` (the suffix is added
-unless present); without it every file goes up as its own object under ``<Key>/``. Bacalhau
-requires a Key; when it is empty we use ``{jobID}/{executionID}``. ``Compress`` defaults to
-false, as in Bacalhau.
+unless present), holding only members ``bacalao job get`` accepts
+(:func:`compute.publishers.archive.write_archive`); without it every regular file goes up as
+its own object under ``<Key>/`` (symlinks, FIFOs and devices are skipped with a warning).
+Bacalhau requires a Key; when it is empty we use ``{jobID}/{executionID}``. ``Compress``
+defaults to false, as in Bacalhau.
 
 The returned result spec is an ``s3`` source spec (Bucket, Key, Endpoint, Region and, for a
 tarball, its VersionID and base64 ChecksumSHA256) that ``download_result`` fetches. A node-wide
@@ -18,7 +20,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import tarfile
+import stat
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,6 +29,7 @@ from typing import Any
 
 from boto3.s3.transfer import create_transfer_manager
 
+from compute.publishers.archive import write_archive
 from protocol.errors import (
     BacalaoError,
     ExecutionError,
@@ -81,15 +84,33 @@ def _params(spec: SpecConfig) -> S3PublisherParams:
         raise ExecutionError(f"s3 publisher: {exc}") from None
 
 
+def _kind(mode: int) -> str:
+    for is_kind, kind in _KINDS:
+        if is_kind(mode):
+            return kind
+    return "special file"
+
+
+_KINDS: tuple[tuple[Callable[[int], bool], str], ...] = (
+    (stat.S_ISLNK, "symlink"),
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
 def _files(results_dir: Path) -> list[Path]:
-    """Regular files under ``results_dir``, sorted; symlinks are not followed or uploaded."""
+    """Regular files under ``results_dir``, sorted. Nothing else is uploaded: symlinks are
+    not followed, and opening a FIFO would block the upload for good."""
     found = []
     for folder, dirs, names in os.walk(results_dir):
         dirs.sort()
         for name in sorted(names):
             path = Path(folder) / name
-            if path.is_symlink():
-                log.warning("event=s3_publish_skipped_symlink path=%s", path)
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISREG(mode):
+                log.warning("event=s3_publish_skipped path=%s kind=%r", path, _kind(mode))
                 continue
             found.append(path)
     return found
@@ -167,9 +188,7 @@ class S3Publisher:
         """One tarball of the folder's contents; the spec gains its version and checksum."""
         with tempfile.TemporaryDirectory(prefix=".s3-publish-", dir=results_dir.parent) as tmp:
             archive = Path(tmp) / "results.tar.gz"
-            with tarfile.open(archive, "w:gz") as tar:
-                for child in sorted(results_dir.iterdir()):
-                    tar.add(child, arcname=child.name)
+            write_archive(results_dir, archive)
             checksum = base64.b64encode(file_sha256(archive)).decode()
             self._upload(client, [(archive, result.key)], result.bucket, "application/gzip")
             try:

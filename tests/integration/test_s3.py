@@ -5,6 +5,7 @@ reads its input from S3, publishes to S3 and is fetched with ``bacalao job get``
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import threading
@@ -339,6 +340,62 @@ def test_plain_publish_is_one_object_per_file(
     dest = tmp_path / "downloaded"
     download_result(published, dest)
     assert files_under(dest) == files_under(results)
+
+
+def unblock_fifo_reader(fifo: Path) -> None:
+    """Let a reader blocked opening ``fifo`` go on: open and close its writing end."""
+    with contextlib.suppress(OSError):  # ENXIO: no reader waiting
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.timeout(30)
+def test_plain_publish_skips_fifos_instead_of_blocking(s3_env: S3Server, results: Path) -> None:
+    fifo = results / "outputs" / "pipe"
+    os.mkfifo(fifo)
+    bucket = s3_env.bucket()
+    outcome: list[SpecConfig | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(publish(s3_env, results, bucket, "fifo/", compress=False))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():
+        unblock_fifo_reader(fifo)
+        worker.join(10)
+        pytest.fail("publishing a results folder that holds a FIFO blocked on the FIFO")
+    assert [type(item) for item in outcome] == [SpecConfig], outcome
+    listed = s3_env.client().list_objects_v2(Bucket=bucket)["Contents"]
+    assert sorted(item["Key"] for item in listed) == [
+        "fifo/exitCode",
+        "fifo/outputs/nested/data.bin",
+        "fifo/stderr",
+        "fifo/stdout",
+    ]
+
+
+def test_compressed_publish_leaves_out_members_job_get_refuses(
+    s3_env: S3Server, results: Path, tmp_path: Path
+) -> None:
+    (results / "outputs" / "link").symlink_to("/etc/passwd")
+    os.mkfifo(results / "outputs" / "pipe")
+    bucket = s3_env.bucket()
+    published = publish(s3_env, results, bucket, "unsafe", compress=True)
+
+    dest = tmp_path / "downloaded"
+    download_result(published, dest)
+    assert files_under(dest) == {
+        "exitCode": b"0",
+        "outputs/nested/data.bin": bytes(range(256)) * 10,
+        "stderr": b"",
+        "stdout": b"hello\n",
+    }
+    assert not (dest / "outputs" / "link").is_symlink()
+    assert not (dest / "outputs" / "pipe").exists()
 
 
 def test_default_key_and_versioned_results(s3_env: S3Server, results: Path, tmp_path: Path) -> None:

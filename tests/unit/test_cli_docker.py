@@ -243,6 +243,7 @@ def test_dry_run_yaml_is_a_job_file_job_run_accepts() -> None:
         (("-p", "s3://b/k,opt=colour=blue"), "--publisher", "unknown option 'colour'"),
         (("-p", "s3://b/k,opt=compress=maybe"), "--publisher", "is not true or false"),
         (("--count", "0"), "--count", "greater than or equal to 1"),
+        (("--entrypoint", "sh\n-c"), "--entrypoint", "cannot be split at commas"),
     ],
 )
 def test_bad_values_are_usage_errors_naming_the_flag(
