@@ -101,6 +101,9 @@ class ComputeNode:
         )
         self._held: dict[str, _Held] = {}
         self._finished: dict[str, float] = {}  # execution ID -> when it left _held
+        # Asks withdrawn (rejected or cancelled) while their bid was still being decided on
+        # a bid worker: the decision must not then reserve capacity for them.
+        self._withdrawn: dict[str, float] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(config.max_parallel_runs, thread_name_prefix="run")
         # Bidding may ask storage about inputs (sizes, locality) over the network: off the
@@ -144,11 +147,13 @@ class ComputeNode:
             return sorted({*self._held, *self._finished})
 
     def _prune_finished(self) -> None:
-        """Forget executions finished longer ago than ``finished_memory_s`` (lock held)."""
+        """Forget executions finished, or asks withdrawn, longer ago than
+        ``finished_memory_s`` (lock held)."""
         now = time.monotonic()
-        for execution_id, at in list(self._finished.items()):
-            if now - at > self._config.finished_memory_s:
-                del self._finished[execution_id]
+        for memory in (self._finished, self._withdrawn):
+            for execution_id, at in list(memory.items()):
+                if now - at > self._config.finished_memory_s:
+                    del memory[execution_id]
 
     def _installed(self) -> Installed:
         """Engines, publishers and sources that answer now (a Docker daemon or an IPFS API
@@ -214,6 +219,7 @@ class ComputeNode:
         elif isinstance(payload, BidAccepted):
             self._on_accepted(envelope.sender, payload.execution_id)
         elif isinstance(payload, BidRejected):
+            self._withdraw(payload.execution_id)
             self._release(payload.execution_id, f"bid rejected: {payload.reason}")
         elif isinstance(payload, CancelExecution):
             self._on_cancel(payload.execution_id, payload.reason)
@@ -252,14 +258,21 @@ class ComputeNode:
         )
         busy = False
         reason = decision.reason
-        if decision.should_bid:
-            refusal = self.capacity.try_reserve(execution.id, needs, self._config.reservation_ttl_s)
-            if refusal is None:
-                with self._lock:
+        reserved = False
+        with self._lock:  # one step with _withdraw: a withdrawal lands before or after it
+            if self._withdrawn.pop(execution.id, None) is not None:
+                log.info("event=bid_dropped execution=%s reason='ask withdrawn'", execution.id)
+                return
+            if decision.should_bid:
+                ttl_s = self._config.reservation_ttl_s
+                refusal = self.capacity.try_reserve(execution.id, needs, ttl_s)
+                if refusal is None:
                     self._held[execution.id] = _Held(execution=execution, requester=requester)
-                self._changed()
-            else:
-                busy, reason = True, refusal
+                    reserved = True
+                else:
+                    busy, reason = True, refusal
+        if reserved:
+            self._changed()
         accepted = decision.should_bid and not busy
         log.info(
             "event=bid execution=%s job=%s accepted=%s reason=%r",
@@ -327,10 +340,16 @@ class ComputeNode:
             )
         self._reply(held.requester, result)
 
+    def _withdraw(self, execution_id: str) -> None:
+        with self._lock:
+            if execution_id not in self._held:
+                self._withdrawn[execution_id] = time.monotonic()
+
     def _on_cancel(self, execution_id: str, reason: str) -> None:
         with self._lock:
             held = self._held.get(execution_id)
         if held is None:
+            self._withdraw(execution_id)
             return
         if held.running:
             log.info("event=cancel execution=%s reason=%r", execution_id, reason)

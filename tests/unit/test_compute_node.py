@@ -18,7 +18,7 @@ from compute.storage.inline import InlineStorage
 from protocol.envelope import Envelope
 from protocol.execution import ComputeState, Execution
 from protocol.job import Job
-from protocol.messages import AskForBid, BidResult, Message
+from protocol.messages import AskForBid, BidResult, CancelExecution, Message
 from protocol.resources import Resources
 from protocol.states import ExecutionStateType as S
 from tests.support.wait import wait_until
@@ -129,3 +129,19 @@ def test_an_engine_that_comes_up_later_is_offered_then(tmp_path: Path) -> None:
     flaky.up = True
     assert engines() == ["flaky", "noop"]
     compute.close()
+
+
+def test_an_ask_withdrawn_while_its_bid_is_decided_reserves_nothing(
+    node: tuple[ComputeNode, Outbox, SlowForSomeJobs],
+) -> None:
+    compute, outbox, rule = node
+    compute.handle(ask("slow", "e-slow"))
+    cancel = CancelExecution(execution_id="e-slow", job_id="j-slow", reason="enough bids")
+    compute.handle(Envelope("CancelExecution", "m-2", "n-requester", 0, cancel))
+    rule.release.set()
+    compute.handle(ask("fast", "e-fast"))
+    wait_until(lambda: "e-fast" in outbox.bids(), 10, message="a later bid")
+    wait_until(lambda: compute._bidders._work_queue.empty(), 10, message="bid workers idle")
+    compute._bidders.shutdown(wait=True)
+    assert "e-slow" not in outbox.bids()
+    assert compute.holding() == ["e-fast"]
