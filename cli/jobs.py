@@ -15,11 +15,12 @@ from cli.context import ApiHostOption, ApiPortOption, settings
 from cli.errors import CLIError
 from cli.jobspec import load_job
 from cli.options import ShowFlags, SubmitFlags, with_flag_groups
-from cli.output import OutputFormat, emit, print_note, write_stdout
+from cli.output import OutputFormat, emit, print_note, write_stderr, write_stdout
 from cli.progress import download_progress
 from cli.submit import run_job
 from cli.tables import executions_table, history_table, job_overview, jobs_table
 from cli.wait import first_completed
+from protocol.execution import Execution
 from protocol.job import JobStateType
 from protocol.results import download_result
 
@@ -171,6 +172,48 @@ def stop(
         evaluation_id = client.stop_job(job_id, reason)
     suffix = f" (evaluation {evaluation_id})" if evaluation_id else ""
     write_stdout(f"Stopping job {job_id}{suffix}\n")
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    job_id: JobIdArgument,
+    execution_id: Annotated[
+        str | None,
+        typer.Option(
+            "--execution-id",
+            "-e",
+            help="Whose output (default: the first completed execution, else the latest ended).",
+        ),
+    ] = None,
+    api_host: ApiHostOption = None,
+    api_port: ApiPortOption = None,
+) -> None:
+    """Print what a job's program wrote: its stdout on stdout, its stderr on stderr.
+
+    Output is captured when an execution ends (up to the node's truncation limit); an
+    execution still running has none to show yet.
+    """
+    with settings(ctx).client(api_host, api_port) as client:
+        found = client.executions(job_id)
+    execution: Execution | None
+    if execution_id is not None:
+        chosen = [e for e in found if e.id.startswith(execution_id)]
+        if len(chosen) != 1:
+            what = "no" if not chosen else "more than one"
+            raise CLIError(f"{what} execution of job {job_id} matches {execution_id!r}")
+        execution = chosen[0]
+    else:
+        ended = [e for e in found if e.state.terminal and e.run_output is not None]
+        latest = max(ended, key=lambda e: (e.modify_time, e.id)) if ended else None
+        execution = first_completed(found) or latest
+    output = execution.run_output if execution is not None else None
+    if execution is None or output is None:
+        raise CLIError(f"job {job_id} has no ended execution with output yet")
+    write_stdout(output.stdout)
+    write_stderr(output.stderr)
+    if output.stdout_truncated or output.stderr_truncated:
+        print_note("(output truncated by the node; `bacalao job get` has all of it)")
 
 
 _GET_HELP = (

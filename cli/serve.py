@@ -41,6 +41,15 @@ MemoryLimit = Annotated[
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Where state lives (default ~/.bacalao).")
 ]
+OverAsk = Annotated[
+    int,
+    typer.Option(
+        "--over-ask",
+        min=1,
+        max=20,
+        help="Ask Count x this many nodes for bids; the first Count to accept run the job.",
+    ),
+]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
 DockerHost = Annotated[
     str | None,
@@ -193,6 +202,7 @@ def serve(
     heartbeat_interval: Annotated[float, typer.Option("--heartbeat-interval")] = 5.0,
     disconnect_after: Annotated[float, typer.Option("--disconnect-after")] = 15.0,
     bid_timeout: Annotated[float, typer.Option("--bid-timeout")] = 10.0,
+    over_ask: OverAsk = 3,
     default_queue_timeout: Annotated[
         float,
         typer.Option(
@@ -243,6 +253,7 @@ def serve(
             heartbeat_interval_s=heartbeat_interval,
             disconnect_after_s=disconnect_after,
             bid_timeout_s=bid_timeout,
+            over_ask=over_ask,
             default_queue_timeout_s=default_queue_timeout,
             cluster_secret=cluster_secret,
             local_publisher_host=local_publisher_address,
@@ -279,6 +290,7 @@ def devstack(
     data_locality: DataLocalityOption = "anywhere",
     docker_host: DockerHost = None,
     ipfs_connect: IpfsConnect = None,
+    over_ask: OverAsk = 3,
     data_dir: DataDir = None,
     log_level: LogLevel = "warning",
 ) -> None:
@@ -301,6 +313,7 @@ def devstack(
             allowed_local_paths=parse_allowed_paths(allow_listed_local_paths),
             heartbeat_interval_s=1.0,
             disconnect_after_s=5.0,
+            over_ask=over_ask,
             local_publisher_host=local_publisher_address,
             local_publisher_listen=local_publisher_listen,
             data_locality=parse_data_locality(data_locality),

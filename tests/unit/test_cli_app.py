@@ -425,3 +425,24 @@ def test_job_get_without_results_explains_why(fake: FakeRequester, tmp_path: Pat
     fake.states = [JobStateType.FAILED]
     failed = invoke(fake.handle, "job", "get", JOB_ID, "--output-dir", str(tmp_path / "x"))
     assert f"job {JOB_ID} is Failed and published no results" in failed.stderr
+
+
+def test_job_logs_prints_the_programs_streams(fake: FakeRequester) -> None:
+    fake.states = [JobStateType.COMPLETED]
+    fake.executions = [
+        _execution(1, ExecutionStateType.FAILED, stdout="first try", stderr="boom"),
+        _execution(2, ExecutionStateType.COMPLETED, stdout="the answer\n", stderr="warn\n"),
+    ]
+    shown = invoke(fake.handle, "job", "logs", JOB_ID)
+    assert shown.exit_code == 0, shown.output
+    assert (shown.stdout, shown.stderr) == ("the answer\n", "warn\n")
+    first = invoke(fake.handle, "job", "logs", JOB_ID, "-e", "e-00000001")
+    assert (first.stdout, first.stderr) == ("first try", "boom")
+    unknown = invoke(fake.handle, "job", "logs", JOB_ID, "-e", "e-9")
+    assert unknown.exit_code == 1
+    assert "no execution of job" in unknown.stderr
+
+    fake.executions = [_execution(1, ExecutionStateType.BID_ACCEPTED)]
+    waiting = invoke(fake.handle, "job", "logs", JOB_ID)
+    assert waiting.exit_code == 1
+    assert "no ended execution with output yet" in waiting.stderr

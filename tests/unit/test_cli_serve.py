@@ -171,3 +171,28 @@ def test_devstack_compute_nodes_take_the_listen_and_advertised_addresses(
     (answer,) = answers
     assert [base.rsplit(":", 1)[0] for base in answer] == ["http://127.0.0.2", "http://127.0.0.1"]
     assert set(answer.values()) == {(200, b"archive")}
+
+
+@pytest.mark.timeout(60)
+def test_devstack_over_ask_reaches_the_requesters_scheduler(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[int] = []
+
+    class RecordedDevstack(Devstack):
+        def start(self, timeout_s: float = 30.0) -> None:
+            super().start(timeout_s)
+            orchestrator = self.requester.orchestrator
+            assert orchestrator is not None
+            seen.append(orchestrator._config.scheduler.over_ask)
+
+    monkeypatch.setattr(cli.devstack, "Devstack", RecordedDevstack)
+    monkeypatch.setattr(cli.serve, "_wait_for_signal", lambda: None)
+    monkeypatch.setattr(cli.serve, "setup_logging", lambda level: None)
+    args = ["devstack", "--compute-nodes", "1", "--api-port", "0", "--data-dir", str(tmp_path)]
+    result = CliRunner().invoke(create_app(), [*args, "--over-ask", "1"])
+    assert result.exit_code == 0, result.output
+    assert seen == [1]
+    refused = CliRunner().invoke(create_app(), [*args, "--over-ask", "0"])
+    assert refused.exit_code == 2
+    assert "--over-ask" in refused.stderr
