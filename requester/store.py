@@ -55,8 +55,12 @@ class JobStore:
     """Jobs, executions and history in SQLite (WAL); ``":memory:"`` keeps them in memory."""
 
     def __init__(self, path: str | Path) -> None:
+        self._path = str(path)
         self._conn = sql.connect(path)
         self._lock = threading.RLock()
+        self._readers = threading.local()
+        self._readers_lock = threading.Lock()
+        self._reader_conns: list[sqlite3.Connection] = []
         self._last_ns = 0
         self._closed = False
 
@@ -65,6 +69,9 @@ class JobStore:
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+                with self._readers_lock:
+                    for conn in self._reader_conns:
+                        conn.close()
 
     def __enter__(self) -> Self:
         return self
@@ -112,13 +119,13 @@ class JobStore:
 
     def get_job(self, job_id: str) -> Job:
         """The job with this ID, or with this unique ID prefix of at least 4 characters."""
-        with self._lock:
-            row = self._conn.execute("SELECT json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        with self._read() as conn:
+            row = conn.execute("SELECT json FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is not None:
                 return Job.model_validate_json(row[0])
             if len(job_id) < MIN_PREFIX_LENGTH:
                 raise NotFoundError(f"job {job_id} not found")
-            rows = self._conn.execute(
+            rows = conn.execute(
                 "SELECT id, json FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT 4",
                 (job_id, job_id + "\U0010ffff"),
             ).fetchall()
@@ -164,8 +171,8 @@ class JobStore:
             reverse=reverse,
             limit=limit + 1,
         )
-        with self._lock:
-            rows = self._conn.execute(query, params).fetchall()
+        with self._read() as conn:
+            rows = conn.execute(query, params).fetchall()
         page = rows[:limit]
         jobs = [Job.model_validate_json(row[2]) for row in page]
         if len(rows) <= limit:
@@ -174,8 +181,8 @@ class JobStore:
 
     def active_jobs(self) -> list[Job]:
         """Jobs not yet Completed, Failed or Stopped, oldest first: what a restart resumes."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 "SELECT json FROM jobs WHERE state IN (?, ?, ?) ORDER BY created_ns, id",
                 tuple(state.value for state in ACTIVE_JOB_STATES),
             ).fetchall()
@@ -256,19 +263,19 @@ class JobStore:
         return stored
 
     def get_execution(self, execution_id: str, include_job: bool = False) -> Execution:
-        with self._lock:
-            execution = self._load_execution(self._conn, execution_id)
+        with self._read() as conn:
+            execution = self._load_execution(conn, execution_id)
             if include_job:
-                execution.job = self._load_job(self._conn, execution.job_id)
+                execution.job = self._load_job(conn, execution.job_id)
         return execution
 
     def executions(self, job_id: str, include_job: bool = False) -> list[Execution]:
         """The job's executions in the order they were created."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 "SELECT json FROM executions WHERE job_id = ? ORDER BY created_ns, id", (job_id,)
             ).fetchall()
-            job = self._load_job(self._conn, job_id) if include_job and rows else None
+            job = self._load_job(conn, job_id) if include_job and rows else None
         found = [Execution.model_validate_json(row[0]) for row in rows]
         for execution in found:
             execution.job = job.model_copy(deep=True) if job is not None else None
@@ -277,8 +284,8 @@ class JobStore:
     def live_executions(self) -> list[Execution]:
         """Every execution not yet in a terminal state, across jobs (one indexed query)."""
         live = json.dumps([state.value for state in ExecutionStateType if not state.terminal])
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 "SELECT json FROM executions WHERE state IN (SELECT value FROM json_each(?)) "
                 "ORDER BY created_ns, id",
                 (live,),
@@ -348,8 +355,8 @@ class JobStore:
 
     def count_executions_by_node(self, job_id: str) -> dict[str, int]:
         """How many executions of the job each node has had, in any state."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 "SELECT node_id, COUNT(*) FROM executions WHERE job_id = ? GROUP BY node_id",
                 (job_id,),
             ).fetchall()
@@ -374,12 +381,31 @@ class JobStore:
         query, params = sql.history_query(
             job_id, types=types, execution_id=execution_id, node_id=node_id, since_ns=since_ns
         )
-        with self._lock:
-            self._load_job(self._conn, job_id)
-            rows = self._conn.execute(query, params).fetchall()
+        with self._read() as conn:
+            self._load_job(conn, job_id)
+            rows = conn.execute(query, params).fetchall()
         return [JobHistory.model_validate_json(row[0]) for row in rows]
 
     # -- internals ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A connection to read with. On a file each thread reads through its own connection
+        without the writers' lock (WAL readers see the last commit and block nobody); an
+        in-memory store has one connection, shared under the lock."""
+        if self._path == ":memory:":
+            with self._lock:
+                yield self._conn
+            return
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            with self._readers_lock:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("the job store is closed")
+                conn = sql.connect(self._path, migrate_schema=False)
+                self._reader_conns.append(conn)
+            self._readers.conn = conn
+        yield conn
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -74,8 +74,9 @@ ORDER_COLUMNS = {
 }
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """Open ``path`` (``":memory:"`` for a private in-memory store) and bring its schema up."""
+def connect(path: str | Path, migrate_schema: bool = True) -> sqlite3.Connection:
+    """Open ``path`` (``":memory:"`` for a private in-memory store) and bring its schema up
+    (readers opened after the writer skip that)."""
     target = str(path)
     if target != ":memory:" and not target.startswith("file:"):
         Path(target).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +87,8 @@ def connect(path: str | Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        migrate(conn)
+        if migrate_schema:
+            migrate(conn)
     except BaseException:
         conn.close()
         raise

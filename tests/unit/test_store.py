@@ -482,3 +482,14 @@ def test_live_executions_span_jobs_and_leave_out_terminal_ones(store: JobStore) 
     live = store.create_execution(make_execution(jobs[1].id, state=E.ASK_FOR_BID))
     store.update_execution(done.id, state=E.FAILED)
     assert [e.id for e in store.live_executions()] == [live.id]
+
+
+def test_reads_do_not_wait_for_a_write_in_progress(store: JobStore) -> None:
+    job = store.create_job(make_job(), "ev")
+    seen: list[str] = []
+    with store._transaction():  # a writer holds the store
+        reader = threading.Thread(target=lambda: seen.append(store.get_job(job.id).id))
+        reader.start()
+        reader.join(5)
+        assert not reader.is_alive(), "the read waited for the writer"
+    assert seen == [job.id]
