@@ -59,6 +59,12 @@ class Codec:
 
     def decode(self, data: bytes | str) -> Envelope:
         try:
+            return self._decode(data)
+        except RecursionError:
+            raise MessageError("message is nested too deeply") from None
+
+    def _decode(self, data: bytes | str) -> Envelope:
+        try:
             body = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MessageError(f"not JSON: {exc}") from None

@@ -363,13 +363,21 @@ class Bus:
                 except Exception:
                     log.debug("event=consumer_cancel_failed", exc_info=True)
 
+    def _drop(self, message: Any, reason: str) -> None:
+        self.dropped += 1
+        log.warning("event=message_dropped node=%s reason=%r", self.node_id, reason)
+        message.ack()
+
     def _on_message(self, message: Any) -> None:
         try:
             envelope = self._codec.decode(message.body)
         except MessageError as exc:
-            self.dropped += 1
-            log.warning("event=message_dropped node=%s reason=%r", self.node_id, str(exc))
-            message.ack()
+            self._drop(message, str(exc))
+            return
+        except Exception as exc:
+            # A decoder bug must cost one message, never the node's consumer.
+            log.exception("event=decode_failed node=%s", self.node_id)
+            self._drop(message, f"undecodable: {type(exc).__name__}")
             return
         try:
             self._handler(envelope)

@@ -78,6 +78,8 @@ def decode(body: bytes) -> dict[str, Any]:
         frame = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise FrameError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise FrameError("nested too deeply") from None
     if not isinstance(frame, dict):
         raise FrameError("not a JSON object")
     if frame.get("t") not in TYPES:

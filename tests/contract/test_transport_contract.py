@@ -99,6 +99,8 @@ def test_malformed_messages_are_dropped_and_delivery_goes_on(cluster: Cluster) -
         json.dumps(
             {"Version": 1, "Type": "Heartbeat", "ID": "x", "Sender": a.id, "SentAt": 1}
         ).encode(),
+        b"[" * 100_000,
+        b'{"Version": 1, "Type": "Heartbeat", "Payload": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
     ]
     for body in garbage:
         a.bus.publish_raw(body, b.id)

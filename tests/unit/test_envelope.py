@@ -24,6 +24,8 @@ def test_round_trip_keeps_type_sender_and_payload() -> None:
     [
         (b"\xff\x00", "not JSON"),
         (b"[1]", "not a JSON object"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"Version": 1, "Meta": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested too deeply"),
         (b'{"Version": 7}', "unsupported protocol version"),
         (b'{"Version": 1, "Type": "Gossip"}', "unknown message type"),
         (

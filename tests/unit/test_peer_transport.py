@@ -20,7 +20,7 @@ def test_frames_round_trip_and_refuse_garbage() -> None:
     (length,) = frames.HEADER.unpack(data[:4])
     assert length == len(data) - 4
     assert frames.decode(data[4:]) == {"t": "put", "q": "bprotocol.n-a", "m": {"body": "x" * 10}}
-    for body in (b"\xff\xfe", b"[1, 2]", b'{"t": "nope"}', b"not json"):
+    for body in (b"\xff\xfe", b"[1, 2]", b'{"t": "nope"}', b"not json", b"[" * 100_000):
         with pytest.raises(frames.FrameError):
             frames.decode(body)
 
@@ -101,13 +101,14 @@ def test_malformed_frames_are_dropped_and_the_connection_goes_on(
     port = int(target.address.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(frames.HEADER.pack(8) + b"notjson!")
+        sock.sendall(frames.HEADER.pack(100_000) + b"[" * 100_000)
         sock.sendall(frames.encode(frames.PUT, q="q.t", m={"body": "before hello"}))
         sock.sendall(
             frames.encode(frames.HELLO, id="other", addr="127.0.0.1:1", bindings=[], peers=[])
         )
         sock.sendall(frames.encode(frames.PUT, q="q.t", m={"body": "ok"}))
         wait_until(lambda: target.size("q.t") == 1, 10, message="the good frame")
-    assert target.dropped_frames == 2
+    assert target.dropped_frames == 3
     assert target.get("q.t") == {"body": "ok"}
 
 
