@@ -48,6 +48,8 @@ from requester.store import JobStore
 
 log = logging.getLogger("bacalao.requester")
 
+REQUESTER_ID_META = "bacalhau.org/requester.id"
+
 
 @dataclass(frozen=True)
 class RequesterConfig:
@@ -55,6 +57,9 @@ class RequesterConfig:
     disconnect_after_s: float = 15.0
     tick_s: float = 0.25
     audit_s: float = 2.0
+    # After a restart, jobs already in the store wait this long for the compute nodes to
+    # announce themselves again before "nobody can run it" is believed.
+    settle_s: float = 15.0
 
 
 class Orchestrator:
@@ -79,6 +84,7 @@ class Orchestrator:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._queued_checked = False
+        self._started_ns = 0
 
     # -- OrchestratorService -------------------------------------------------------------
 
@@ -90,6 +96,7 @@ class Orchestrator:
         warnings = validate_job(job)
         job.id = new_job_id()
         job.name = job.name or job.id
+        job.meta[REQUESTER_ID_META] = self._info.node_id
         evaluation_id = new_evaluation_id()
         self._store.create_job(job, evaluation_id)
         log.info(
@@ -128,6 +135,7 @@ class Orchestrator:
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
+        self._started_ns = now_ns()
         for job in self._store.active_jobs():
             self._events.put(("evaluate", job.id))
         self._thread = threading.Thread(target=self._run, name="orchestrator", daemon=True)
@@ -208,7 +216,7 @@ class Orchestrator:
             due.update(
                 job.id
                 for job in self._store.active_jobs()
-                if job.state.state_type == JobStateType.QUEUED
+                if job.state.state_type == JobStateType.QUEUED or self._settling(job)
             )
         elif kind == "node_restarted" and isinstance(value, str):
             due.update(self._forget_executions_on(value))
@@ -245,6 +253,13 @@ class Orchestrator:
         except Exception:
             log.exception("event=evaluate_failed job=%s", job_id)
 
+    def _settle_until_ns(self) -> int:
+        return self._started_ns + int(self._config.settle_s * 1e9)
+
+    def _settling(self, job: Job) -> bool:
+        """A job from before this start, while the nodes may not have announced themselves."""
+        return job.create_time < self._started_ns and now_ns() < self._settle_until_ns()
+
     def _evaluate(self, job_id: str) -> None:
         job = self._store.get_job(job_id)
         executions = self._store.executions(job_id)
@@ -252,7 +267,10 @@ class Orchestrator:
         config = self._config.scheduler
         away = self.node_table.away(config.away_grace_s)
         reports = self.node_table.reports()
-        plan = schedule(job, executions, nodes, now_ns(), config, self._rng, away, reports)
+        settle_until_ns = self._settle_until_ns() if self._settling(job) else 0
+        plan = schedule(
+            job, executions, nodes, now_ns(), config, self._rng, away, reports, settle_until_ns
+        )
         if plan.empty and plan.wake_at_ns is None:
             return
         self._planner.apply(plan, job, job_needs(job, config))
@@ -271,6 +289,8 @@ class Orchestrator:
     def _on_message(self, envelope: Envelope) -> str | None:
         payload = envelope.payload
         try:
+            if not self._from_its_node(envelope):
+                return None
             if isinstance(payload, BidResult):
                 return self._on_bid(envelope.sender, payload)
             if isinstance(payload, ExecutionStarted):
@@ -300,6 +320,23 @@ class Orchestrator:
             return None
         log.warning("event=unexpected_message type=%s sender=%s", envelope.type, envelope.sender)
         return None
+
+    def _from_its_node(self, envelope: Envelope) -> bool:
+        """Only the node an execution was given to may speak for it."""
+        execution_id = getattr(envelope.payload, "execution_id", None)
+        if not isinstance(execution_id, str):
+            return True
+        owner = self._store.get_execution(execution_id).node_id
+        if owner == envelope.sender:
+            return True
+        log.warning(
+            "event=message_from_wrong_node type=%s execution=%s sender=%s owner=%s",
+            envelope.type,
+            execution_id,
+            envelope.sender,
+            owner,
+        )
+        return False
 
     def _on_bid(self, sender: str, bid: BidResult) -> str | None:
         execution = self._store.get_execution(bid.execution_id)

@@ -66,6 +66,16 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Wait:
+    """Where a job stands when more nodes must be asked."""
+
+    needed: int  # executions still to start
+    undecided: int  # asks still out
+    lost: bool  # an execution was lost, or a silent node could run the job: it may come back
+    settle_until_ns: int  # nodes may not have announced themselves yet: decide nothing before
+
+
+@dataclass(frozen=True)
 class NodeReport:
     """What a compute node said it holds, in its latest heartbeat, and when that came in."""
 
@@ -116,9 +126,12 @@ def schedule(
     rng: random.Random,
     away: Sequence[NodeInfo] = (),
     reports: Mapping[str, NodeReport] = NO_REPORTS,
+    settle_until_ns: int = 0,
 ) -> Plan:
     """``nodes`` are connected; ``away`` went silent lately and may come back, so a job
-    only they could run waits (until its queue timeout) instead of failing."""
+    only they could run waits (until its queue timeout) instead of failing. Until
+    ``settle_until_ns`` (a requester that restarted with this job, before every node has
+    announced itself again) a job nobody can run yet is looked at again later, not failed."""
     plan = Plan(job_id=job.id)
     connected = {node.node_id for node in nodes}
     live = [e for e in executions if not e.state.terminal]
@@ -129,8 +142,11 @@ def schedule(
     bid_deadline_ns = now_ns - int(config.bid_timeout_s * 1e9)
     failed_now: set[str] = set()
     gone = {e.id for e in disowned(live, reports, config)}
+    settling = now_ns < settle_until_ns
     for execution in live:
-        if execution.node_id not in connected:
+        if execution.node_id not in connected and settling:
+            _wake(plan, settle_until_ns)  # its node may not have announced itself yet
+        elif execution.node_id not in connected:
             plan.fail.append((execution.id, f"node {execution.node_id} disconnected"))
             failed_now.add(execution.id)
         elif execution.state == S.ASK_FOR_BID and execution.modify_time < bid_deadline_ns:
@@ -211,7 +227,8 @@ def schedule(
 
     lost = bool(failed_now)
     lost = lost or bool(select(job, away, {}, rng, job_needs(job, config)).ranked)
-    _plan_asks(plan, job, executions, nodes, now_ns, config, rng, needed, undecided, lost)
+    wait = Wait(needed, undecided, lost, settle_until_ns if settling else 0)
+    _plan_asks(plan, job, executions, live, nodes, now_ns, config, rng, wait)
     return plan
 
 
@@ -219,15 +236,15 @@ def _plan_asks(
     plan: Plan,
     job: Job,
     executions: Sequence[Execution],
+    live: Sequence[Execution],
     nodes: Sequence[NodeInfo],
     now_ns: int,
     config: SchedulerConfig,
     rng: random.Random,
-    needed: int,
-    undecided: int,
-    lost: bool,
+    wait: Wait,
 ) -> None:
     """Ask more nodes, or queue the job, or fail it when nobody ever could run it."""
+    needed, undecided, lost = wait.needed, wait.undecided, wait.lost
     round_start = int(job.state.details.get(ROUND, "0"))
     # A node runs at most one execution of a job: never ask one that holds a live execution or
     # already completed one, whatever the round. Refusals count only within the current round.
@@ -254,10 +271,16 @@ def _plan_asks(
         return
     if undecided > 0 or plan.ask:
         return
+    if wait.settle_until_ns:
+        _wake(plan, wait.settle_until_ns)  # nobody yet, but not every node has spoken since
+        return
 
-    reasons = {**selection.rejected, **refused}
+    holding = {node.node_id: "already has an execution of this job" for node in selection.ranked}
+    reasons = {**holding, **selection.rejected, **refused}
     summary = "; ".join(f"{node}: {why}" for node, why in sorted(reasons.items()))
     summary = summary or "no compute node is connected"
+    if needed < job.count or holding:
+        summary = f"{needed} more node(s) needed for Count={job.count} ({summary})"
     queue_timeout_s = job.task.timeouts.queue_timeout or config.default_queue_timeout_s
     queued_since = int(job.state.details.get(QUEUED_SINCE, "0")) or now_ns
     could_ever = (
@@ -270,6 +293,8 @@ def _plan_asks(
     if not could_ever or now_ns - queued_since >= queue_timeout_s * 1e9:
         plan.job_state = JobStateType.FAILED
         plan.job_message = f"no node could run the job: {summary}"
+        plan.cancel.extend((e.id, "job failed") for e in live if e.state not in ASKING)
+        plan.reject.extend((e.id, "job failed") for e in live if e.state == S.ASK_FOR_BID_ACCEPTED)
         if queue_timeout_s and could_ever:
             plan.job_message = f"queued for {queue_timeout_s:g}s without a node: {summary}"
         return

@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from cli.devstack import Devstack
-from cli.stack import NodeOptions
+from cli.stack import NodeOptions, NodeProcess
 from tests.support.jobs import noop_job
+from tests.support.services import RedisServer
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -45,3 +46,38 @@ def test_jobs_survive_a_whole_cluster_restart(tmp_path: Path) -> None:
         assert any(m == "" or "completed" in m for m in messages[1:]), messages
     finally:
         second.stop()
+
+
+def test_a_requester_restarted_under_a_running_job_waits_for_its_node_instead_of_rerunning(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """The compute node keeps running while the requester is away; the restarted requester
+    must not fail the execution for a node it has simply not heard from yet."""
+    common = {"data_dir": tmp_path, "broker": redis.url, "heartbeat_interval_s": 0.2}
+    requester_options = NodeOptions(name="requester", compute=False, api_port=0, **common)
+    compute = NodeProcess(NodeOptions(name="compute", requester=False, **common))
+    first = NodeProcess(requester_options)
+    compute.start()
+    first.start()
+    second: NodeProcess | None = None
+    try:
+        first.wait_for_compute_nodes(1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{first.api_port}") as client:
+            response = client.put("/api/v1/orchestrator/jobs", json={"Job": noop_job(sleep_s=2)})
+            job_id = response.json()["JobID"]
+        assert first.api_port is not None
+        wait_until(lambda: state_of(first.api_port or 0, job_id) == "Running", 20)
+        first.stop()
+
+        second = NodeProcess(requester_options)
+        second.start()
+        port = second.api_port or 0
+        wait_until(lambda: state_of(port, job_id) == "Completed", 30)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            executions = client.get(f"/api/v1/orchestrator/jobs/{job_id}/executions").json()
+        runs = [(e["NodeID"], e["ComputeState"]["StateType"]) for e in executions["Items"]]
+        assert runs == [(compute.node_id, 7)], runs  # one execution, Completed, never re-run
+    finally:
+        if second is not None:
+            second.stop()
+        compute.stop()

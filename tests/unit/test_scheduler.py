@@ -278,3 +278,50 @@ def test_an_execution_its_node_no_longer_lists_is_failed_as_lost() -> None:
     assert disowned([running], too_soon, CONFIG) == []
     asking = execution("e2", "a", S.ASK_FOR_BID, modified=started)
     assert disowned([asking], report, CONFIG) == []
+
+
+def test_more_count_than_able_nodes_queues_naming_the_shortage_then_fails_cancelling_runs() -> None:
+    nodes = [node("a"), node("b")]
+    running = [execution("e1", "a", S.RUNNING), execution("e2", "b", S.BID_ACCEPTED)]
+    plan = plan_for(job(count=3, timeouts={"QueueTimeout": 60}), running, nodes)
+    assert plan.job_state is JobStateType.QUEUED
+    assert "1 more node(s) needed for Count=3" in plan.job_message
+    assert "a: already has an execution of this job" in plan.job_message
+    assert "no compute node is connected" not in plan.job_message
+    assert plan.cancel == []
+
+    queued = job(count=3, timeouts={"QueueTimeout": 60})
+    queued.state = JobState(
+        state_type=JobStateType.QUEUED, details={QUEUED_SINCE: str(NOW - 61 * 10**9)}
+    )
+    plan = plan_for(queued, running, nodes)
+    assert plan.job_state is JobStateType.FAILED
+    assert "queued for 60s without a node: 1 more node(s) needed" in plan.job_message
+    assert sorted(plan.cancel) == [("e1", "job failed"), ("e2", "job failed")]
+
+
+SETTLE = NOW + 5 * 10**9
+
+
+def settling_plan(j: Job, executions: list[Execution], nodes: list[NodeInfo]) -> Plan:
+    return schedule(j, executions, nodes, NOW, CONFIG, random.Random(7), settle_until_ns=SETTLE)
+
+
+def test_a_restarted_requester_waits_for_nodes_to_announce_before_deciding() -> None:
+    plan = settling_plan(job(count=1), [], [])
+    assert (plan.job_state, plan.fail, plan.ask, plan.wake_at_ns) == (None, [], [], SETTLE)
+
+    running = [execution("e1", "quiet", S.RUNNING)]
+    plan = settling_plan(job(count=1, state=JobStateType.RUNNING), running, [node("a")])
+    assert (plan.fail, plan.ask, plan.cancel) == ([], [], [])
+    assert plan.wake_at_ns == SETTLE
+
+    # Settled: the node never came back, so its execution is lost and another node is asked.
+    plan = plan_for(job(count=1, state=JobStateType.RUNNING), running, [node("a")])
+    assert plan.fail == [("e1", "node quiet disconnected")]
+    assert [n.node_id for n in plan.ask] == ["a"]
+
+
+def test_while_settling_a_job_that_can_run_is_asked_for_at_once() -> None:
+    plan = settling_plan(job(count=1), [], [node("a")])
+    assert [n.node_id for n in plan.ask] == ["a"]

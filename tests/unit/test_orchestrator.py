@@ -1,0 +1,95 @@
+"""The orchestrator's own checks, driven through its bus handler with an in-memory store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from protocol.envelope import Envelope
+from protocol.job import Job
+from protocol.messages import AskForBid, BidAccepted, BidResult, Message, NodeInfoMessage
+from protocol.node import ComputeNodeInfo, NodeInfo, NodeType
+from protocol.resources import Resources
+from protocol.states import ExecutionStateType as S
+from requester.orchestrator import REQUESTER_ID_META, Orchestrator
+from requester.store import JobStore
+from tests.support.jobs import noop_job
+from tests.support.wait import wait_until
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, Message]] = []
+        self._lock = threading.Lock()
+
+    def send(self, node_id: str, message: Message) -> None:
+        with self._lock:
+            self.messages.append((node_id, message))
+
+    def of(self, kind: type[Message]) -> list[tuple[str, Message]]:
+        with self._lock:
+            return [(node, m) for node, m in self.messages if isinstance(m, kind)]
+
+
+def envelope(sender: str, payload: Message) -> Envelope:
+    return Envelope(
+        type=type(payload).__name__, id="m-1", sender=sender, sent_at=1, payload=payload
+    )
+
+
+def compute_info(node_id: str) -> NodeInfo:
+    capacity = Resources(cpu=4, memory=8 * 1024**3)
+    return NodeInfo(
+        node_id=node_id,
+        compute_node_info=ComputeNodeInfo(
+            execution_engines=["noop"],
+            publishers=["noop", "local"],
+            storage_sources=["inline"],
+            max_capacity=capacity,
+            available_capacity=capacity,
+        ),
+    )
+
+
+@pytest.fixture
+def orchestrator() -> Iterator[tuple[Orchestrator, Sent]]:
+    sent = Sent()
+    with JobStore(":memory:") as store:
+        info = NodeInfo(node_id="n-requester", node_type=NodeType.REQUESTER)
+        orchestrator = Orchestrator(info, store, sent)
+        orchestrator.handle(envelope("n-a", NodeInfoMessage(info=compute_info("n-a"))))
+        orchestrator.start()
+        try:
+            yield orchestrator, sent
+        finally:
+            orchestrator.close()
+
+
+def test_submitted_jobs_name_their_requester_in_meta(
+    orchestrator: tuple[Orchestrator, Sent],
+) -> None:
+    service, _ = orchestrator
+    result = service.submit(Job.model_validate(noop_job()))
+    assert service.store.get_job(result.job_id).meta[REQUESTER_ID_META] == "n-requester"
+
+
+def test_only_the_execution_s_own_node_may_answer_for_it(
+    orchestrator: tuple[Orchestrator, Sent],
+) -> None:
+    service, sent = orchestrator
+    job_id = service.submit(Job.model_validate(noop_job())).job_id
+    asks = wait_until(lambda: sent.of(AskForBid), 10, message="the ask")
+    node_id, ask = asks[0]
+    assert isinstance(ask, AskForBid)
+    assert node_id == "n-a"
+    refusal = BidResult(execution_id=ask.execution.id, job_id=job_id, accepted=False)
+    bid = BidResult(execution_id=ask.execution.id, job_id=job_id, accepted=True)
+
+    service.handle(envelope("n-impostor", refusal))
+    service.handle(envelope("n-a", bid))  # queued behind the impostor's: handled in order
+    accepts = wait_until(lambda: sent.of(BidAccepted), 10, message="the accept")
+    assert [node for node, _ in accepts] == ["n-a"]
+    executions = service.store.executions(job_id)
+    assert [(e.node_id, e.state) for e in executions] == [("n-a", S.BID_ACCEPTED)]
