@@ -3,8 +3,10 @@
 Executors share the outcomes of an interrupted run, so a job ends the same way whatever
 engine ran it:
 
-* timeout   -> ``RunOutcome(124, "execution timed out after Ns")`` (124, like GNU timeout)
-* cancelled -> ``RunOutcome(130, "cancelled")`` (128 + SIGINT)
+* timeout      -> ``RunOutcome(124, "execution timed out after Ns")`` (124, like GNU timeout)
+* cancelled    -> ``RunOutcome(130, "cancelled")`` (128 + SIGINT)
+* output limit -> ``RunOutcome(153, <what was exceeded>)`` (128 + SIGXFSZ, what a process
+  writing past its file size limit gets)
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_EXIT_CODE = 124
 CANCELLED_EXIT_CODE = 130
+OUTPUT_LIMIT_EXIT_CODE = 153
 EARLY_CANCELS_REMEMBERED = 1024
 
 
 class StopReason(enum.StrEnum):
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+    OUTPUT_LIMIT = "output limit"
 
 
 class RunControl:
@@ -46,18 +50,21 @@ class RunControl:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._reason: StopReason | None = None
+        self._detail = ""
         self._hooks: list[Callable[[], None]] = []
 
     @property
     def reason(self) -> StopReason | None:
         return self._reason
 
-    def stop(self, reason: StopReason) -> bool:
-        """Throw the switch; False when it was already thrown."""
+    def stop(self, reason: StopReason, detail: str = "") -> bool:
+        """Throw the switch; False when it was already thrown. ``detail`` says what happened
+        when the reason alone does not (which limit was exceeded)."""
         with self._lock:
             if self._reason is not None:
                 return False
             self._reason = reason
+            self._detail = detail
             hooks = list(self._hooks)
         self._stopped.set()
         log.info("event=run_stop execution=%s reason=%s", self.execution_id, reason)
@@ -93,6 +100,10 @@ class RunControl:
             )
         if self._reason is StopReason.CANCELLED:
             return RunOutcome(exit_code=CANCELLED_EXIT_CODE, error="cancelled")
+        if self._reason is StopReason.OUTPUT_LIMIT:
+            return RunOutcome(
+                exit_code=OUTPUT_LIMIT_EXIT_CODE, error=self._detail or "output limit exceeded"
+            )
         raise RuntimeError(f"execution {self.execution_id} was not stopped")
 
 

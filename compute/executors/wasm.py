@@ -6,15 +6,20 @@
   Binary modules and WAT text are both accepted.
 * WASI: argv is the module's file name then ``Parameters``; env is the task's env overlaid by
   ``EnvironmentVariables``; inputs are preopened read-only at their targets and outputs
-  writable; stdout and stderr go to the files of the same name in the results folder.
+  writable; stdout and stderr go to the files of the same name in the results folder, each
+  capped at ``output_file_limit_bytes`` (:mod:`compute.executors.wasm_output`).
 * Outcomes: the module's exit code (``proc_exit(n)`` -> n, returning -> 0); a trap -> 134
-  with the trap in ``error``; a memory limit hit -> 137; timeout -> 124; cancelled -> 130.
-  A module that cannot be run at all (not valid, missing export, unknown import) raises
+  with the trap in ``error``; a memory limit hit -> 137 (:mod:`compute.executors.wasm_limits`);
+  timeout -> 124; cancelled -> 130; an output file past its cap -> 153. A run stopped (or
+  past its deadline) ends so even if the module then exits by itself. A module that cannot be
+  run at all (not valid, missing export, unknown import, more memories than allowed) raises
   :class:`ExecutionError`.
 
 Compiled code is cached by content. Each run gets an engine of its own, loaded with the
 cached code: bumping that engine's epoch is the run's stop switch, so a timeout or a cancel
-interrupts the module at once without touching the other runs.
+interrupts the module at once without touching the other runs. The epoch acts in wasm code
+only, so WASI's ``poll_oneoff`` (the way modules sleep) is replaced by one that the switch
+wakes (:mod:`compute.executors.wasm_poll`).
 """
 
 from __future__ import annotations
@@ -27,14 +32,23 @@ import wasmtime
 
 from compute.executors.base import RunOutcome, RunRequest
 from compute.executors.interrupts import RunControl, RunControls
+from compute.executors.wasm_limits import (
+    MEMORY_EXIT_CODE,
+    TRAP_EXIT_CODE,
+    apply_limits,
+    execution_failure,
+    instantiate_failure,
+    trap_outcome,
+)
 from compute.executors.wasm_modules import (
     CompiledModule,
     ModuleCache,
-    describe_error,
     load_module_bytes,
     new_engine,
 )
 from compute.executors.wasm_mounts import Preopen, entry_target, find_entry_module, preopens
+from compute.executors.wasm_output import DEFAULT_OUTPUT_FILE_LIMIT_BYTES, capped_outputs
+from compute.executors.wasm_poll import define_poll_oneoff
 from protocol.errors import ExecutionError, ValidationError
 from protocol.job import InputSource, SpecConfig
 from protocol.specs.engines import WasmParams
@@ -42,10 +56,6 @@ from protocol.specs.engines import WasmParams
 log = logging.getLogger(__name__)
 
 __all__ = ["MEMORY_EXIT_CODE", "TRAP_EXIT_CODE", "WasmExecutor", "load_module_bytes"]
-
-TRAP_EXIT_CODE = 134  # 128 + SIGABRT: what a native program that aborts ends with
-MEMORY_EXIT_CODE = 137  # 128 + SIGKILL: what an out-of-memory-killed container ends with
-WASM_PAGE_BYTES = 65536
 
 
 def wasm_params(engine: SpecConfig) -> WasmParams:
@@ -63,6 +73,7 @@ class WasmExecutor:
 
     ``scratch_dir`` is where the per-run folders of single-file mounts are made; on the same
     file system as the staged inputs, their files are hard-linked instead of copied.
+    ``output_file_limit_bytes`` caps the stdout and stderr files, each (0: no cap).
     """
 
     def __init__(
@@ -70,9 +81,13 @@ class WasmExecutor:
         *,
         cache: ModuleCache | None = None,
         scratch_dir: Path | None = None,
+        output_file_limit_bytes: int = DEFAULT_OUTPUT_FILE_LIMIT_BYTES,
     ) -> None:
+        if output_file_limit_bytes < 0:
+            raise ValueError("output_file_limit_bytes must be 0 (no cap) or more")
         self.cache = cache or ModuleCache()
         self.scratch_dir = scratch_dir
+        self.output_file_limit_bytes = output_file_limit_bytes
         self._controls = RunControls()
 
     @property
@@ -144,30 +159,46 @@ class WasmExecutor:
         store.set_epoch_deadline(1)
         control.on_stop(engine.increment_epoch)
         memory_bytes = request.resources.memory
-        if memory_bytes > 0:
-            store.set_limits(memory_size=memory_bytes)
-        store.set_wasi(wasi)
-        linker = wasmtime.Linker(engine)
-        linker.define_wasi()
+        apply_limits(store, memory_bytes)
+        with capped_outputs(wasi, request.results_dir, self.output_file_limit_bytes, control):
+            store.set_wasi(wasi)
+            monotonic_origin_ns = time.monotonic_ns()  # the zero of the module's clock
+            linker = wasmtime.Linker(engine)
+            linker.define_wasi()
+            define_poll_oneoff(linker, control, monotonic_origin_ns)
+            outcome = self._instantiate_and_call(
+                store, linker, module, target, params.entrypoint, memory_bytes
+            )
+        # Stopped (even if the module then ended by itself), or past the deadline: that is
+        # how the run ended.
+        if control.wait(0.0) is not None:
+            return control.outcome()
+        return outcome
+
+    def _instantiate_and_call(
+        self,
+        store: wasmtime.Store,
+        linker: wasmtime.Linker,
+        module: wasmtime.Module,
+        target: str,
+        entrypoint: str,
+        memory_bytes: int,
+    ) -> RunOutcome:
         try:
             instance = linker.instantiate(store, module)
         except wasmtime.Trap as exc:
-            return trap_outcome(exc, control, store, None, memory_bytes)
+            return trap_outcome(exc, store, None, memory_bytes)
         except wasmtime.WasmtimeError as exc:
             return instantiate_failure(exc, target, memory_bytes)
-        entry = entry_function(instance, store, target, params.entrypoint)
+        entry = entry_function(instance, store, target, entrypoint)
         try:
             entry(store)
         except wasmtime.ExitTrap as exc:
             return RunOutcome(exit_code=exc.code)
         except wasmtime.Trap as exc:
-            return trap_outcome(exc, control, store, instance, memory_bytes)
+            return trap_outcome(exc, store, instance, memory_bytes)
         except wasmtime.WasmtimeError as exc:
-            if control.reason is not None:
-                return control.outcome()
-            return RunOutcome(
-                exit_code=TRAP_EXIT_CODE, error=f"module failed: {describe_error(exc)}"
-            )
+            return execution_failure(exc, memory_bytes)
         return RunOutcome(exit_code=0)
 
 
@@ -193,56 +224,6 @@ def wasi_config(
     wasi = wasmtime.WasiConfig()
     wasi.argv = [program, *params.parameters]
     wasi.env = sorted({**request.env, **params.environment_variables}.items())
-    wasi.stdout_file = str(request.results_dir / "stdout")
-    wasi.stderr_file = str(request.results_dir / "stderr")
     for folder in folders:
         wasi.preopen_dir(str(folder.host_dir), folder.guest_dir, folder.writable)
     return wasi
-
-
-def memory_size_bytes(store: wasmtime.Store, instance: wasmtime.Instance | None) -> int:
-    """The linear memory the instance exports, in bytes (0 when it exports none)."""
-    if instance is None:
-        return 0
-    exports = instance.exports(store)
-    return sum(
-        item.data_len(store) for item in exports.by_index if isinstance(item, wasmtime.Memory)
-    )
-
-
-def trap_outcome(
-    trap: wasmtime.Trap,
-    control: RunControl,
-    store: wasmtime.Store,
-    instance: wasmtime.Instance | None,
-    memory_limit_bytes: int,
-) -> RunOutcome:
-    """A trap is our interruption when the stop switch was thrown; the memory limit when the
-    module trapped with its memory so near the limit that it could not grow any more."""
-    if control.reason is not None:
-        return control.outcome()
-    description = describe_error(trap)
-    used_bytes = memory_size_bytes(store, instance)
-    if memory_limit_bytes > 0 and used_bytes + WASM_PAGE_BYTES > memory_limit_bytes:
-        return RunOutcome(
-            exit_code=MEMORY_EXIT_CODE,
-            error=(
-                f"memory limit of {memory_limit_bytes} bytes exceeded: memory could not grow "
-                f"past {used_bytes} bytes, then {description}"
-            ),
-        )
-    return RunOutcome(exit_code=TRAP_EXIT_CODE, error=f"trap: {description}")
-
-
-def instantiate_failure(
-    error: wasmtime.WasmtimeError, module_name: str, memory_limit_bytes: int
-) -> RunOutcome:
-    """The outcome of a module asking for more memory than allowed at the start; any other
-    failure to instantiate means it cannot run here at all."""
-    description = describe_error(error)
-    if memory_limit_bytes > 0 and "exceeds memory limits" in description:
-        return RunOutcome(
-            exit_code=MEMORY_EXIT_CODE,
-            error=f"memory limit of {memory_limit_bytes} bytes exceeded: {description}",
-        )
-    raise ExecutionError(f"module {module_name} cannot be instantiated: {description}")

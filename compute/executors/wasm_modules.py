@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +93,9 @@ class CompiledModule:
 class ModuleCache:
     """Compiled modules by content, least recently used evicted first; thread-safe.
 
-    A module is compiled once even when several runs ask for it at the same moment.
+    A module is compiled once even when several runs ask for it at the same moment: the first
+    compiles, the others wait for its result (or its error). The result is in the cache
+    before the compilation stops being in progress, so no caller ever finds neither.
     """
 
     def __init__(
@@ -105,7 +108,7 @@ class ModuleCache:
         self._engine = new_engine()
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, CompiledModule] = OrderedDict()
-        self._compiling: dict[str, threading.Lock] = {}
+        self._compiling: dict[str, Future[CompiledModule]] = {}
         self._size_bytes = 0
         self.compile_count = 0
         self.hit_count = 0
@@ -113,6 +116,12 @@ class ModuleCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        """The bytes of compiled code held, which eviction keeps within ``max_bytes``."""
+        with self._lock:
+            return self._size_bytes
 
     def get(self, path: Path, name: str = "") -> CompiledModule:
         """The compiled module in the file at ``path``; ExecutionError when it is not valid.
@@ -124,20 +133,26 @@ class ModuleCache:
             cached = self._hit(digest)
             if cached is not None:
                 return cached
-            key_lock = self._compiling.setdefault(digest, threading.Lock())
-        with key_lock:
+            pending = self._compiling.get(digest)
+            compiling = pending is None
+            if pending is None:
+                pending = self._compiling[digest] = Future()
+            else:
+                self.hit_count += 1
+        if not compiling:
+            return pending.result()
+        try:
+            compiled = self._compile(data, digest, name)
+        except BaseException as exc:
             with self._lock:
-                cached = self._hit(digest)
-                if cached is not None:
-                    return cached
-            try:
-                compiled = self._compile(data, digest, name)
-            finally:
-                with self._lock:
-                    self._compiling.pop(digest, None)
-            with self._lock:
-                self._insert(compiled)
-            return compiled
+                self._compiling.pop(digest, None)
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            self._insert(compiled)
+            self._compiling.pop(digest, None)
+        pending.set_result(compiled)
+        return compiled
 
     def _hit(self, digest: str) -> CompiledModule | None:
         cached = self._entries.get(digest)
@@ -167,6 +182,9 @@ class ModuleCache:
         return compiled
 
     def _insert(self, compiled: CompiledModule) -> None:
+        replaced = self._entries.pop(compiled.digest, None)
+        if replaced is not None:
+            self._size_bytes -= len(replaced.artifact)
         self._entries[compiled.digest] = compiled
         self._size_bytes += len(compiled.artifact)
         while len(self._entries) > 1 and (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,14 +15,19 @@ import pytest
 import wasmtime
 
 from compute.executors.base import Mount, RunOutcome, RunRequest
-from compute.executors.interrupts import CANCELLED_EXIT_CODE, TIMEOUT_EXIT_CODE
+from compute.executors.interrupts import (
+    CANCELLED_EXIT_CODE,
+    OUTPUT_LIMIT_EXIT_CODE,
+    TIMEOUT_EXIT_CODE,
+)
 from compute.executors.wasm import (
     MEMORY_EXIT_CODE,
     TRAP_EXIT_CODE,
     WasmExecutor,
     load_module_bytes,
 )
-from compute.executors.wasm_modules import ModuleCache
+from compute.executors.wasm_limits import table_elements_limit
+from compute.executors.wasm_modules import CompiledModule, ModuleCache
 from protocol.errors import ExecutionError
 from protocol.job import InputSource, SpecConfig
 from protocol.resources import Resources
@@ -115,22 +120,34 @@ class RunInThread:
         return self.outcome
 
 
-def start_loop(tmp_path: Path, executor: WasmExecutor, execution_id: str) -> RunInThread:
-    """Start loop.wat and wait until it has said it is looping."""
+def start_until_it_says(
+    tmp_path: Path,
+    executor: WasmExecutor,
+    execution_id: str,
+    module: Path,
+    line: str,
+    *parameters: str,
+) -> RunInThread:
+    """Start ``module`` on a thread and wait until its stdout is ``line``."""
     request = wasm_request(
         tmp_path,
-        {"EntryModule": "/app/main.wat"},
-        inputs=[module_mount(FIXTURES / "loop.wat")],
+        {"EntryModule": "/app/main.wat", "Parameters": list(parameters)},
+        inputs=[module_mount(module)],
         execution_id=execution_id,
     )
     run = RunInThread(executor, request)
     stdout_path = request.results_dir / "stdout"
     wait_until(
-        lambda: stdout_path.exists() and stdout_path.read_text() == "looping\n",
+        lambda: stdout_path.exists() and stdout_path.read_text() == line,
         timeout_s=PROMPT_S,
-        message=f"{execution_id} looping",
+        message=f"{execution_id} saying {line!r}",
     )
     return run
+
+
+def start_loop(tmp_path: Path, executor: WasmExecutor, execution_id: str) -> RunInThread:
+    """Start loop.wat and wait until it has said it is looping."""
+    return start_until_it_says(tmp_path, executor, execution_id, FIXTURES / "loop.wat", "looping\n")
 
 
 # -- output, arguments, environment ---------------------------------------------------------
@@ -459,6 +476,105 @@ def test_a_cancel_that_arrives_before_the_run_cancels_it_at_once(tmp_path: Path)
     assert executor.cache.compile_count == 0
 
 
+# -- sleeping in WASI (poll_oneoff) ---------------------------------------------------------
+
+
+def test_timeout_interrupts_a_module_sleeping_in_poll_oneoff(tmp_path: Path) -> None:
+    started = time.monotonic()
+
+    outcome, request = run_fixture(tmp_path, FIXTURES / "poll.wat", "20000", timeout_s=0.5)
+
+    # poll.wat ignores the failed sleep and returns as if all went well: still a timeout.
+    assert outcome == RunOutcome(TIMEOUT_EXIT_CODE, "execution timed out after 0.5s")
+    assert 0.5 <= time.monotonic() - started < 5.0
+    assert stdout(request) == "sleeping\n"
+
+
+def test_cancel_wakes_a_module_sleeping_in_poll_oneoff(tmp_path: Path) -> None:
+    executor = WasmExecutor()
+    run = start_until_it_says(
+        tmp_path, executor, "e-1", FIXTURES / "poll.wat", "sleeping\n", "60000"
+    )
+    started = time.monotonic()
+
+    executor.cancel("e-1")
+
+    assert run.join() == RunOutcome(CANCELLED_EXIT_CODE, "cancelled")
+    assert time.monotonic() - started < 5.0
+
+
+@pytest.mark.parametrize(
+    ("mode", "how"),
+    [("0", "relative"), ("1", "absolute monotonic"), ("2", "absolute realtime")],
+)
+def test_a_sleep_within_the_timeout_lasts_as_asked(tmp_path: Path, mode: str, how: str) -> None:
+    started = time.monotonic()
+
+    outcome, request = run_fixture(tmp_path, FIXTURES / "poll.wat", "200", mode, timeout_s=10)
+
+    assert outcome == RunOutcome(exit_code=0), how  # the event was the one subscribed
+    assert stdout(request) == "sleeping\nslept\n"
+    assert 0.2 <= time.monotonic() - started < 5.0
+
+
+def test_poll_oneoff_reports_a_ready_fd_at_once(tmp_path: Path) -> None:
+    started = time.monotonic()
+
+    outcome, request = run_fixture(tmp_path, FIXTURES / "poll.wat", "60000", "3", timeout_s=10)
+
+    assert outcome == RunOutcome(exit_code=0)  # one event: the fd_write one, not the clock
+    assert stdout(request) == "sleeping\nslept\n"
+    assert time.monotonic() - started < 5.0
+
+
+def test_poll_oneoff_without_subscriptions_is_einval(tmp_path: Path) -> None:
+    outcome, _ = run_fixture(tmp_path, FIXTURES / "poll.wat", "0", "4")
+
+    assert outcome == RunOutcome(exit_code=28)  # WASI errno inval
+
+
+# -- output limits --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_output_past_the_cap_stops_the_module_with_its_start_kept(
+    tmp_path: Path, stream: str
+) -> None:
+    executor = WasmExecutor(output_file_limit_bytes=100_000)
+    fd = "1" if stream == "stdout" else "2"
+    started = time.monotonic()
+
+    outcome, request = run_fixture(
+        tmp_path, FIXTURES / "flood.wat", fd, executor=executor, timeout_s=30
+    )
+
+    assert outcome == RunOutcome(
+        OUTPUT_LIMIT_EXIT_CODE,
+        f"{stream} exceeded the limit of 100000 bytes: the module was stopped, "
+        f"and {stream} holds its first 100000 bytes",
+    )
+    assert time.monotonic() - started < 5.0
+    assert (request.results_dir / stream).read_bytes() == b"x" * 100_000
+
+
+def test_output_files_are_capped_at_64_mib_by_default() -> None:
+    assert WasmExecutor().output_file_limit_bytes == 64 * MIB
+    with pytest.raises(ValueError, match="output_file_limit_bytes"):
+        WasmExecutor(output_file_limit_bytes=-1)
+
+
+def test_output_under_the_cap_is_all_kept(tmp_path: Path) -> None:
+    outcome, request = run_fixture(
+        tmp_path, HELLO, "cap", executor=WasmExecutor(output_file_limit_bytes=len("Hello, cap!\n"))
+    )
+
+    assert outcome == RunOutcome(exit_code=0)
+    assert stdout(request) == "Hello, cap!\n"
+
+
+# -- memory limits --------------------------------------------------------------------------
+
+
 def test_growing_past_the_memory_limit_fails_clearly(tmp_path: Path) -> None:
     outcome, _ = run_fixture(tmp_path, FIXTURES / "grow.wat", memory_bytes=MIB)
 
@@ -476,6 +592,68 @@ def test_starting_above_the_memory_limit_fails_clearly(tmp_path: Path) -> None:
 
     assert outcome.exit_code == MEMORY_EXIT_CODE
     assert outcome.error.startswith(f"memory limit of {MIB} bytes exceeded: memory minimum")
+
+
+def test_a_module_cannot_spread_its_memory_over_several_memories(tmp_path: Path) -> None:
+    module = write_wat(
+        tmp_path,
+        '(module (memory $a 1) (memory $b 1) (export "memory" (memory $a))'
+        ' (func (export "_start")))',
+    )
+
+    with pytest.raises(ExecutionError, match=r"memory count too high at 2 .*at most 1 memory"):
+        run_fixture(tmp_path, module, memory_bytes=32 * MIB)
+
+
+@pytest.mark.parametrize("past", [1, 100_000_000])
+def test_tables_cannot_grow_past_their_share_of_the_memory_limit(tmp_path: Path, past: int) -> None:
+    allowed = table_elements_limit(MIB)
+    module = write_wat(
+        tmp_path,
+        '(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))'
+        ' (memory (export "memory") 1) (table $t 1 funcref) (func (export "_start")'
+        f"  (if (i32.eq (table.grow $t (ref.null func) (i32.const {allowed - 1})) (i32.const -1))"
+        "   (then (call $exit (i32.const 12))))"
+        f"  (if (i32.eq (table.grow $t (ref.null func) (i32.const {past})) (i32.const -1))"
+        "   (then (call $exit (i32.const 13))))))",
+    )
+
+    outcome, _ = run_fixture(tmp_path, module, memory_bytes=MIB)
+
+    assert 16384 <= allowed <= MIB // 8
+    assert outcome == RunOutcome(exit_code=13)  # grew to the limit, not one element past
+
+
+def test_a_table_starting_above_its_share_of_the_limit_fails_clearly(tmp_path: Path) -> None:
+    module = write_wat(tmp_path, '(module (table 1000000 funcref) (func (export "_start")))')
+
+    outcome, _ = run_fixture(tmp_path, module, memory_bytes=MIB)
+
+    assert outcome.exit_code == MEMORY_EXIT_CODE
+    assert outcome.error == (
+        f"memory limit of {MIB} bytes exceeded: table minimum size of 1000000 elements "
+        f"exceeds table limits (a table may hold {table_elements_limit(MIB)} elements under "
+        "this limit)"
+    )
+
+
+def test_the_gc_heap_is_held_to_the_memory_limit(tmp_path: Path) -> None:
+    module = write_wat(
+        tmp_path,
+        "(module (type $bytes (array (mut i8))) (table $keep 64 anyref)"
+        ' (func (export "_start") (local $i i32)'
+        "  (loop $more"
+        "   (table.set $keep (local.get $i) (array.new_default $bytes (i32.const 1000000)))"
+        "   (local.set $i (i32.add (local.get $i) (i32.const 1)))"
+        "   (br_if $more (i32.lt_u (local.get $i) (i32.const 64))))))",
+    )
+
+    outcome, _ = run_fixture(tmp_path, module, memory_bytes=8 * MIB)
+
+    assert outcome.exit_code == MEMORY_EXIT_CODE
+    assert outcome.error.startswith(
+        f"memory limit of {8 * MIB} bytes exceeded: GC heap out of memory"
+    )
 
 
 def test_a_trap_far_below_the_memory_limit_is_not_blamed_on_it(tmp_path: Path) -> None:
@@ -513,6 +691,94 @@ def test_the_cache_evicts_the_least_recently_used_module(tmp_path: Path) -> None
     assert (len(cache), cache.compile_count) == (2, 3)
 
     cache.get(exit_module)
+    assert cache.compile_count == 4
+
+
+class PopHookDict(dict[str, Any]):
+    """A dict that calls ``hook`` once, right after its first ``pop``."""
+
+    def __init__(self, hook: Callable[[], None]) -> None:
+        super().__init__()
+        self._hook: Callable[[], None] | None = hook
+
+    def pop(self, key: str, *default: Any) -> Any:
+        value = super().pop(key, *default)
+        hook, self._hook = self._hook, None
+        if hook is not None:
+            hook()
+        return value
+
+
+def test_a_caller_arriving_as_a_compilation_ends_finds_its_result() -> None:
+    """The compilation stops being "in progress" (popped) only once its result is cached: a
+    caller that arrives at that moment (here: from the pop itself, deterministically; the
+    cache's lock made re-entrant for it) gets the result, without compiling again and
+    without the cache counting its bytes twice."""
+    cache = ModuleCache()
+    cache._lock = threading.RLock()  # type: ignore[assignment]
+    arrived: list[CompiledModule] = []
+    cache._compiling = PopHookDict(lambda: arrived.append(cache.get(HELLO)))
+
+    first = cache.get(HELLO)
+
+    assert arrived == [first]
+    assert (cache.compile_count, len(cache)) == (1, 1)
+    assert cache.size_bytes == len(first.artifact)
+
+
+def test_threads_asking_at_once_share_one_compilation_and_its_bytes() -> None:
+    cache = ModuleCache()
+    callers = 8
+    barrier = threading.Barrier(callers)
+
+    def get(_: int) -> CompiledModule:
+        barrier.wait(timeout=PROMPT_S)
+        return cache.get(FIXTURES / "poll.wat")
+
+    with ThreadPoolExecutor(max_workers=callers) as pool:
+        results = list(pool.map(get, range(callers)))
+
+    assert all(result is results[0] for result in results)
+    assert (cache.compile_count, cache.hit_count, len(cache)) == (1, callers - 1, 1)
+    assert cache.size_bytes == len(results[0].artifact)
+
+
+def test_threads_asking_at_once_for_an_invalid_module_all_get_its_error(tmp_path: Path) -> None:
+    module = tmp_path / "bad.wat"
+    module.write_text("(module (func (export")
+    cache = ModuleCache()
+    callers = 4
+    barrier = threading.Barrier(callers)
+
+    def get(_: int) -> str:
+        barrier.wait(timeout=PROMPT_S)
+        with pytest.raises(ExecutionError) as caught:
+            cache.get(module)
+        return str(caught.value)
+
+    with ThreadPoolExecutor(max_workers=callers) as pool:
+        errors = set(pool.map(get, range(callers)))
+
+    assert len(errors) == 1
+    assert errors.pop().startswith("module bad.wat is not valid WebAssembly")
+    assert (len(cache), cache.size_bytes) == (0, 0)
+
+
+def test_the_cache_keeps_its_compiled_code_within_max_bytes() -> None:
+    modules = [HELLO, FIXTURES / "exit.wat", FIXTURES / "loop.wat"]
+    sizes = [len(ModuleCache().get(module).artifact) for module in modules]
+    cache = ModuleCache(max_bytes=max(sizes[0] + sizes[1], sizes[1] + sizes[2]))
+
+    cache.get(modules[0])
+    cache.get(modules[1])
+    assert (len(cache), cache.size_bytes) == (2, sizes[0] + sizes[1])
+
+    cache.get(modules[2])  # over max_bytes: the least recently used goes
+    assert (len(cache), cache.size_bytes) == (2, sizes[1] + sizes[2])
+    assert cache.size_bytes <= cache.max_bytes
+    cache.get(modules[2])
+    assert cache.compile_count == 3
+    cache.get(modules[0])
     assert cache.compile_count == 4
 
 
