@@ -233,7 +233,7 @@ class APIClient:
 
     @staticmethod
     def _items(body: Mapping[str, Any]) -> list[Any]:
-        items = body.get("Items")
+        items = body.get("Items", body.get("Nodes"))  # GET /nodes answers {Nodes, NextToken}
         return list(items) if isinstance(items, list) else []
 
     def _all_items(self, path: str) -> Iterator[Any]:

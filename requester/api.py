@@ -7,8 +7,8 @@ Handlers only translate: read the request (:mod:`requester.api_query`), call the
 Where ``bacalhau-apiclient`` 1.4.1 reads keys that Bacalhau's server never wrote (the
 swagger spec it was generated from lowercased them), the answer carries both spellings, so
 that client, Go's case-insensitive decoder and ``bacalao``'s own client all read it:
-``nodes``/``node`` beside ``Items``/``Node``, and the NodeInfo and BuildVersionInfo fields
-inline (as Bacalhau embeds them) beside ``NodeInfo``/``Version``.
+``nodes``/``node`` beside Bacalhau's ``Nodes``/``Node``, and the NodeInfo and
+BuildVersionInfo fields inline (as Bacalhau embeds them) beside ``NodeInfo``/``Version``.
 """
 
 from __future__ import annotations
@@ -21,17 +21,20 @@ from starlette.concurrency import run_in_threadpool
 
 from protocol import __version__
 from protocol.states import ExecutionStateType
+from requester.api_body import parse_put_job
 from requester.api_errors import install_error_handlers
+from requester.api_nodes import find_node, node_query, select_nodes
 from requester.api_query import (
     history_event_type,
     listing,
+    named_param,
     order_executions,
     page,
     parse_bool,
     parse_include,
     parse_int,
-    parse_labels,
-    parse_put_job,
+    parse_label_selector,
+    parse_namespace,
     since_ns,
 )
 from requester.service import OrchestratorService
@@ -76,8 +79,8 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
         labels: Texts = None,
     ) -> dict[str, Any]:
         jobs, token = service.store.list_jobs(
-            namespace=namespace or None,
-            labels=parse_labels(labels or []),
+            namespace=parse_namespace(namespace),
+            labels=parse_label_selector(labels or []),
             limit=parse_int(limit, "limit"),
             next_token=next_token or "",
             order_by=order_by or "created_at",
@@ -157,16 +160,33 @@ def _nodes_router(service: OrchestratorService) -> APIRouter:
     router = APIRouter()
 
     @router.get(NODES, response_model=None)
-    def list_nodes(limit: Text = None, next_token: Text = None) -> dict[str, Any]:
+    def list_nodes(
+        request: Request,
+        limit: Text = None,
+        next_token: Text = None,
+        order_by: Text = None,
+        reverse: Text = None,
+        labels: Texts = None,
+    ) -> dict[str, Any]:
+        params = request.query_params
+        query = node_query(
+            labels=parse_label_selector(labels or []),
+            approval=named_param(params, "filter-approval", "filter_approval"),
+            status=named_param(params, "filter-status", "filter_status"),
+            order_by=order_by or "",
+            reverse=parse_bool(reverse, "reverse"),
+        )
         states, token = page(
-            service.nodes(), limit=parse_int(limit, "limit"), next_token=next_token or ""
+            select_nodes(service.nodes(), query),
+            limit=parse_int(limit, "limit"),
+            next_token=next_token or "",
         )
         items = [state.to_wire() for state in states]
-        return {**listing(items, token), "nodes": items}
+        return {"Nodes": items, "NextToken": token, "nodes": items}
 
     @router.get(NODES + "/{node_id}", response_model=None)
     def get_node(node_id: str) -> dict[str, Any]:
-        state = service.node(node_id).to_wire()
+        state = find_node(service.nodes(), node_id).to_wire()
         return {"Node": state, "node": state}
 
     return router

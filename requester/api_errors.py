@@ -3,12 +3,16 @@
     ValidationError        -> 400, ``Field`` names the bad input (``Job.Tasks[0].Engine.Type``)
     RequestValidationError -> 400 (a parameter FastAPI itself could not read)
     NotFoundError          -> 404
+    AmbiguousIDError       -> 409, an ID prefix that matches several nodes (as Bacalhau answers)
     StateTransitionError   -> 409
     HTTPException          -> its own status (unknown route 404, wrong method 405, ...)
     anything else          -> 500 ``internal error: <type>``, traceback in the log
 
 The 500 case is a middleware, not an exception handler: Starlette re-raises whatever reaches
 its server-error handler, which would print a second traceback from uvicorn.
+
+The shape is what Bacalhau 1.4's ``apimodels.APIError`` (``{code: int, message: string}``)
+decodes into: Go matches JSON keys without regard to case, and ignores ``Field``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from protocol.errors import NotFoundError, StateTransitionError, ValidationError
 from protocol.wire import field_path
 
 log = logging.getLogger("bacalao.api")
+
+
+class AmbiguousIDError(ValidationError):
+    """An ID prefix that matches more than one thing: the caller must give more of it."""
+
 
 _PARAMETER_PLACES = ("query", "path", "header", "cookie", "body")
 
@@ -60,6 +69,11 @@ def _not_found(request: Request, exc: Exception) -> JSONResponse:
 
 def _conflict(request: Request, exc: Exception) -> JSONResponse:
     return _rejected(request, 409, str(exc) or "conflict")
+
+
+def _ambiguous(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AmbiguousIDError)
+    return _rejected(request, 409, str(exc), exc.field)
 
 
 def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -118,6 +132,7 @@ class InternalErrorMiddleware:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, _validation_error)
+    app.add_exception_handler(AmbiguousIDError, _ambiguous)
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(StateTransitionError, _conflict)
     app.add_exception_handler(RequestValidationError, _request_validation_error)

@@ -124,11 +124,6 @@ class Orchestrator:
         mine = table.pop(self._info.node_id, NodeState(info=self._info))
         return [mine, *table.values()]
 
-    def node(self, node_id: str) -> NodeState:
-        if self._info.node_id.startswith(node_id):
-            return NodeState(info=self.self_info())
-        return self.node_table.get(node_id)
-
     def self_info(self) -> NodeInfo:
         return self._info
 

@@ -36,10 +36,6 @@ class OrchestratorService(Protocol):
         """Every node known from gossip, connected or not, requester included."""
         ...
 
-    def node(self, node_id: str) -> NodeState:
-        """One node by ID or unique prefix; NotFoundError otherwise."""
-        ...
-
     def self_info(self) -> NodeInfo:
         """This requester's own NodeInfo."""
         ...

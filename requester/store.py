@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +28,8 @@ from protocol.history import (
     job_entry,
 )
 from protocol.ids import now_ns
-from protocol.job import Job, JobState, JobStateType, SpecConfig
+from protocol.job import Job, JobState, JobStateType, LabelSelectorRequirement, SpecConfig
+from protocol.selectors import matches
 from protocol.states import (
     ExecutionDesiredStateType,
     ExecutionStateType,
@@ -41,6 +42,7 @@ from requester.store_schema import ORDER_COLUMNS, PageToken
 log = logging.getLogger("bacalao.store")
 
 DEFAULT_LIMIT = 100
+SCAN_BATCH = 256  # jobs read per query while a label selector filters them
 MIN_PREFIX_LENGTH = 4
 ACTIVE_JOB_STATES = (JobStateType.PENDING, JobStateType.QUEUED, JobStateType.RUNNING)
 INITIAL_EXECUTION_STATES = (ExecutionStateType.NEW, ExecutionStateType.ASK_FOR_BID)
@@ -142,7 +144,7 @@ class JobStore:
         self,
         *,
         namespace: str | None = None,
-        labels: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | Sequence[LabelSelectorRequirement] | None = None,
         limit: int = DEFAULT_LIMIT,
         next_token: str = "",
         order_by: str = "created_at",
@@ -150,8 +152,14 @@ class JobStore:
     ) -> tuple[list[Job], str]:
         """One page of jobs and the token of the next page ("" when this is the last one).
 
-        ``namespace`` None or "" lists every namespace; every pair of ``labels`` must match.
-        Ascending by ``order_by`` unless ``reverse``; ``limit`` 0 means the default page size.
+        ``namespace`` None or "" lists every namespace. ``labels`` is a label selector
+        (requirements, all of which must hold, with :func:`protocol.selectors.matches`'
+        semantics) or a mapping of labels to equal. Ascending by ``order_by`` unless
+        ``reverse``; ``limit`` 0 means the default page size.
+
+        The token is the sort key and ID of the last job returned, and the selector is applied
+        while reading (in batches, inside one read snapshot) rather than to a page after it
+        was cut, so following the tokens lists every matching job once.
         """
         column = ORDER_COLUMNS.get(order_by)
         if column is None:
@@ -160,24 +168,31 @@ class JobStore:
         if limit < 0:
             raise ValidationError("limit", "must not be negative")
         limit = limit or DEFAULT_LIMIT
+        selector = _selector(labels)
         after = (
             PageToken.decode(next_token, order_by=order_by, reverse=reverse) if next_token else None
         )
-        query, params = sql.jobs_page_query(
-            column=column,
-            namespace=namespace,
-            labels=labels or {},
-            after=after,
-            reverse=reverse,
-            limit=limit + 1,
-        )
-        with self._read() as conn:
-            rows = conn.execute(query, params).fetchall()
-        page = rows[:limit]
-        jobs = [Job.model_validate_json(row[2]) for row in page]
-        if len(rows) <= limit:
+        batch = max(limit + 1, SCAN_BATCH) if selector else limit + 1
+        found: list[tuple[str | int, str, str]] = []
+        with self._snapshot() as conn:
+            while len(found) <= limit:
+                query, params = sql.jobs_page_query(
+                    column=column, namespace=namespace, after=after, reverse=reverse, limit=batch
+                )
+                rows = conn.execute(query, params).fetchall()
+                for key, job_id, labels_json, job_json in rows:
+                    if _selected(selector, labels_json):
+                        found.append((key, job_id, job_json))
+                        if len(found) > limit:
+                            break
+                if len(rows) < batch:
+                    break
+                after = PageToken(order_by, reverse, rows[-1][0], rows[-1][1])
+        jobs = [Job.model_validate_json(job_json) for _, _, job_json in found[:limit]]
+        if len(found) <= limit:
             return jobs, ""
-        return jobs, PageToken(order_by, reverse, page[-1][0], page[-1][1]).encode()
+        last_key, last_id, _ = found[limit - 1]
+        return jobs, PageToken(order_by, reverse, last_key, last_id).encode()
 
     def active_jobs(self) -> list[Job]:
         """Jobs not yet Completed, Failed or Stopped, oldest first: what a restart resumes."""
@@ -408,6 +423,20 @@ class JobStore:
         yield conn
 
     @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A connection whose reads, until the block ends, all see the same commit: a read
+        transaction on a file (WAL), the lock that keeps writers out in memory."""
+        with self._read() as conn:
+            if self._path == ":memory:":
+                yield conn
+                return
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
         with self._lock, self._conn:
@@ -432,3 +461,23 @@ class JobStore:
         if row is None:
             raise NotFoundError(f"execution {execution_id} not found")
         return Execution.model_validate_json(row[0])
+
+
+def _selector(
+    labels: Mapping[str, str] | Sequence[LabelSelectorRequirement] | None,
+) -> list[LabelSelectorRequirement]:
+    if not labels:
+        return []
+    if isinstance(labels, Mapping):
+        return [
+            LabelSelectorRequirement(key=key, operator="=", values=[value])
+            for key, value in labels.items()
+        ]
+    return list(labels)
+
+
+def _selected(selector: Sequence[LabelSelectorRequirement], labels_json: str | None) -> bool:
+    if not selector:
+        return True
+    labels = json.loads(labels_json) if labels_json else {}
+    return all(matches(labels, requirement) for requirement in selector)

@@ -12,7 +12,6 @@ import binascii
 import json
 import logging
 import sqlite3
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +71,8 @@ ORDER_COLUMNS = {
     "name": "name",
     "state": "state",
 }
+_INTEGER_ORDERS = frozenset({"created_at", "modified_at"})
+_INT64 = range(-(2**63), 2**63)
 
 
 def connect(path: str | Path, migrate_schema: bool = True) -> sqlite3.Connection:
@@ -138,13 +139,31 @@ class PageToken:
             saved_order, saved_reverse, last_key, last_id = fields
         except (ValueError, TypeError, binascii.Error):
             raise ValidationError("next_token", "is not a token this server issued") from None
-        if not isinstance(last_key, str | int) or not isinstance(last_id, str):
+        if not _fits_order(last_key, str(saved_order)) or not _is_text(last_id):
             raise ValidationError("next_token", "is not a token this server issued")
         if saved_order != order_by or saved_reverse != reverse:
             raise ValidationError(
                 "next_token", "was issued for another ordering; repeat order_by and reverse"
             )
         return cls(order_by, reverse, last_key, last_id)
+
+
+def _fits_order(key: object, order_by: str) -> bool:
+    """A sort key SQLite can bind and compare with the ordering's column."""
+    if order_by in _INTEGER_ORDERS:
+        return isinstance(key, int) and not isinstance(key, bool) and key in _INT64
+    return _is_text(key)
+
+
+def _is_text(value: object) -> bool:
+    """A str that SQLite can bind (UTF-8: no unpaired surrogates)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def insert_job(conn: sqlite3.Connection, job: Job) -> None:
@@ -207,12 +226,14 @@ def jobs_page_query(
     *,
     column: str,
     namespace: str | None,
-    labels: Mapping[str, str],
     after: PageToken | None,
     reverse: bool,
     limit: int,
 ) -> tuple[str, list[str | int]]:
-    """SQL for one page of jobs, keyset-paginated on ``(column, id)`` after ``after``."""
+    """SQL for up to ``limit`` jobs after ``after``, keyset-paginated on ``(column, id)``.
+
+    Rows are ``(sort key, id, labels JSON or NULL, job JSON)``.
+    """
     if column not in ORDER_COLUMNS.values():
         raise ValueError(f"not an orderable column: {column!r}")
     where: list[str] = []
@@ -220,18 +241,12 @@ def jobs_page_query(
     if namespace:
         where.append("namespace = ?")
         params.append(namespace)
-    for key, value in labels.items():
-        where.append(
-            "EXISTS (SELECT 1 FROM json_each(jobs.json, '$.Labels')"
-            " WHERE json_each.key = ? AND json_each.value = ?)"
-        )
-        params += [key, value]
     if after is not None:
         where.append(f"({column}, id) {'<' if reverse else '>'} (?, ?)")
         params += [after.last_key, after.last_id]
     direction = "DESC" if reverse else "ASC"
     sql = (
-        f"SELECT {column}, id, json FROM jobs"  # noqa: S608 - names come from ORDER_COLUMNS
+        f"SELECT {column}, id, json_extract(json, '$.Labels'), json FROM jobs"  # noqa: S608
         f"{' WHERE ' + ' AND '.join(where) if where else ''}"
         f" ORDER BY {column} {direction}, id {direction} LIMIT ?"
     )

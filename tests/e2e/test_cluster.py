@@ -68,7 +68,7 @@ def test_every_node_reports_the_transport_in_use(
     broker: Broker, cluster: tuple[NodeProc, list[NodeProc]]
 ) -> None:
     requester, _ = cluster
-    items = requester.api.get("/api/v1/orchestrator/nodes").json()["Items"]
+    items = requester.api.get("/api/v1/orchestrator/nodes").json()["Nodes"]
     assert len(items) == 4
     expected = {"redis": "redis", "amqp": "amqp", "peer": "peer"}[broker.name]
     assert {item["Info"]["Transport"] for item in items} == {expected}

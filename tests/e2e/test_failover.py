@@ -51,7 +51,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def transports(requester: NodeProc) -> set[str]:
-    items = requester.api.get("/api/v1/orchestrator/nodes").json()["Items"]
+    items = requester.api.get("/api/v1/orchestrator/nodes").json()["Nodes"]
     return {item["Info"]["Transport"] for item in items if item["Connection"] == "CONNECTED"}
 
 

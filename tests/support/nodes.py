@@ -71,7 +71,7 @@ class NodeProc:
         return wait_until(ended, timeout_s, 0.05, f"job {job_id} to end")
 
     def compute_count(self) -> int:
-        items = self.api.get("/api/v1/orchestrator/nodes").json()["Items"]
+        items = self.api.get("/api/v1/orchestrator/nodes").json()["Nodes"]
         return sum(
             1
             for item in items

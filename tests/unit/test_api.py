@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import warnings
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi import FastAPI
@@ -14,12 +17,13 @@ from protocol.errors import NotFoundError, StateTransitionError, ValidationError
 from protocol.execution import ComputeState, Execution
 from protocol.ids import new_evaluation_id, new_execution_id, new_job_id
 from protocol.job import Job, SpecConfig
-from protocol.node import NodeConnection, NodeInfo, NodeState, NodeType
+from protocol.node import ComputeNodeInfo, NodeConnection, NodeInfo, NodeState, NodeType
+from protocol.resources import Resources
 from protocol.specs import validate_job
 from protocol.states import ExecutionStateType
 from requester.api import create_app
 from requester.api_errors import install_error_handlers
-from requester.api_query import page, parse_bool, parse_labels
+from requester.api_query import page, parse_bool, parse_label_selector, reading
 from requester.service import SubmitResult
 from requester.store import JobStore
 
@@ -66,12 +70,6 @@ class FakeService:
 
     def nodes(self) -> list[NodeState]:
         return [NodeState(info=self.info), *self.others]
-
-    def node(self, node_id: str) -> NodeState:
-        for state in self.nodes():
-            if state.info.node_id.startswith(node_id):
-                return state
-        raise NotFoundError(f"node {node_id} not found")
 
     def self_info(self) -> NodeInfo:
         return self.info
@@ -125,9 +123,15 @@ def client(service: FakeService) -> Iterator[TestClient]:
 
 
 def assert_error(response: Any, status: int, field: str = "") -> dict[str, Any]:
+    """An error as Bacalhau 1.4's Go client decodes it (``apimodels.APIError``: ``code`` int,
+    ``message`` string, keys matched without regard to case), plus our ``Field``."""
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
+    assert set(body) <= {"Code", "Message", "Field"}
+    assert type(body["Code"]) is int
     assert body["Code"] == status
+    assert isinstance(body["Message"], str)
+    assert body["Message"]
     assert body.get("Field", "") == field
     if field:
         assert body["Message"].startswith(f"{field}: ")
@@ -225,11 +229,53 @@ def test_list_jobs_filters_by_labels_given_repeated_or_comma_separated(
     assert len(listed_ids(client, "labels=env=prod")) == 2
 
 
+def test_list_jobs_filters_by_kubernetes_selectors(client: TestClient, store: JobStore) -> None:
+    prod = add_job(store, env="prod", gpu="yes").id
+    dev = add_job(store, env="dev").id
+    test = add_job(store, env="test", spot="true").id
+    bare = add_job(store).id
+    assert listed_ids(client, "labels=env+in+(prod,dev)") == [prod, dev]
+    assert listed_ids(client, "labels=env!%3Dprod") == [dev, test, bare]
+    assert listed_ids(client, "labels=env+notin+(dev,test)") == [prod, bare]
+    assert listed_ids(client, "labels=env") == [prod, dev, test]
+    assert listed_ids(client, "labels=!env") == [bare]
+    assert listed_ids(client, "labels=env,!spot,env!%3Ddev") == [prod]
+    assert listed_ids(client, "labels=env!%3Dprod&labels=!spot") == [dev, bare]
+    assert listed_ids(client, "labels=env=prod,env=dev") == []
+    assert listed_ids(client, "labels=") == [prod, dev, test, bare]
+
+
 @pytest.mark.parametrize(
-    "labels", ["env!=prod", "env", "env+in+(a,b)", "env=a,env=b", "a=(", "env=prod,,x=y"]
+    "labels", ["a=(", "env=prod,,x=y", "env+in+()", "=x", "env>abc", "env+in+(a,,b)"]
 )
-def test_list_jobs_refuses_label_filters_it_cannot_apply(client: TestClient, labels: str) -> None:
+def test_list_jobs_refuses_label_selectors_it_cannot_parse(client: TestClient, labels: str) -> None:
     assert_error(client.get(f"{JOBS}?labels={labels}"), 400, "labels")
+
+
+def test_list_jobs_pages_a_label_selection_once_each(client: TestClient, store: JobStore) -> None:
+    jobs = [add_job(store, env=("prod", "dev", "test")[index % 3]) for index in range(17)]
+    wanted = [job.id for job in jobs if job.labels["env"] != "dev"]
+    for reverse in ("false", "true"):
+        seen: list[str] = []
+        token = ""
+        for _ in range(len(jobs)):
+            query = f"labels=env!%3Ddev&limit=3&reverse={reverse}&next_token={token}"
+            body = client.get(f"{JOBS}?{query}").json()
+            assert len(body["Items"]) == 3 or not body["NextToken"]
+            seen += [item["ID"] for item in body["Items"]]
+            token = body["NextToken"]
+            if not token:
+                break
+        assert seen == (wanted if reverse == "false" else wanted[::-1])
+
+
+def test_list_jobs_star_namespace_means_every_namespace(
+    client: TestClient, store: JobStore
+) -> None:
+    mine = add_job(store).id
+    theirs = add_job(store, namespace="other").id
+    assert listed_ids(client, "namespace=*") == [mine, theirs]
+    assert listed_ids(client, "namespace=other") == [theirs]
 
 
 def test_list_jobs_pages_orders_and_filters_by_namespace(
@@ -252,12 +298,113 @@ def test_list_jobs_pages_orders_and_filters_by_namespace(
     [
         ("limit=ten", "limit"),
         ("limit=-1", "limit"),
+        ("limit=10000000000000000000000000", "limit"),
+        ("limit=4294967296", "limit"),
+        ("limit=1_000", "limit"),
+        ("limit=%D9%A3", "limit"),
         ("reverse=maybe", "reverse"),
         ("order_by=size", "order_by"),
+        ("next_token=%C2%B2", "next_token"),
     ],
 )
 def test_list_jobs_bad_query_is_a_400(client: TestClient, query: str, field: str) -> None:
     assert_error(client.get(f"{JOBS}?{query}"), 400, field)
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param('{"Job": {"Meta": ' + nested(5000) + "}}", "body", id="too-deep-to-parse"),
+        pytest.param('{"Job": {"Meta": ' + nested(150) + "}}", "Job.Meta", id="too-deep"),
+        pytest.param(
+            '{"Job": {"Tasks": [{"Engine": {"Type": "noop", "Params": {"a": '
+            + nested(300)
+            + "}}}]}}",
+            "Job.Tasks[0].Engine.Params.a",
+            id="params-too-deep-to-store",
+        ),
+        pytest.param(
+            '{"Job": {"Name": "\\ud800", "Tasks": [{"Engine": {"Type": "noop"}}]}}',
+            "Job.Name",
+            id="surrogate",
+        ),
+        pytest.param(
+            '{"Job": {"Labels": {"\\udfff": "x"}, "Tasks": []}}', "Job.Labels", id="surrogate-key"
+        ),
+        pytest.param(
+            '{"Job": {"Count": 100000000000000000000, "Tasks": []}}', "Job.Count", id="int64"
+        ),
+        pytest.param('{"Job": {"Count": NaN, "Tasks": []}}', "body", id="nan"),
+        pytest.param('{"Job": {"Count": -Infinity, "Tasks": []}}', "body", id="infinity"),
+        pytest.param(b'{"Job": {"Name": "\xff"}}', "body", id="not-utf8"),
+    ],
+)
+def test_malformed_job_body_is_a_400_naming_where(
+    client: TestClient, store: JobStore, body: str | bytes, field: str
+) -> None:
+    response = client.put(JOBS, content=body, headers={"Content-Type": "application/json"})
+    assert_error(response, 400, field)
+    assert store.list_jobs() == ([], "")
+
+
+def test_a_parser_that_fails_unexpectedly_still_answers_400(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(cls: type[Job], data: Any, *, prefix: str = "") -> Job:
+        raise TypeError("unhashable type: 'dict'")
+
+    monkeypatch.setattr(Job, "from_wire", classmethod(broken))
+    with caplog.at_level(logging.WARNING, logger="bacalao.api"):
+        body = assert_error(client.put(JOBS, json=job_with()), 400, "Job")
+    assert "TypeError" in body["Message"]
+    assert any("event=api_unreadable" in r.getMessage() for r in caplog.records)
+
+
+def forged_token(*fields: Any) -> str:
+    raw = json.dumps(list(fields)).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+NASTY_VALUES = [
+    "", " ", "-1", "+1", "0", "1e3", "0x10", "1_000", "\u00b2", "\u0663", "9" * 30, "9" * 5000,
+    "\x00", "%", "*", "(", ")", "a=(", "!", "!!a", "a in (", "a in ()", "a notin (b,)", "a>b",
+    "=", ",", "true", "null", "[]", "{}", "'", '"', "\\", "\u00e9", "\U0001f4a5", "a" * 5000,
+    forged_token("created_at", False, 10**30, "j-x"),
+    forged_token("created_at", False, True, "j-x"),
+    forged_token("created_at", False, "text", "j-x"),
+    forged_token("id", False, 5, "j-x"),
+    forged_token("created_at", False, 1, "\ud800"),
+    forged_token("created_at", False, 1),
+]  # fmt: skip
+
+
+def test_no_malformed_query_gets_a_500(client: TestClient, store: JobStore) -> None:
+    job = add_job(store)
+    add_execution(store, job.id, "n-a")
+    endpoints = {
+        JOBS: ["namespace", "limit", "next_token", "order_by", "reverse", "labels"],
+        f"{JOBS}/{job.id}": ["include", "limit"],
+        f"{JOBS}/{job.id}/executions": ["order_by", "reverse", "limit", "next_token"],
+        f"{JOBS}/{job.id}/history": ["since", "event_type", "execution_id", "limit"],
+        NODES: ["limit", "next_token", "order_by", "reverse", "labels", "filter-status",
+                "filter_status", "filter-approval", "filter_approval"],
+    }  # fmt: skip
+    for path, names in endpoints.items():
+        for name in names:
+            for value in NASTY_VALUES:
+                response = client.get(path, params={name: value})
+                assert response.status_code < 500, (path, name, value[:50], response.text)
+                if response.status_code >= 400:
+                    assert_error(response, 400, response.json().get("Field", ""))
+    for value in NASTY_VALUES:
+        quoted = quote(value, safe="")
+        for path in (f"{JOBS}/{quoted}", f"{JOBS}/{quoted}/history", f"{NODES}/{quoted}"):
+            response = client.get(path)
+            assert response.status_code in (200, 400, 404, 409), (path, response.text)
 
 
 # -- GET /jobs/{id} and DELETE ----------------------------------------------------------------
@@ -340,6 +487,27 @@ def test_executions_without_job_with_integer_states_ordered_and_paged(
     assert_error(client.get(f"{JOBS}/{job.id}/executions?next_token=zz"), 400, "next_token")
 
 
+def test_executions_are_ordered_by_modify_time_unless_asked_otherwise(
+    client: TestClient, store: JobStore
+) -> None:
+    job = add_job(store)
+    older = add_execution(store, job.id, "n-a")
+    newer = add_execution(store, job.id, "n-b", E.ASK_FOR_BID_ACCEPTED, E.BID_ACCEPTED)
+    store.update_execution(older.id, state=E.ASK_FOR_BID_REJECTED)  # now the last modified
+
+    def ids(query: str = "") -> list[str]:
+        response = client.get(f"{JOBS}/{job.id}/executions?{query}")
+        assert response.status_code == 200, response.text
+        return [item["ID"] for item in response.json()["Items"]]
+
+    assert ids() == [newer.id, older.id]
+    assert ids("order_by=modify_time&reverse=true") == [older.id, newer.id]
+    assert ids("order_by=create_time") == [older.id, newer.id]
+    assert ids("order_by=state") == [older.id, newer.id]  # BidRejected 4 < BidAccepted 5
+    assert ids("order_by=state&reverse=1") == [newer.id, older.id]
+    assert ids("order_by=id") == sorted([older.id, newer.id])
+
+
 def test_history_filters_by_type_execution_node_and_since(
     client: TestClient, store: JobStore
 ) -> None:
@@ -362,6 +530,8 @@ def test_history_filters_by_type_execution_node_and_since(
     assert history("since=4102444800") == []  # 2100-01-01, in Unix seconds
     assert_error(client.get(f"{JOBS}/{job.id}/history?event_type=nodes"), 400, "event_type")
     assert_error(client.get(f"{JOBS}/{job.id}/history?since=yesterday"), 400, "since")
+    assert_error(client.get(f"{JOBS}/{job.id}/history?since=10000000000"), 400, "since")
+    assert history("since=9223372036") == []  # the last second an int64 of ns can hold
 
 
 def test_results_lists_the_published_result_of_completed_executions(
@@ -382,20 +552,85 @@ def test_results_lists_the_published_result_of_completed_executions(
 # -- nodes and agent ---------------------------------------------------------------------------
 
 
+def node_ids(client: TestClient, query: str = "") -> list[str]:
+    response = client.get(f"{NODES}?{query}")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"Nodes", "NextToken", "nodes"}
+    assert body["nodes"] == body["Nodes"]
+    return [item["Info"]["NodeID"] for item in body["Nodes"]]
+
+
 def test_nodes_list_and_get(client: TestClient) -> None:
     body = client.get(NODES).json()
-    ids = [item["Info"]["NodeID"] for item in body["Items"]]
-    assert ids == ["n-requester", "n-compute-1", "n-compute-2"]
-    assert body["nodes"] == body["Items"]
+    assert set(body) == {"Nodes", "NextToken", "nodes"}
+    ids = [item["Info"]["NodeID"] for item in body["Nodes"]]
+    assert ids == ["n-compute-1", "n-compute-2", "n-requester"]
+    assert body["nodes"] == body["Nodes"]
     assert body["NextToken"] == ""
-    assert body["Items"][2]["Connection"] == "DISCONNECTED"
+    assert body["Nodes"][1]["Connection"] == "DISCONNECTED"
     paged = client.get(f"{NODES}?limit=2").json()
-    assert len(paged["Items"]) == 2
+    assert len(paged["Nodes"]) == 2
     assert paged["NextToken"]
+    rest = client.get(f"{NODES}?limit=2&next_token={paged['NextToken']}").json()
+    assert [item["Info"]["NodeID"] for item in paged["Nodes"] + rest["Nodes"]] == ids
     node = client.get(f"{NODES}/n-compute-1").json()
     assert node["Node"]["Info"]["Labels"] == {"zone": "a"}
     assert node["node"] == node["Node"]
     assert_error(client.get(f"{NODES}/n-nowhere"), 404)
+
+
+def compute_node(node_id: str, cpu: float, memory: int, **labels: str) -> NodeState:
+    free = Resources(cpu=cpu, memory=memory)
+    compute = ComputeNodeInfo(available_capacity=free, max_capacity=free)
+    return NodeState(info=NodeInfo(node_id=node_id, labels=labels, compute_node_info=compute))
+
+
+def test_nodes_list_filters_and_orders_as_bacalhau(
+    client: TestClient, service: FakeService
+) -> None:
+    service.others = [
+        compute_node("n-big", 8, 1 << 30, zone="a", gpu="yes"),
+        compute_node("n-small", 1, 4 << 30, zone="b"),
+        NodeState(
+            info=NodeInfo(node_id="n-gone", labels={"zone": "a"}),
+            connection=NodeConnection.DISCONNECTED,
+        ),
+    ]
+    assert node_ids(client) == ["n-big", "n-gone", "n-requester", "n-small"]
+    assert node_ids(client, "labels=zone=a") == ["n-big", "n-gone"]
+    assert node_ids(client, "labels=zone+in+(a,b),!gpu") == ["n-gone", "n-small"]
+    assert node_ids(client, "labels=zone!%3Da") == ["n-requester", "n-small"]
+    assert node_ids(client, "filter-status=disconnected") == ["n-gone"]
+    assert node_ids(client, "filter_status=CONNECTED&labels=zone") == ["n-big", "n-small"]
+    assert node_ids(client, "filter-approval=approved&limit=1") == ["n-big"]
+    assert node_ids(client, "filter_approval=PENDING") == []
+    assert node_ids(client, "order_by=available_cpu") == [
+        "n-big", "n-small", "n-gone", "n-requester"
+    ]  # fmt: skip
+    assert node_ids(client, "order_by=available_memory")[:2] == ["n-small", "n-big"]
+    assert node_ids(client, "order_by=available_memory&reverse=true")[-2:] == ["n-big", "n-small"]
+    assert node_ids(client, "order_by=type")[0] == "n-requester"
+    assert node_ids(client, "order_by=status")[0] == "n-big"
+    assert node_ids(client, "order_by=id&reverse=true") == [
+        "n-small", "n-requester", "n-gone", "n-big"
+    ]  # fmt: skip
+    assert_error(client.get(f"{NODES}?order_by=size"), 400, "order_by")
+    assert_error(client.get(f"{NODES}?filter-status=asleep"), 400, "filter-status")
+    assert_error(client.get(f"{NODES}?filter_approval=maybe"), 400, "filter_approval")
+    assert_error(client.get(f"{NODES}?labels=zone+in+(a"), 400, "labels")
+    assert_error(client.get(f"{NODES}?limit=4294967296"), 400, "limit")
+
+
+def test_node_prefix_must_name_one_node(client: TestClient, service: FakeService) -> None:
+    service.others = [compute_node(f"n-compute-{n}", 1, 1) for n in ("1", "10", "2")]
+    body = assert_error(client.get(f"{NODES}/n-"), 409, "id")
+    assert "matches 4 nodes" in body["Message"]
+    assert_error(client.get(f"{NODES}/n-compute"), 409, "id")
+    got = client.get(f"{NODES}/n-compute-1").json()  # exact, though also a prefix of -10
+    assert got["Node"]["Info"]["NodeID"] == "n-compute-1"
+    assert client.get(f"{NODES}/n-compute-2").json()["Node"]["Info"]["NodeID"] == "n-compute-2"
+    assert client.get(f"{NODES}/n-req").json()["Node"]["Info"]["NodeID"] == "n-requester"
 
 
 def test_agent_endpoints(client: TestClient) -> None:
@@ -447,9 +682,18 @@ def test_routing_errors_and_fastapi_parameter_errors_use_the_same_shape() -> Non
 # -- query parsing -----------------------------------------------------------------------------
 
 
-def test_parse_labels_and_bool() -> None:
-    assert parse_labels(["a=1,b==2", "c in (3)", "a=1"]) == {"a": "1", "b": "2", "c": "3"}
-    assert parse_labels([]) == {}
+def test_parse_label_selector_and_bool() -> None:
+    parsed = parse_label_selector(["a=1,b!=2", "c in (3, 4)", "!d"])
+    assert [(r.key, r.operator, r.values) for r in parsed] == [
+        ("a", "=", ["1"]),
+        ("b", "!=", ["2"]),
+        ("c", "in", ["3", "4"]),
+        ("d", "!", []),
+    ]
+    assert parse_label_selector([]) == []
+    with pytest.raises(ValidationError) as caught:
+        parse_label_selector(["env in (a"])
+    assert caught.value.field == "labels"
     assert [parse_bool(v, "x") for v in ("TRUE", "1", "yes", "", None, "False", "0")] == [
         True,
         True,
@@ -461,13 +705,23 @@ def test_parse_labels_and_bool() -> None:
     ]
 
 
+def test_reading_turns_any_failure_into_a_validation_error_naming_the_field() -> None:
+    for failure in (OverflowError("big"), RecursionError(), TypeError("x"), KeyError("k")):
+        with pytest.raises(ValidationError) as caught, reading("limit"):
+            raise failure
+        assert caught.value.field == "limit"
+        assert type(failure).__name__ in caught.value.problem
+    with pytest.raises(NotFoundError), reading("limit"):
+        raise NotFoundError("job j-1 not found")
+
+
 def test_page_walks_a_list_with_offset_tokens() -> None:
     items = list(range(5))
     assert page(items, limit=0, next_token="") == (items, "")
     assert page(items, limit=2, next_token="") == ([0, 1], "2")
     assert page(items, limit=2, next_token="4") == ([4], "")
     assert page(items, limit=5, next_token="") == (items, "")
-    for bad in ("6", "-1", "x"):
+    for bad in ("6", "-1", "x", "\u00b2", "\u0663", "9" * 5000):
         with pytest.raises(ValidationError) as caught:
             page(items, limit=2, next_token=bad)
         assert caught.value.field == "next_token"

@@ -1,4 +1,5 @@
-"""Bacalhau's own Python client, ``bacalhau-apiclient`` 1.4.1, against bacalao's API over HTTP.
+"""Bacalhau's own Python client, ``bacalhau-apiclient`` 1.4.1, against bacalao's API over HTTP
+(and bacalao's own client, where the answer's shape changed for Bacalhau's sake).
 
 The client writes its models with Bacalhau's keys and leaves out what is None; it reads each
 response key by exact name, leaves enum-like values (job and execution states, history types)
@@ -25,6 +26,7 @@ from bacalhau_apiclient.models.spec_config import SpecConfig as ApiSpecConfig
 from bacalhau_apiclient.models.task import Task as ApiTask
 from bacalhau_apiclient.rest import ApiException
 
+from cli.client import APIClient
 from protocol.job import SpecConfig
 from protocol.states import ExecutionStateType as E
 from requester.api import create_app
@@ -119,6 +121,12 @@ def test_executions_history_results_and_stop(api_client: ApiClient, service: Fak
     results = api.orchestratorjob_results(job_id).items
     assert [(spec.type, spec.params) for spec in results] == [("local", result.params)]
 
+    rejected = add_execution(service.store, job_id, "n-compute-2", E.ASK_FOR_BID_REJECTED)
+    by_state = api.orchestratorjob_executions(job_id, "state", reverse=True).items
+    assert [run.id for run in by_state] == [done.id, rejected.id]
+    latest_first = api.orchestratorjob_executions(job_id, "modify_time", reverse=True).items
+    assert [run.id for run in latest_first] == [rejected.id, done.id]
+
     stopped = api.orchestratorstop_job(job_id, reason="enough")
     assert stopped.evaluation_id == "v-stop"
     assert service.stopped == [(job_id, "enough")]
@@ -127,9 +135,26 @@ def test_executions_history_results_and_stop(api_client: ApiClient, service: Fak
 def test_nodes_and_agent(api_client: ApiClient) -> None:
     api = OrchestratorApi(api_client)
     nodes = api.orchestratorlist_nodes().nodes
-    assert [node.info.node_id for node in nodes] == ["n-requester", "n-compute-1", "n-compute-2"]
-    assert nodes[1].info.labels == {"zone": "a"}
+    assert [node.info.node_id for node in nodes] == ["n-compute-1", "n-compute-2", "n-requester"]
+    assert nodes[0].info.labels == {"zone": "a"}
     assert api.orchestratorget_node("n-compute-2").node.info.node_id == "n-compute-2"
+
+    def ids(**query: Any) -> list[str]:
+        return [node.info.node_id for node in api.orchestratorlist_nodes(**query).nodes]
+
+    # the client sends filter_approval and filter-status (Bacalhau's Go client: filter-approval)
+    assert ids(filter_status="disconnected") == ["n-compute-2"]
+    assert ids(filter_approval="APPROVED", order_by="type") == [
+        "n-requester", "n-compute-1", "n-compute-2"
+    ]  # fmt: skip
+    assert ids(reverse=True) == ["n-requester", "n-compute-2", "n-compute-1"]
+    first = api.orchestratorlist_nodes(limit=2)
+    rest = api.orchestratorlist_nodes(limit=2, next_token=first.next_token)
+    assert [node.info.node_id for node in first.nodes + rest.nodes] == ids()
+    with pytest.raises(ApiException) as ambiguous:
+        api.orchestratorget_node("n-compute")
+    assert ambiguous.value.status == 409
+    assert error_of(ambiguous)["Field"] == "id"
 
     ops = OpsApi(api_client)
     assert ops.agentnode().node_id == "n-requester"
@@ -168,3 +193,15 @@ def test_server_reports_a_port_it_cannot_bind(service: FakeService) -> None:
         assert not second.running
     finally:
         first.stop()
+
+
+def test_bacalaos_own_client_reads_the_nodes_answer(service: FakeService) -> None:
+    server = APIServer(create_app(service), "127.0.0.1", 0)
+    port = server.start()
+    try:
+        with APIClient("127.0.0.1", port) as client:
+            nodes = [state.info.node_id for state in client.nodes()]
+            assert nodes == ["n-compute-1", "n-compute-2", "n-requester"]
+            assert client.node("n-compute-2").connection == "DISCONNECTED"
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import threading
@@ -18,6 +19,7 @@ from protocol.execution import ComputeState, DesiredState, Execution, RunCommand
 from protocol.history import JobHistory, JobHistoryType, format_time_ns, parse_time_ns
 from protocol.ids import new_execution_id, new_job_id
 from protocol.job import Job, JobStateType, SpecConfig
+from protocol.selectors import parse_selector
 from protocol.states import ExecutionDesiredStateType, ExecutionStateType
 from requester.store import JobStore
 from requester.store_schema import SCHEMA_VERSION
@@ -493,3 +495,70 @@ def test_reads_do_not_wait_for_a_write_in_progress(store: JobStore) -> None:
         reader.join(5)
         assert not reader.is_alive(), "the read waited for the writer"
     assert seen == [job.id]
+
+
+def forged(*fields: object) -> str:
+    raw = json.dumps(list(fields)).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("order_by", "token"),
+    [
+        ("created_at", forged("created_at", False, 10**30, "j-x")),
+        ("created_at", forged("created_at", False, "late", "j-x")),
+        ("created_at", forged("created_at", False, True, "j-x")),
+        ("id", forged("id", False, 3, "j-x")),
+        ("created_at", forged("created_at", False, 1, "\ud800")),
+    ],
+    ids=["beyond-int64", "text-for-a-time", "bool", "number-for-an-id", "surrogate"],
+)
+def test_list_jobs_refuses_tokens_sqlite_cannot_compare(
+    store: JobStore, order_by: str, token: str
+) -> None:
+    store.create_job(make_job(), "v")
+    with pytest.raises(ValidationError) as raised:
+        store.list_jobs(order_by=order_by, next_token=token)
+    assert raised.value.field == "next_token"
+
+
+def test_list_jobs_filters_by_label_selector(store: JobStore) -> None:
+    prod = store.create_job(make_job(env="prod", gpu="yes"), "v").id
+    dev = store.create_job(make_job(env="dev"), "v").id
+    bare = store.create_job(make_job(), "v").id
+
+    def ids(selector: str) -> list[str]:
+        return [job.id for job in store.list_jobs(labels=parse_selector(selector))[0]]
+
+    assert ids("env in (prod,dev)") == [prod, dev]
+    assert ids("env!=prod") == [dev, bare]
+    assert ids("env notin (dev)") == [prod, bare]
+    assert ids("env,!gpu") == [dev]
+    assert ids("!env") == [bare]
+    assert ids("") == [prod, dev, bare]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize(("selector", "every"), [("env!=dev", 2), ("env=rare", 9)])
+def test_list_jobs_selector_pages_cover_every_match_once(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch, reverse: bool, selector: str, every: int
+) -> None:
+    monkeypatch.setattr("requester.store.SCAN_BATCH", 4)  # several reads per page
+    jobs = [
+        store.create_job(make_job(env="rare" if index % every == 0 else "dev"), "v")
+        for index in range(40)
+    ]
+    expected = [job.id for job in jobs if job.labels["env"] != "dev"]
+    expected = expected[::-1] if reverse else expected
+    for limit in (1, 3, 7):
+        seen: list[str] = []
+        token = ""
+        for _ in range(len(jobs) + 1):
+            found, token = store.list_jobs(
+                labels=parse_selector(selector), limit=limit, reverse=reverse, next_token=token
+            )
+            assert len(found) == limit or not token  # a token follows only a full page
+            seen += [job.id for job in found]
+            if not token:
+                break
+        assert seen == expected
