@@ -7,17 +7,40 @@ type's typed parameters; this module checks the shape of the job itself.
 from __future__ import annotations
 
 import enum
+import posixpath
+from decimal import Decimal
 from typing import Any, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from protocol.labels import key_problem, parse_integer, value_problem
 from protocol.resources import Resources
-from protocol.units import parse_bytes, parse_cpu, parse_gpu
-from protocol.wire import WireModel
+from protocol.units import INT64_MAX, parse_bytes, parse_cpu, parse_gpu, shown_number
+from protocol.wire import FieldValueError, WireInt, WireModel, is_stored
 
 JOB_TYPES = ("batch", "ops", "daemon", "service")
 SUPPORTED_JOB_TYPES = ("batch", "ops")
 SELECTOR_OPERATORS = ("=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt")
+# Half the longest Go time.Duration (2**63 - 1 ns, 292 years): a node can still add a grace
+# period, or now, to a timeout in int64 nanoseconds (a socket timeout overflows past 2**63 ns).
+MAX_TIMEOUT_S = INT64_MAX // 1_000_000_000 // 2
+
+
+def _name_problem(value: str) -> str | None:
+    """Bacalhau's rule for job, task and namespace names: not blank, no NUL character."""
+    if not value.strip():
+        return "must not be blank"
+    if "\x00" in value:
+        return "must not contain a NUL character"
+    return None
+
+
+def _path_problem(value: str) -> str | None:
+    if not value.startswith("/"):
+        return f"{value!r} must be an absolute path inside the task"
+    if "\x00" in value:
+        return "must not contain a NUL character"
+    return None
 
 
 class SpecConfig(WireModel):
@@ -46,9 +69,10 @@ class InputSource(WireModel):
 
     @field_validator("target")
     @classmethod
-    def _target_absolute(cls, value: str) -> str:
-        if value and not value.startswith("/"):
-            raise ValueError(f"{value!r} must be an absolute path inside the task")
+    def _target_absolute(cls, value: str, info: ValidationInfo) -> str:
+        problem = _path_problem(value) if value and not is_stored(info) else None
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -58,21 +82,29 @@ class ResultPath(WireModel):
 
     @field_validator("name")
     @classmethod
-    def _name_is_folder_name(cls, value: str) -> str:
-        if not value or "/" in value or value in (".", "..", "stdout", "stderr", "exitCode"):
+    def _name_is_folder_name(cls, value: str, info: ValidationInfo) -> str:
+        reserved = (".", "..", "stdout", "stderr", "exitCode")
+        if is_stored(info):
+            return value
+        if not value or "/" in value or "\x00" in value or value in reserved:
             raise ValueError(f"{value!r} is not a usable result name")
         return value
 
     @field_validator("path")
     @classmethod
-    def _path_absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"{value!r} must be an absolute path inside the task")
+    def _path_absolute(cls, value: str, info: ValidationInfo) -> str:
+        problem = None if is_stored(info) else _path_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
 class ResourcesConfig(WireModel):
-    """What a task asks for, as strings: ``CPU: 500m``, ``Memory: 512Mb``, ``GPU: "1"``."""
+    """What a task asks for, as strings: ``CPU: 500m``, ``Memory: 512Mb``, ``GPU: "1"``.
+
+    A JSON number is taken too (``CPU: 1`` in a YAML job file means one core, as ``"1"``
+    would), though Go's decoder refuses one; ``true`` or ``false`` never is.
+    """
 
     cpu: str = Field(default="", alias="CPU")
     memory: str = Field(default="", alias="Memory")
@@ -82,26 +114,34 @@ class ResourcesConfig(WireModel):
     @field_validator("cpu", "memory", "disk", "gpu", mode="before")
     @classmethod
     def _numbers_as_strings(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int | float) else value
+        if isinstance(value, bool):
+            raise ValueError(f'must be a quantity such as "1" or 1, not {str(value).lower()}')
+        if isinstance(value, int):
+            if value.bit_length() > 128:  # str() of a huge int is slow, then refused anyway
+                raise ValueError(f"{shown_number(value)} is too large")
+            return str(value)
+        if isinstance(value, float):  # 1.5e9 -> "1500000000", 1e-05 -> "0.00001"
+            return str(int(value)) if value.is_integer() else format(Decimal(repr(value)), "f")
+        return value
 
     @field_validator("cpu")
     @classmethod
-    def _cpu(cls, value: str) -> str:
-        if value:
+    def _cpu(cls, value: str, info: ValidationInfo) -> str:
+        if value and not is_stored(info):
             parse_cpu(value)
         return value
 
     @field_validator("memory", "disk")
     @classmethod
-    def _size(cls, value: str) -> str:
-        if value:
+    def _size(cls, value: str, info: ValidationInfo) -> str:
+        if value and not is_stored(info):
             parse_bytes(value)
         return value
 
     @field_validator("gpu")
     @classmethod
-    def _gpu(cls, value: str) -> str:
-        if value:
+    def _gpu(cls, value: str, info: ValidationInfo) -> str:
+        if value and not is_stored(info):
             parse_gpu(value)
         return value
 
@@ -138,11 +178,20 @@ class NetworkConfig(WireModel):
 
 
 class TimeoutConfig(WireModel):
-    """Seconds; 0 means "use the node's default"."""
+    """Whole seconds, at most :data:`MAX_TIMEOUT_S`; 0 means "use the node's default"."""
 
-    execution_timeout: int = Field(default=0, ge=0, alias="ExecutionTimeout")
-    queue_timeout: int = Field(default=0, ge=0, alias="QueueTimeout")
-    total_timeout: int = Field(default=0, ge=0, alias="TotalTimeout")
+    execution_timeout: WireInt = Field(default=0, ge=0, alias="ExecutionTimeout")
+    queue_timeout: WireInt = Field(default=0, ge=0, alias="QueueTimeout")
+    total_timeout: WireInt = Field(default=0, ge=0, alias="TotalTimeout")
+
+    @field_validator("execution_timeout", "queue_timeout", "total_timeout")
+    @classmethod
+    def _fits_a_duration(cls, value: int, info: ValidationInfo) -> int:
+        if value > MAX_TIMEOUT_S and not is_stored(info):
+            raise ValueError(
+                f"{shown_number(value)} s is too long (at most {MAX_TIMEOUT_S} s, 146 years)"
+            )
+        return value
 
 
 class LabelSelectorRequirement(WireModel):
@@ -151,6 +200,30 @@ class LabelSelectorRequirement(WireModel):
     key: str = Field(alias="Key")
     operator: str = Field(alias="Operator")
     values: list[str] = Field(default_factory=list, alias="Values")
+
+    @field_validator("key")
+    @classmethod
+    def _qualified_name(cls, value: str, info: ValidationInfo) -> str:
+        problem = None if is_stored(info) else key_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _null_is_no_values(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("values")
+    @classmethod
+    def _label_values(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        if is_stored(info):
+            return values
+        for index, value in enumerate(values):
+            problem = value_problem(value)
+            if problem:
+                raise FieldValueError((index,), problem)
+        return values
 
     @field_validator("operator")
     @classmethod
@@ -162,19 +235,21 @@ class LabelSelectorRequirement(WireModel):
         return normalized
 
     @model_validator(mode="after")
-    def _values_fit_operator(self) -> Self:
+    def _values_fit_operator(self, info: ValidationInfo) -> Self:
+        if is_stored(info):
+            return self
         count = len(self.values)
+        where = ("Values",)
         if self.operator in ("exists", "!") and count:
-            raise ValueError(f"operator {self.operator!r} takes no values")
+            raise FieldValueError(where, f"operator {self.operator!r} takes no values")
         if self.operator in ("=", "==", "!=", "gt", "lt") and count != 1:
-            raise ValueError(f"operator {self.operator!r} takes exactly one value")
+            raise FieldValueError(where, f"operator {self.operator!r} takes exactly one value")
         if self.operator in ("in", "notin") and not count:
-            raise ValueError(f"operator {self.operator!r} needs at least one value")
-        if self.operator in ("gt", "lt"):
-            try:
-                float(self.values[0])
-            except ValueError:
-                raise ValueError(f"operator {self.operator!r} needs a number") from None
+            raise FieldValueError(where, f"operator {self.operator!r} needs at least one value")
+        if self.operator in ("gt", "lt") and parse_integer(self.values[0]) is None:
+            raise FieldValueError(
+                (*where, 0), f"operator {self.operator!r} needs an integer, not {self.values[0]!r}"
+            )
         return self
 
 
@@ -195,7 +270,15 @@ class Task(WireModel):
     @field_validator("name", mode="before")
     @classmethod
     def _default_name(cls, value: Any) -> Any:
-        return value or "main"
+        return "main" if value is None or value == "" else value
+
+    @field_validator("name")
+    @classmethod
+    def _usable_name(cls, value: str, info: ValidationInfo) -> str:
+        problem = None if is_stored(info) else _name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("env", "meta", "input_sources", "result_paths", "resources", mode="before")
     @classmethod
@@ -212,14 +295,30 @@ class Task(WireModel):
         return {"Type": "noop"} if info.field_name == "publisher" else {}
 
     @model_validator(mode="after")
-    def _unique_paths(self) -> Self:
-        targets = [source.target for source in self.input_sources if source.target]
-        if len(targets) != len(set(targets)):
-            raise ValueError("two InputSources share one Target")
-        names = [result.name for result in self.result_paths]
-        if len(names) != len(set(names)):
-            raise ValueError("two ResultPaths share one Name")
+    def _unique_names_and_paths(self, info: ValidationInfo) -> Self:
+        """As Bacalhau: no two inputs share an Alias or Target, no two results a Name or
+        Path (a Name is the result's folder). Paths compare after ``/out/`` -> ``/out``."""
+        if is_stored(info):
+            return self
+        _unique("InputSources", "Alias", [source.alias for source in self.input_sources])
+        targets = [source.target for source in self.input_sources]
+        _unique("InputSources", "Target", [posixpath.normpath(t) if t else t for t in targets])
+        _unique("ResultPaths", "Name", [result.name for result in self.result_paths])
+        paths = [posixpath.normpath(result.path) for result in self.result_paths]
+        _unique("ResultPaths", "Path", paths)
         return self
+
+
+def _unique(items: str, field: str, values: list[str]) -> None:
+    """Raise naming the first of ``items`` whose non-empty ``field`` repeats an earlier one."""
+    first: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if value and value in first:
+            raise FieldValueError(
+                (items, index, field),
+                f"{value!r} is already the {field} of {items}[{first[value]}]",
+            )
+        first.setdefault(value, index)
 
 
 class JobStateType(enum.StrEnum):
@@ -247,22 +346,38 @@ class Job(WireModel):
     name: str = Field(default="", alias="Name")
     namespace: str = Field(default="default", alias="Namespace")
     type: str = Field(default="batch", alias="Type")
-    priority: int = Field(default=0, ge=0, alias="Priority")
-    count: int = Field(default=0, ge=0, alias="Count")
+    priority: WireInt = Field(default=0, ge=0, alias="Priority")
+    count: WireInt = Field(default=0, ge=0, alias="Count")
     constraints: list[LabelSelectorRequirement] = Field(default_factory=list, alias="Constraints")
     meta: dict[str, str] = Field(default_factory=dict, alias="Meta")
     labels: dict[str, str] = Field(default_factory=dict, alias="Labels")
     tasks: list[Task] = Field(alias="Tasks")
     state: JobState = Field(default_factory=JobState, alias="State")
-    version: int = Field(default=0, alias="Version")
-    revision: int = Field(default=0, alias="Revision")
-    create_time: int = Field(default=0, alias="CreateTime")
-    modify_time: int = Field(default=0, alias="ModifyTime")
+    version: WireInt = Field(default=0, alias="Version")
+    revision: WireInt = Field(default=0, alias="Revision")
+    create_time: WireInt = Field(default=0, alias="CreateTime")
+    modify_time: WireInt = Field(default=0, alias="ModifyTime")
 
     @field_validator("namespace", mode="before")
     @classmethod
     def _default_namespace(cls, value: Any) -> Any:
-        return value or "default"
+        return "default" if value is None or value == "" else value
+
+    @field_validator("priority", "count")
+    @classmethod
+    def _fits_go_int(cls, value: int, info: ValidationInfo) -> int:
+        if value > INT64_MAX and not is_stored(info):
+            raise ValueError(f"{shown_number(value)} is too large (at most {INT64_MAX}, Go's int)")
+        return value
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _usable_name(cls, value: str, info: ValidationInfo) -> str:
+        checked = (value or info.field_name == "namespace") and not is_stored(info)
+        problem = _name_problem(value) if checked else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("type", mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 
 Shared by the requester (which nodes to ask) and the compute node (whose own labels decide,
 since the requester's view may be stale). Keys and values are case-sensitive, as in
-Kubernetes.
+Kubernetes, and ``gt``/``lt`` compare integers: a label that is not one never matches them.
+The syntax of keys and values is checked by the model (:mod:`protocol.labels`).
 
 Syntax of :func:`parse_selector`, requirements separated by commas::
 
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Mapping
 
 from protocol.errors import ValidationError
 from protocol.job import LabelSelectorRequirement
+from protocol.labels import parse_integer
 
 _KEY = r"[A-Za-z0-9](?:[-A-Za-z0-9_./]*[A-Za-z0-9])?"
 _VALUE = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?"
@@ -27,13 +29,6 @@ _SET = re.compile(rf"^({_KEY})\s+(in|notin)\s*\((.*)\)$")
 _COMPARE = re.compile(rf"^({_KEY})\s*(==|!=|=|>|<)\s*({_VALUE})?$")
 _SYMBOLS = {"=": "=", "==": "==", "!=": "!=", ">": "gt", "<": "lt"}
 _FIELD = "constraints"
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def matches(labels: Mapping[str, str], requirement: LabelSelectorRequirement) -> bool:
@@ -49,8 +44,8 @@ def matches(labels: Mapping[str, str], requirement: LabelSelectorRequirement) ->
     if operator == "!":
         return value is None
     if operator in ("gt", "lt"):
-        have = _number(value) if value is not None else None
-        want = _number(values[0]) if values else None
+        have = parse_integer(value) if value is not None else None
+        want = parse_integer(values[0]) if values else None
         if have is None or want is None:
             return False
         return have > want if operator == "gt" else have < want

@@ -7,12 +7,52 @@ write ``count`` or ``COUNT`` for ``Count``. Output always uses Bacalhau's own ca
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from protocol.errors import ValidationError
+
+
+class FieldValueError(ValueError):
+    """A problem that a model validator finds in one of the model's own fields.
+
+    ``loc`` is that field's path below the model (``("InputSources", 1, "Target")``), so the
+    error names it rather than the whole model.
+    """
+
+    def __init__(self, loc: tuple[int | str, ...], problem: str) -> None:
+        super().__init__(problem)
+        self.loc = loc
+
+
+def _whole_number(value: Any) -> Any:
+    """Go's rule for an integer field: a JSON number without fraction or exponent, nothing
+    else (not ``"3"``, ``true`` or ``3.0``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be an integer, not {str(value).lower()}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        raise ValueError(f"must be an integer, not {value!r}")
+    if isinstance(value, str):
+        raise ValueError(f"must be an integer, not the string {value[:24]!r}")
+    shown = "null" if value is None else f"a {type(value).__name__}"
+    raise ValueError(f"must be an integer, not {shown}")
+
+
+# Validation context for what this node wrote itself (the job store): rules added after a job
+# was stored must not make it unreadable, so they apply to new input only.
+STORED: dict[str, Any] = {"stored": True}
+
+
+def is_stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
+
+
+# An ``int`` field that takes only integers, as Go does (pydantic would coerce "3" and 3.0).
+WireInt = Annotated[int, BeforeValidator(_whole_number)]
 
 
 class WireModel(BaseModel):
@@ -65,8 +105,12 @@ def field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
 def validation_error(exc: PydanticValidationError, prefix: str = "") -> ValidationError:
     """The first problem of a pydantic error, as one readable line with its field path."""
     first = exc.errors(include_url=False)[0]
+    loc = tuple(first["loc"])
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, FieldValueError):
+        loc += cause.loc
     message = str(first["msg"]).removeprefix("Value error, ")
     others = exc.error_count() - 1
     if others:
         message += f" (and {others} more problem{'s' if others > 1 else ''})"
-    return ValidationError(field_path(tuple(first["loc"]), prefix), message)
+    return ValidationError(field_path(loc, prefix), message)

@@ -36,6 +36,7 @@ from protocol.states import (
     check_execution_transition,
     check_job_transition,
 )
+from protocol.wire import STORED
 from requester import store_schema as sql
 from requester.store_schema import ORDER_COLUMNS, PageToken
 
@@ -124,7 +125,7 @@ class JobStore:
         with self._read() as conn:
             row = conn.execute("SELECT json FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is not None:
-                return Job.model_validate_json(row[0])
+                return Job.model_validate_json(row[0], context=STORED)
             if len(job_id) < MIN_PREFIX_LENGTH:
                 raise NotFoundError(f"job {job_id} not found")
             rows = conn.execute(
@@ -138,7 +139,7 @@ class JobStore:
             raise ValidationError(
                 "ID", f"{job_id!r} matches several jobs ({shown}, ...); give more of the ID"
             )
-        return Job.model_validate_json(rows[0][1])
+        return Job.model_validate_json(rows[0][1], context=STORED)
 
     def list_jobs(
         self,
@@ -188,7 +189,9 @@ class JobStore:
                 if len(rows) < batch:
                     break
                 after = PageToken(order_by, reverse, rows[-1][0], rows[-1][1])
-        jobs = [Job.model_validate_json(job_json) for _, _, job_json in found[:limit]]
+        jobs = [
+            Job.model_validate_json(job_json, context=STORED) for _, _, job_json in found[:limit]
+        ]
         if len(found) <= limit:
             return jobs, ""
         last_key, last_id, _ = found[limit - 1]
@@ -201,7 +204,7 @@ class JobStore:
                 "SELECT json FROM jobs WHERE state IN (?, ?, ?) ORDER BY created_ns, id",
                 tuple(state.value for state in ACTIVE_JOB_STATES),
             ).fetchall()
-        return [Job.model_validate_json(row[0]) for row in rows]
+        return [Job.model_validate_json(row[0], context=STORED) for row in rows]
 
     def update_job_state(
         self,
@@ -291,7 +294,7 @@ class JobStore:
                 "SELECT json FROM executions WHERE job_id = ? ORDER BY created_ns, id", (job_id,)
             ).fetchall()
             job = self._load_job(conn, job_id) if include_job and rows else None
-        found = [Execution.model_validate_json(row[0]) for row in rows]
+        found = [Execution.model_validate_json(row[0], context=STORED) for row in rows]
         for execution in found:
             execution.job = job.model_copy(deep=True) if job is not None else None
         return found
@@ -305,7 +308,7 @@ class JobStore:
                 "ORDER BY created_ns, id",
                 (live,),
             ).fetchall()
-        return [Execution.model_validate_json(row[0]) for row in rows]
+        return [Execution.model_validate_json(row[0], context=STORED) for row in rows]
 
     def update_execution(
         self,
@@ -453,14 +456,14 @@ class JobStore:
         row = conn.execute("SELECT json FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"job {job_id} not found")
-        return Job.model_validate_json(row[0])
+        return Job.model_validate_json(row[0], context=STORED)
 
     @staticmethod
     def _load_execution(conn: sqlite3.Connection, execution_id: str) -> Execution:
         row = conn.execute("SELECT json FROM executions WHERE id = ?", (execution_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"execution {execution_id} not found")
-        return Execution.model_validate_json(row[0])
+        return Execution.model_validate_json(row[0], context=STORED)
 
 
 def _selector(

@@ -360,7 +360,7 @@ def test_every_option_lands_in_the_job(wasm_file: Path) -> None:
         ({"memory": "lots"}, "--memory"),
         ({"cpu": "fast"}, "--cpu"),
         ({"outputs": ("stdout:/outputs",)}, "--output"),
-        ({"inputs": ("/a", "/b")}, ""),  # two inputs on the default /inputs
+        ({"inputs": ("/a", "/b")}, "--input"),  # two inputs on the default /inputs
         ({"count": 0}, "--count"),
     ],
 )

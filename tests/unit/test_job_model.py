@@ -122,3 +122,235 @@ def test_storage_type_aliases_get_the_registered_spelling() -> None:
         )
     )
     assert [s.source.type for s in job.task.input_sources] == ["local", "urlDownload"]
+
+
+def problem_of(doc: dict[str, Any]) -> tuple[str, str]:
+    with pytest.raises(ValidationError) as caught:
+        parse(doc)
+    return caught.value.field, caught.value.problem
+
+
+INT64_MAX = 2**63 - 1
+MAX_TIMEOUT_S = 4_611_686_018  # half of Go's longest time.Duration, in seconds
+SOURCE = {"Type": "inline", "Params": {"URL": "data:,x"}}
+
+
+@pytest.mark.parametrize(
+    ("resources", "field", "words"),
+    [
+        ({"Memory": "1" * 400}, "Memory", "(400 characters) is too large (at most"),
+        ({"Disk": "1" * 400}, "Disk", "(400 characters) is too large (at most"),
+        ({"Memory": "8388608Ti"}, "Memory", "is too large (at most 9223372036854775807 bytes"),
+        ({"CPU": "1" * 400}, "CPU", "is more CPU than a machine has (at most 65536 cores)"),
+        ({"GPU": "1" * 30}, "GPU", "is too many GPUs (at most 9223372036854775807)"),
+        ({"Memory": 10**400}, "Memory", "a number of about 401 digits is too large"),
+        ({"CPU": 1e300}, "CPU", "(301 characters) is more CPU than a machine has"),
+        ({"CPU": True}, "CPU", 'must be a quantity such as "1" or 1, not true'),
+        ({"GPU": False}, "GPU", "not false"),
+    ],
+)
+def test_absurd_resources_are_a_validation_error_naming_the_field(
+    resources: dict[str, Any], field: str, words: str
+) -> None:
+    where, problem = problem_of(job_doc(task={"Resources": resources}))
+    assert where == f"Job.Tasks[0].Resources.{field}"
+    assert words in problem
+
+
+def test_resources_take_json_numbers_as_their_string() -> None:
+    resources = {"CPU": 2, "Memory": 1.5e9, "Disk": 1024, "GPU": 1}
+    job = parse(job_doc(task={"Resources": resources}))
+    assert job.to_wire()["Tasks"][0]["Resources"] == {
+        "CPU": "2",
+        "Memory": "1500000000",
+        "Disk": "1024",
+        "GPU": "1",
+    }
+    parsed = job.task.resources.parsed()
+    assert (parsed.cpu, parsed.memory, parsed.disk, parsed.gpu) == (2.0, 1_500_000_000, 1024, 1)
+
+
+def test_largest_amounts_are_accepted() -> None:
+    resources = {"CPU": "65536", "Memory": str(INT64_MAX), "GPU": str(INT64_MAX)}
+    timeouts = {"ExecutionTimeout": MAX_TIMEOUT_S, "QueueTimeout": MAX_TIMEOUT_S}
+    job = parse(
+        job_doc(
+            Count=INT64_MAX, Priority=INT64_MAX, task={"Resources": resources, "Timeouts": timeouts}
+        )
+    )
+    assert job.count == INT64_MAX
+    assert job.task.timeouts.execution_timeout == MAX_TIMEOUT_S
+    assert job.task.resources.parsed().memory == INT64_MAX
+
+
+@pytest.mark.parametrize(
+    ("doc", "field", "words"),
+    [
+        (
+            job_doc(Count=10**30),
+            "Job.Count",
+            "is too large (at most 9223372036854775807, Go's int)",
+        ),
+        (job_doc(Count=INT64_MAX + 1), "Job.Count", "is too large"),
+        (job_doc(Priority=10**400), "Job.Priority", "a number of about 401 digits is too large"),
+        (
+            job_doc(task={"Timeouts": {"ExecutionTimeout": 10**12}}),
+            "Job.Tasks[0].Timeouts.ExecutionTimeout",
+            "1000000000000 s is too long (at most 4611686018 s, 146 years)",
+        ),
+        (
+            job_doc(task={"Timeouts": {"QueueTimeout": MAX_TIMEOUT_S + 1}}),
+            "Job.Tasks[0].Timeouts.QueueTimeout",
+            "is too long",
+        ),
+        (
+            job_doc(task={"Timeouts": {"TotalTimeout": MAX_TIMEOUT_S + 1}}),
+            "Job.Tasks[0].Timeouts.TotalTimeout",
+            "is too long",
+        ),
+    ],
+)
+def test_counts_and_timeouts_are_bounded(doc: dict[str, Any], field: str, words: str) -> None:
+    assert problem_of(doc)[0] == field
+    assert words in problem_of(doc)[1]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("3", "must be an integer, not the string '3'"),
+        (True, "must be an integer, not true"),
+        (False, "must be an integer, not false"),
+        (1.0, "must be an integer, not 1.0"),
+        (2.5, "must be an integer, not 2.5"),
+        (None, "must be an integer, not null"),
+        ([1], "must be an integer, not a list"),
+    ],
+)
+def test_integer_fields_take_only_integers_as_go_does(value: Any, words: str) -> None:
+    assert problem_of(job_doc(Count=value)) == ("Job.Count", words)
+    assert problem_of(job_doc(priority=value)) == ("Job.Priority", words)
+    timeouts = {"executiontimeout": value}
+    assert problem_of(job_doc(task={"Timeouts": timeouts})) == (
+        "Job.Tasks[0].Timeouts.ExecutionTimeout",
+        words,
+    )
+
+
+def test_strict_integers_still_match_keys_case_insensitively_and_round_trip() -> None:
+    job = parse(job_doc(COUNT=3, task={"timeouts": {"EXECUTIONTIMEOUT": 60}}))
+    assert (job.count, job.task.timeouts.execution_timeout) == (3, 60)
+    stored = job.model_copy(update={"version": 2, "create_time": 1_700_000_000_000_000_000})
+    assert Job.model_validate_json(stored.model_dump_json(by_alias=True)) == stored
+    assert Job.from_wire(stored.to_wire()) == stored
+
+
+@pytest.mark.parametrize(
+    ("constraint", "field", "words"),
+    [
+        ({"Key": "", "Operator": "exists"}, "Key", "selector key cannot be blank"),
+        ({"Key": "a b", "Operator": "exists"}, "Key", "key 'a b' must consist of letters"),
+        ({"Key": "a", "Operator": "in", "Values": ["has space"]}, "Values[0]", "'has space'"),
+        ({"Key": "a", "Operator": "in", "Values": []}, "Values", "needs at least one value"),
+        ({"Key": "a", "Operator": "exists", "Values": ["x"]}, "Values", "takes no values"),
+        ({"Key": "a", "Operator": "gt", "Values": ["x"]}, "Values[0]", "needs an integer"),
+    ],
+)
+def test_constraints_follow_kubernetes_requirement_rules(
+    constraint: dict[str, Any], field: str, words: str
+) -> None:
+    where, problem = problem_of(
+        job_doc(Constraints=[{"Key": "ok", "Operator": "exists"}, constraint])
+    )
+    assert where == f"Job.Constraints[1].{field}"
+    assert words in problem
+
+
+@pytest.mark.parametrize(
+    ("task", "field", "words"),
+    [
+        (
+            {
+                "InputSources": [
+                    {"Source": SOURCE, "Alias": "data", "Target": "/a"},
+                    {"Source": SOURCE, "Alias": "data", "Target": "/b"},
+                ]
+            },
+            "InputSources[1].Alias",
+            "'data' is already the Alias of InputSources[0]",
+        ),
+        (
+            {
+                "InputSources": [
+                    {"Source": SOURCE, "Target": "/in"},
+                    {"Source": SOURCE, "Target": "/x"},
+                    {"Source": SOURCE, "Target": "/in/"},
+                ]
+            },
+            "InputSources[2].Target",
+            "'/in' is already the Target of InputSources[0]",
+        ),
+        (
+            {"ResultPaths": [{"Name": "out", "Path": "/a"}, {"Name": "out", "Path": "/b"}]},
+            "ResultPaths[1].Name",
+            "'out' is already the Name of ResultPaths[0]",
+        ),
+        (
+            {"ResultPaths": [{"Name": "a", "Path": "/out"}, {"Name": "b", "Path": "/out//"}]},
+            "ResultPaths[1].Path",
+            "'/out' is already the Path of ResultPaths[0]",
+        ),
+        (
+            {"ResultPaths": [{"Name": "a\x00b", "Path": "/out"}]},
+            "ResultPaths[0].Name",
+            "is not a usable result name",
+        ),
+        (
+            {"ResultPaths": [{"Name": "a", "Path": "/o\x00ut"}]},
+            "ResultPaths[0].Path",
+            "must not contain a NUL character",
+        ),
+        (
+            {"InputSources": [{"Source": SOURCE, "Target": "/i\x00n"}]},
+            "InputSources[0].Target",
+            "must not contain a NUL character",
+        ),
+        ({"Name": "ma\x00in"}, "Name", "must not contain a NUL character"),
+        ({"Name": "  "}, "Name", "must not be blank"),
+        ({"Name": False}, "Name", "string"),
+    ],
+)
+def test_task_names_and_paths_are_unique_and_usable(
+    task: dict[str, Any], field: str, words: str
+) -> None:
+    where, problem = problem_of(job_doc(task=task))
+    assert where == f"Job.Tasks[0].{field}"
+    assert words in problem
+
+
+def test_empty_aliases_may_repeat() -> None:
+    sources = [{"Source": SOURCE, "Target": "/a"}, {"Source": SOURCE, "Target": "/b"}]
+    assert len(parse(job_doc(task={"InputSources": sources})).task.input_sources) == 2
+
+
+@pytest.mark.parametrize(
+    ("doc", "field", "words"),
+    [
+        (job_doc(Name="my\x00job"), "Job.Name", "must not contain a NUL character"),
+        (job_doc(Name=" "), "Job.Name", "must not be blank"),
+        (job_doc(Namespace="team\x00a"), "Job.Namespace", "must not contain a NUL character"),
+        (job_doc(Namespace="\t"), "Job.Namespace", "must not be blank"),
+        (job_doc(Namespace=0), "Job.Namespace", "string"),
+    ],
+)
+def test_job_name_and_namespace_follow_bacalhau(
+    doc: dict[str, Any], field: str, words: str
+) -> None:
+    where, problem = problem_of(doc)
+    assert where == field
+    assert words in problem
+
+
+def test_empty_name_and_namespace_take_defaults() -> None:
+    job = parse(job_doc(ID="j-1", Name="", Namespace=None))
+    assert (job.name, job.namespace) == ("j-1", "default")

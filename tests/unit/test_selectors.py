@@ -11,7 +11,7 @@ def req(key: str, operator: str, *values: str) -> LabelSelectorRequirement:
     return LabelSelectorRequirement(key=key, operator=operator, values=list(values))
 
 
-LABELS = {"region": "eu", "zone": "a", "cores": "8", "name": "gpu-box"}
+LABELS = {"region": "eu", "zone": "a", "cores": "8", "name": "gpu-box", "load": "2.5"}
 
 
 @pytest.mark.parametrize(
@@ -37,13 +37,17 @@ LABELS = {"region": "eu", "zone": "a", "cores": "8", "name": "gpu-box"}
         (req("missing", "!"), True),
         (req("cores", "gt", "4"), True),
         (req("cores", "gt", "8"), False),
-        (req("cores", "gt", "7.5"), True),
+        (req("cores", "gt", "7"), True),
+        (req("cores", "gt", "007"), True),
+        (req("cores", "lt", "009"), True),
         (req("cores", "lt", "16"), True),
         (req("cores", "lt", "8"), False),
         (req("missing", "gt", "1"), False),
         (req("missing", "lt", "1"), False),
         (req("name", "gt", "1"), False),
         (req("name", "lt", "1"), False),
+        (req("load", "gt", "1"), False),  # Kubernetes compares integers only
+        (req("load", "lt", "3"), False),
     ],
 )
 def test_matches(requirement: LabelSelectorRequirement, expected: bool) -> None:
@@ -147,7 +151,12 @@ def test_description_parses_back_for_comparisons() -> None:
         ("env in (prod,)", "'env in (prod,)' has an empty value"),
         ("env in (pr od)", "'env in (pr od)' has value 'pr od'"),
         ("cores>many", "'cores>many'"),
-        ("cores>", "'cores>': operator 'gt' needs a number"),
+        ("cores>", "'cores>': operator 'gt' needs an integer"),
+        ("cores>7.5", "'cores>7.5': operator 'gt' needs an integer, not '7.5'"),
+        ("a//b=1", "'a//b=1': key 'a//b' has a prefix that is not a lowercase DNS subdomain"),
+        ("Example.com/tier=1", "key 'Example.com/tier' has a prefix that is not a lowercase"),
+        (f"{'k' * 64}=1", "(64 characters) is longer than 63 characters"),
+        (f"k={'v' * 64}", "(64 characters) is longer than 63 characters"),
         ("region=eu=us", "cannot parse 'region=eu=us'"),
         ("region eu", "cannot parse 'region eu'"),
         ("-bad=1", "cannot parse '-bad=1'"),
@@ -159,3 +168,68 @@ def test_parse_errors_name_constraints_and_the_bad_part(text: str, names: str) -
         parse_selector(text)
     assert caught.value.field == "constraints"
     assert names in caught.value.problem
+
+
+def requirement_error(wire: dict[str, object]) -> ValidationError:
+    with pytest.raises(ValidationError) as caught:
+        LabelSelectorRequirement.from_wire(wire, prefix="Job.Constraints[0]")
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("", "selector key cannot be blank"),
+        ("   ", "selector key cannot be blank"),
+        ("a b", "key 'a b' must consist of letters, digits, '-', '_' and '.'"),
+        ("-a", "start and end with a letter or digit"),
+        ("a/b/c", "key 'a/b/c' has a prefix that is not a lowercase DNS subdomain"),
+        ("/a", "key '/a' has an empty prefix before '/'"),
+        ("example.com/", "key 'example.com/' has no name after its prefix"),
+        ("example.com/a b", "the name after '/' must consist of letters"),
+        ("k" * 64, "is longer than 63 characters"),
+    ],
+)
+def test_model_rejects_keys_kubernetes_rejects(key: str, problem: str) -> None:
+    error = requirement_error({"Key": key, "Operator": "exists"})
+    assert error.field == "Job.Constraints[0].Key"
+    assert problem in error.problem
+
+
+@pytest.mark.parametrize(
+    "key", ["region", "a", "a.b_c-d", "example.com/tier", "node-1.example.com/GPU_0", "k" * 63]
+)
+def test_model_accepts_qualified_names(key: str) -> None:
+    assert req(key, "exists").key == key
+
+
+@pytest.mark.parametrize(
+    ("operator", "values", "field", "problem"),
+    [
+        ("in", ["eu", "has space"], "Values[1]", "value 'has space' must consist of letters"),
+        ("=", ["v" * 64], "Values[0]", "is longer than 63 characters"),
+        ("=", ["-v"], "Values[0]", "start and end with a letter or digit"),
+        ("in", [], "Values", "operator 'in' needs at least one value"),
+        ("notin", [], "Values", "operator 'notin' needs at least one value"),
+        ("exists", ["x"], "Values", "operator 'exists' takes no values"),
+        ("!", ["x"], "Values", "operator '!' takes no values"),
+        ("=", [], "Values", "operator '=' takes exactly one value"),
+        ("!=", ["a", "b"], "Values", "operator '!=' takes exactly one value"),
+        ("gt", ["1", "2"], "Values", "operator 'gt' takes exactly one value"),
+        ("lt", [], "Values", "operator 'lt' takes exactly one value"),
+        ("gt", ["1.5"], "Values[0]", "operator 'gt' needs an integer, not '1.5'"),
+        ("lt", ["9223372036854775808"], "Values[0]", "needs an integer"),
+    ],
+)
+def test_model_checks_values_against_operator(
+    operator: str, values: list[str], field: str, problem: str
+) -> None:
+    error = requirement_error({"Key": "k", "Operator": operator, "Values": values})
+    assert error.field == f"Job.Constraints[0].{field}"
+    assert problem in error.problem
+
+
+def test_model_accepts_empty_value_and_int64_bounds() -> None:
+    assert req("owner", "=", "").values == [""]
+    assert req("n", "gt", "9223372036854775807").values == ["9223372036854775807"]
+    assert req("n", "in", "a", "").values == ["a", ""]

@@ -562,3 +562,33 @@ def test_list_jobs_selector_pages_cover_every_match_once(
             if not token:
                 break
         assert seen == expected
+
+
+def test_a_job_stored_before_a_rule_was_added_stays_readable(db_path: Path) -> None:
+    """Submission rules tighten over releases; what the store already holds must still load
+    (these values were accepted by earlier versions)."""
+    with JobStore(db_path) as first:
+        job = first.create_job(make_job(), "v")
+        execution = first.create_execution(make_execution(job.id))
+    old = job.to_wire()
+    old["Constraints"] = [{"Key": "load avg", "Operator": "gt", "Values": ["7.5"]}]
+    old["Tasks"][0]["ResultPaths"] = [
+        {"Name": "out", "Path": "/out"},
+        {"Name": "out", "Path": "/out/"},
+    ]
+    old["Tasks"][0]["Resources"] = {"CPU": "1" * 400}
+    with pytest.raises(ValidationError):
+        Job.from_wire(old)  # new input is held to today's rules
+    with closing(sqlite3.connect(db_path)) as raw, raw:
+        raw.execute("UPDATE jobs SET json = ? WHERE id = ?", (json.dumps(old), job.id))
+        stored = json.loads(raw.execute("SELECT json FROM executions").fetchone()[0])
+        if stored.get("Job"):
+            stored["Job"] = old
+            raw.execute("UPDATE executions SET json = ?", (json.dumps(stored),))
+    with JobStore(db_path) as second:
+        loaded = second.get_job(job.id)
+        assert loaded.constraints[0].key == "load avg"
+        assert [r.name for r in loaded.task.result_paths] == ["out", "out"]
+        assert [j.id for j in second.active_jobs()] == [job.id]
+        assert [j.id for j in second.list_jobs()[0]] == [job.id]
+        assert [e.id for e in second.executions(job.id)] == [execution.id]
