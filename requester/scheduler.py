@@ -25,6 +25,7 @@ NEVER_RAN = "NeverRan"  # failed while bidding: not an attempt to run, bounded b
 BUSY = "Busy"
 ROUND = "Round"
 QUEUED_SINCE = "QueuedSince"
+RETRIES = "Retries"
 ASKING = (S.ASK_FOR_BID, S.ASK_FOR_BID_ACCEPTED)
 
 
@@ -275,7 +276,12 @@ def _plan_asks(
         _wake(plan, wait.settle_until_ns)  # nobody yet, but not every node has spoken since
         return
 
-    holding = {node.node_id: "already has an execution of this job" for node in selection.ranked}
+    holders = {e.node_id for e in executions if not e.state.terminal or e.state == S.COMPLETED}
+    holding = {
+        node.node_id: "already has an execution of this job"
+        for node in selection.ranked
+        if node.node_id in holders
+    }
     reasons = {**holding, **selection.rejected, **refused}
     summary = "; ".join(f"{node}: {why}" for node, why in sorted(reasons.items()))
     summary = summary or "no compute node is connected"
@@ -283,8 +289,11 @@ def _plan_asks(
         summary = f"{needed} more node(s) needed for Count={job.count} ({summary})"
     queue_timeout_s = job.task.timeouts.queue_timeout or config.default_queue_timeout_s
     queued_since = int(job.state.details.get(QUEUED_SINCE, "0")) or now_ns
+    # Nodes that pass the filters but hold an execution of this job already can never take
+    # another: with only those, Count is more than the cluster can give (Bacalhau: "not enough
+    # nodes"), and waiting would not change that.
     could_ever = (
-        bool(selection.ranked)
+        any(node.node_id not in holders for node in selection.ranked)
         or any_busy
         or job.task.timeouts.queue_timeout > 0
         or job.state.state_type == JobStateType.QUEUED
@@ -298,13 +307,26 @@ def _plan_asks(
         if queue_timeout_s and could_ever:
             plan.job_message = f"queued for {queue_timeout_s:g}s without a node: {summary}"
         return
-    retries = int(job.state.details.get("Retries", "0"))
-    backoff_s = min(config.queue_backoff_s * 2**retries, config.queue_backoff_max_s)
+    _queue(plan, job, now_ns, config, queued_since, f"waiting for a node: {summary}")
+
+
+def _queue(
+    plan: Plan, job: Job, now_ns: int, config: SchedulerConfig, queued_since: int, message: str
+) -> None:
+    """Queue the job until its next round. A round already set is kept: evaluations in
+    between (capacity news) must not push it back, nor count as retries."""
+    details = job.state.details
+    round_start = int(details.get(ROUND, "0"))
+    retries = int(details.get(RETRIES, "0"))
+    if job.state.state_type != JobStateType.QUEUED or round_start <= now_ns:
+        backoff_s = min(config.queue_backoff_s * 2 ** min(retries, 32), config.queue_backoff_max_s)
+        round_start = now_ns + int(backoff_s * 1e9)
+        retries += 1
     plan.job_state = JobStateType.QUEUED
-    plan.job_message = f"waiting for a node: {summary}"
+    plan.job_message = message
     plan.job_details = {
         QUEUED_SINCE: str(queued_since),
-        ROUND: str(now_ns + int(backoff_s * 1e9)),
-        "Retries": str(retries + 1),
+        ROUND: str(round_start),
+        RETRIES: str(retries),
     }
-    _wake(plan, now_ns + int(backoff_s * 1e9))
+    _wake(plan, round_start)

@@ -325,3 +325,42 @@ def test_a_restarted_requester_waits_for_nodes_to_announce_before_deciding() -> 
 def test_while_settling_a_job_that_can_run_is_asked_for_at_once() -> None:
     plan = settling_plan(job(count=1), [], [node("a")])
     assert [n.node_id for n in plan.ask] == ["a"]
+
+
+def test_more_count_than_the_cluster_has_nodes_fails_at_once_like_bacalhau() -> None:
+    nodes = [node("a"), node("b")]
+    running = [execution("e1", "a", S.RUNNING), execution("e2", "b", S.RUNNING)]
+    plan = plan_for(job(count=3, state=JobStateType.RUNNING), running, nodes)
+    assert plan.job_state is JobStateType.FAILED
+    assert plan.job_message.startswith("no node could run the job: 1 more node(s) needed")
+    assert sorted(plan.cancel) == [("e1", "job failed"), ("e2", "job failed")]
+
+
+def queued_job(round_ns: int, retries: int) -> Job:
+    queued = job(count=1, state=JobStateType.QUEUED, timeouts={"QueueTimeout": 10**6})
+    details = {QUEUED_SINCE: str(NOW - 10**9), "Round": str(round_ns), "Retries": str(retries)}
+    queued.state = JobState(state_type=JobStateType.QUEUED, details=details)
+    return queued
+
+
+def test_queue_backoff_is_capped_however_many_rounds_went_by() -> None:
+    busy = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, details={"Busy": "true"})]
+    plan = plan_for(queued_job(round_ns=NOW - 5 * 10**9, retries=5000), busy, [node("a")])
+    assert plan.job_state is JobStateType.QUEUED
+    assert plan.job_details is not None
+    assert plan.job_details["Retries"] == "5001"
+    assert plan.wake_at_ns == NOW + int(CONFIG.queue_backoff_max_s * 1e9)
+
+
+def test_an_evaluation_before_the_next_round_keeps_that_round() -> None:
+    """Capacity news re-evaluates queued jobs often; that must not push the round back or
+    count as a retry."""
+    later = NOW + 3 * 10**9
+    refused = [
+        execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=later, details={"Busy": "true"})
+    ]
+    plan = plan_for(queued_job(round_ns=later, retries=2), refused, [node("a")])
+    assert plan.job_state is JobStateType.QUEUED
+    assert plan.job_details is not None
+    assert (plan.job_details["Round"], plan.job_details["Retries"]) == (str(later), "2")
+    assert plan.wake_at_ns == later
