@@ -54,12 +54,7 @@ def find_entry_module(target: str, mounts: Sequence[Mount]) -> Path:
     for mount in mounts:
         mounted = guest_path(mount.target)
         if mounted == wanted:
-            if mount.source.is_dir():
-                raise ExecutionError(
-                    f"EntryModule {target}: the input mounted there is a folder; "
-                    "name the module file inside it"
-                )
-            return mount.source
+            return mount.source if not mount.source.is_dir() else _only_file(target, mount.source)
         if mounted in wanted.parents and (best is None or len(mounted.parts) > len(best[0].parts)):
             best = (mounted, mount)
     if best is None:
@@ -76,6 +71,19 @@ def find_entry_module(target: str, mounts: Sequence[Mount]) -> Path:
     if not resolved.is_file():
         raise ExecutionError(f"EntryModule {target}: no such file in the input {mount.target}")
     return resolved
+
+
+def _only_file(target: str, folder: Path) -> Path:
+    """A folder input at the EntryModule's path (urlDownload stores ``<Target>/<file name>``)
+    stands for the one file in it, as in Bacalhau."""
+    files = sorted(path for path in folder.iterdir() if not path.name.startswith("."))
+    if len(files) == 1 and files[0].is_file() and not files[0].is_symlink():
+        return files[0]
+    inside = ", ".join(path.name for path in files[:5]) or "nothing"
+    raise ExecutionError(
+        f"EntryModule {target}: the input mounted there is a folder holding {inside}; "
+        "name the module file inside it"
+    )
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
+from pathlib import PurePosixPath
+
 from protocol.errors import ValidationError
 from protocol.job import Job, SpecConfig
 from protocol.specs.engines import WasmParams
@@ -30,11 +33,12 @@ def validate_job(job: Job) -> list[str]:
     if task.engine.type == "wasm":
         params = WasmParams.from_wire(task.engine.params, prefix=f"{where}.Engine.Params")
         if isinstance(params.entry_module, str):
-            targets = {source.target for source in task.input_sources}
-            if params.entry_module not in targets:
+            module = PurePosixPath(posixpath.normpath(params.entry_module))
+            targets = [PurePosixPath(posixpath.normpath(s.target)) for s in task.input_sources]
+            if not any(module == t or t in module.parents for t in targets):
                 raise ValidationError(
                     f"{where}.Engine.Params.EntryModule",
-                    f"{params.entry_module!r} is not the Target of any InputSource",
+                    f"{params.entry_module!r} is not the Target of any InputSource, nor inside one",
                 )
         else:
             _canonicalize(

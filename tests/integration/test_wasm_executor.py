@@ -239,6 +239,24 @@ def test_entry_module_inside_a_mounted_folder(tmp_path: Path) -> None:
     assert stdout(request) == "Hello, folder!\n"
 
 
+def test_a_folder_at_the_entry_module_stands_for_its_only_file(tmp_path: Path) -> None:
+    """urlDownload keeps ``<Target>/<file name>``: the one file there is the module."""
+    folder = tmp_path / "download"
+    folder.mkdir()
+    shutil.copy(HELLO, folder / "hello.wat")
+    params = {"EntryModule": "/app/hello.wasm", "Parameters": ["url"]}
+    mount = Mount(source=folder, target="/app/hello.wasm")
+    request = wasm_request(tmp_path, params, inputs=[mount])
+
+    assert WasmExecutor().run(request).exit_code == 0
+    assert stdout(request) == "Hello, url!\n"
+
+    shutil.copy(HELLO, folder / "other.wat")
+    again = wasm_request(tmp_path, params, inputs=[mount], execution_id="e-2")
+    with pytest.raises(ExecutionError, match=r"folder holding hello\.wat, other\.wat"):
+        WasmExecutor().run(again)
+
+
 def test_entry_module_that_no_input_provides(tmp_path: Path) -> None:
     request = wasm_request(
         tmp_path, {"EntryModule": "/nowhere/main.wasm"}, inputs=[module_mount(HELLO)]

@@ -354,3 +354,18 @@ def test_job_name_and_namespace_follow_bacalhau(
 def test_empty_name_and_namespace_take_defaults() -> None:
     job = parse(job_doc(ID="j-1", Name="", Namespace=None))
     assert (job.name, job.namespace) == ("j-1", "default")
+
+
+def wasm_task(entry_module: str, target: str) -> dict[str, Any]:
+    source = {"Type": "urlDownload", "Params": {"URL": "https://example.com/m.wasm"}}
+    return {
+        "Engine": {"Type": "wasm", "Params": {"EntryModule": entry_module}},
+        "InputSources": [{"Source": source, "Target": target}],
+    }
+
+
+def test_the_entry_module_may_be_an_input_target_or_inside_one() -> None:
+    assert parse(job_doc(task=wasm_task("/app/m.wasm", "/app/m.wasm"))).task.engine.type == "wasm"
+    assert parse(job_doc(task=wasm_task("/app/m.wasm", "/app/"))).task.engine.type == "wasm"
+    with pytest.raises(ValidationError, match="not the Target of any InputSource, nor inside"):
+        parse(job_doc(task=wasm_task("/application/m.wasm", "/app")))
