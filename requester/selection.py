@@ -19,6 +19,12 @@ from protocol.selectors import unmet
 from protocol.specs import ENGINES, SOURCES
 from protocol.specs.engines import WasmParams
 
+# How an operator turns on a storage source that is off by default.
+SOURCE_HINTS = {
+    "local": " (a node reads local paths only under --allow-listed-local-paths)",
+    "ipfs": " (a node reads IPFS with --ipfs-connect)",
+}
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -53,7 +59,8 @@ def why_not(job: Job, node: NodeInfo, needs: Resources) -> str:
         return f"publisher {task.publisher.type} not installed"
     missing = sorted(t for t in source_types(job) if t.lower() not in _lower(info.storage_sources))
     if missing:
-        return f"storage {', '.join(missing)} not installed"
+        hints = "".join(SOURCE_HINTS.get(name, "") for name in missing)
+        return f"storage {', '.join(missing)} not installed{hints}"
     labels_unmet = unmet(node.labels, job.constraints)
     if labels_unmet:
         return f"labels do not match {'; '.join(labels_unmet)}"
