@@ -44,6 +44,24 @@ def job_resources(task_resources: Resources, defaults: Resources) -> Resources:
     return task_resources.with_defaults(defaults)
 
 
+def execution_needs(asked: Resources, allocated: Resources, defaults: Resources) -> Resources:
+    """What one execution holds on this node, worked out by the node itself.
+
+    ``asked`` is the task's own Resources, ``allocated`` the requester's AllocatedResources
+    (all 0 when it sent none). The node's figure is the task's asks with its ``defaults``
+    where the task left 0, raised to the requester's allocation in any dimension where that
+    is larger: a requester that allocated more has promised the task more (its own defaults),
+    but a missing, stale or too small allocation never lets a job take less than it asks for.
+    """
+    own = job_resources(asked, defaults)
+    return Resources(
+        cpu=max(own.cpu, allocated.cpu),
+        memory=max(own.memory, allocated.memory),
+        disk=max(own.disk, allocated.disk),
+        gpu=max(own.gpu, allocated.gpu),
+    )
+
+
 def total(amounts: Iterable[Resources]) -> Resources:
     result = Resources()
     for amount in amounts:

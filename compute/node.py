@@ -3,7 +3,13 @@
 Capacity is enforced here, not on the requester: a positive bid reserves the job's resources
 until BidAccepted (the reservation becomes an allocation), BidRejected, or the reservation
 timeout; so however stale a requester's view, and however many requesters compete, the node
-never takes more than it has.
+never takes more than it has. What a job needs is the node's own figure (the task's Resources
+with the node's defaults, never less than the requester's AllocatedResources).
+
+Messages may come twice (a broker redelivers) or late: a second AskForBid or BidAccepted for
+an execution the node holds or ran is ignored, and a BidAccepted after the bid's reservation
+expired is refused with a retryable ComputeError (the bid is void from then on, whether or not
+the sweeper has run yet), so every run the node starts is one it reports holding.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Protocol
 from compute.bidding.base import BidRequest, BidRule
 from compute.bidding.chain import decide, default_rules
 from compute.bidding.locality import DataLocality
-from compute.capacity import CapacityTracker
+from compute.capacity import CapacityTracker, execution_needs
 from compute.runner import ActivityLog, Plugins, Runner
 from protocol.envelope import Envelope
 from protocol.errors import TransportError
@@ -49,6 +55,11 @@ class Outbox(Protocol):
 class ComputeConfig:
     max_capacity: Resources
     max_job_resources: Resources | None = None
+    # What a task that leaves a dimension of its Resources empty holds (the requester's
+    # default too, so both sides count the same).
+    default_job_resources: Resources = field(
+        default_factory=lambda: Resources(cpu=0.1, memory=64 * 1024**2)
+    )
     labels: dict[str, str] = field(default_factory=dict)
     reservation_ttl_s: float = 30.0
     default_execution_timeout_s: float = 1800.0
@@ -68,6 +79,7 @@ Installed = tuple[frozenset[str], frozenset[str], frozenset[str]]
 class _Held:
     execution: Execution
     requester: str
+    needs: Resources
     running: bool = False
 
 
@@ -81,6 +93,7 @@ class ComputeNode:
         work_dir: Path,
         rules: list[BidRule] | None = None,
         node_type: NodeType = NodeType.COMPUTE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_id = node_id
         self._config = config
@@ -89,7 +102,8 @@ class ComputeNode:
         self._rules = (
             rules if rules is not None else default_rules(plugins.storage, config.data_locality)
         )
-        self.capacity = CapacityTracker(config.max_capacity)
+        self._clock = clock
+        self.capacity = CapacityTracker(config.max_capacity, clock=clock)
         self._node_type = node_type
         work_dir.mkdir(parents=True, exist_ok=True)
         self._runner = Runner(
@@ -100,7 +114,7 @@ class ComputeNode:
             activity=ActivityLog(work_dir / "activity.jsonl"),
         )
         self._held: dict[str, _Held] = {}
-        self._finished: dict[str, float] = {}  # execution ID -> when it left _held
+        self._finished: dict[str, float] = {}  # execution ID -> when its run left _held
         # Asks withdrawn (rejected or cancelled) while their bid was still being decided on
         # a bid worker: the decision must not then reserve capacity for them.
         self._withdrawn: dict[str, float] = {}
@@ -140,8 +154,9 @@ class ComputeNode:
         )
 
     def holding(self) -> list[str]:
-        """Executions this node holds, plus those finished in the last ``finished_memory_s``:
-        their result may still be on its way, so a heartbeat must not yet disown them."""
+        """Executions this node holds (reserved or running), plus runs finished in the last
+        ``finished_memory_s``: their result may still be on its way, so a heartbeat must not
+        yet disown them."""
         with self._lock:
             self._prune_finished()
             return sorted({*self._held, *self._finished})
@@ -149,7 +164,7 @@ class ComputeNode:
     def _prune_finished(self) -> None:
         """Forget executions finished, or asks withdrawn, longer ago than
         ``finished_memory_s`` (lock held)."""
-        now = time.monotonic()
+        now = self._clock()
         for memory in (self._finished, self._withdrawn):
             for execution_id, at in list(memory.items()):
                 if now - at > self._config.finished_memory_s:
@@ -199,15 +214,23 @@ class ComputeNode:
 
     def _sweep(self) -> None:
         while not self._stopping.wait(1.0):
-            with self._lock:
-                self._prune_finished()
+            self.expire_reservations()
+
+    def expire_reservations(self) -> list[str]:
+        """Drop the bids whose reservation timed out (the sweeper calls this every second).
+
+        One step under the node's lock, so a BidAccepted is decided wholly before or wholly
+        after it: never half-way, where it would run an execution the node no longer lists.
+        """
+        with self._lock:
+            self._prune_finished()
             expired = self.capacity.expire()
-            if expired:
-                with self._lock:
-                    for execution_id in expired:
-                        self._forget(execution_id)
-                log.info("event=reservations_expired executions=%s", ",".join(expired))
-                self._changed()
+            for execution_id in expired:
+                self._forget(execution_id)
+        if expired:
+            log.info("event=reservations_expired executions=%s", ",".join(expired))
+            self._changed()
+        return expired
 
     # -- messages ------------------------------------------------------------------------
 
@@ -219,10 +242,9 @@ class ComputeNode:
         elif isinstance(payload, BidAccepted):
             self._on_accepted(envelope.sender, payload.execution_id)
         elif isinstance(payload, BidRejected):
-            self._withdraw(payload.execution_id)
-            self._release(payload.execution_id, f"bid rejected: {payload.reason}")
+            self._on_cancel(payload.execution_id, f"bid rejected: {payload.reason}")
         elif isinstance(payload, CancelExecution):
-            self._on_cancel(payload.execution_id, payload.reason)
+            self._on_cancel(payload.execution_id, f"cancelled: {payload.reason}")
 
     def _reply(self, requester: str, message: Message) -> None:
         try:
@@ -240,7 +262,9 @@ class ComputeNode:
         job = execution.job
         if job is None:
             return
-        needs = execution.resources()
+        needs = execution_needs(
+            job.task.resources.parsed(), execution.resources(), self._config.default_job_resources
+        )
         engines, publishers, sources = self._installed()
         decision = decide(
             BidRequest(
@@ -259,15 +283,18 @@ class ComputeNode:
         busy = False
         reason = decision.reason
         reserved = False
-        with self._lock:  # one step with _withdraw: a withdrawal lands before or after it
+        with self._lock:  # one step with _on_cancel: a withdrawal lands before or after it
             if self._withdrawn.pop(execution.id, None) is not None:
                 log.info("event=bid_dropped execution=%s reason='ask withdrawn'", execution.id)
+                return
+            if execution.id in self._held or execution.id in self._finished:
+                log.info("event=bid_dropped execution=%s reason='asked again'", execution.id)
                 return
             if decision.should_bid:
                 ttl_s = self._config.reservation_ttl_s
                 refusal = self.capacity.try_reserve(execution.id, needs, ttl_s)
                 if refusal is None:
-                    self._held[execution.id] = _Held(execution=execution, requester=requester)
+                    self._held[execution.id] = _Held(execution, requester, needs)
                     reserved = True
                 else:
                     busy, reason = True, refusal
@@ -293,30 +320,30 @@ class ComputeNode:
         )
 
     def _on_accepted(self, requester: str, execution_id: str) -> None:
-        with self._lock:
+        with self._lock:  # one step, as the sweep and a cancel are: no half-way states
             held = self._held.get(execution_id)
-        refusal: str | None = "the bid's reservation expired"
-        if held is not None:
-            refusal = None
-            if not self.capacity.commit(execution_id):
-                ttl_s = self._config.reservation_ttl_s
-                refusal = self.capacity.try_reserve(execution_id, held.execution.resources(), ttl_s)
-                if refusal is None and not self.capacity.commit(execution_id):
-                    refusal = "reservation lost"
-        if held is None or refusal is not None:
-            self._release(execution_id, f"cannot start: {refusal}")
-            self._reply(
-                requester,
-                ComputeError(
-                    execution_id=execution_id,
-                    job_id=held.execution.job_id if held else "",
-                    message=f"cannot start: {refusal}",
-                    retryable=True,
-                ),
-            )
-            return
-        held.running = True
-        self._pool.submit(self._run, held)
+            if (held is None and execution_id in self._finished) or (held and held.running):
+                log.info("event=accept_ignored execution=%s reason='ran already'", execution_id)
+                return
+            if held is not None and self.capacity.commit(execution_id):
+                held.running = True
+                self._pool.submit(self._run, held)
+                return
+            if held is None:
+                refusal = "no bid of this node is open for it (expired, rejected or cancelled)"
+            else:
+                refusal = f"the bid's reservation expired after {self._config.reservation_ttl_s:g}s"
+                self._forget(execution_id)
+        self._release(execution_id, f"cannot start: {refusal}")
+        self._reply(
+            requester,
+            ComputeError(
+                execution_id=execution_id,
+                job_id=held.execution.job_id if held else "",
+                message=f"cannot start: {refusal}",
+                retryable=True,
+            ),
+        )
 
     def _run(self, held: _Held) -> None:
         execution = held.execution
@@ -328,7 +355,7 @@ class ComputeNode:
             )
 
         try:
-            result = self._runner.run(execution, started)
+            result = self._runner.run(execution, started, held.needs)
         finally:
             self._release(execution.id, "finished")
         if self._stopping.is_set():
@@ -340,27 +367,28 @@ class ComputeNode:
             )
         self._reply(held.requester, result)
 
-    def _withdraw(self, execution_id: str) -> None:
-        with self._lock:
-            if execution_id not in self._held:
-                self._withdrawn[execution_id] = time.monotonic()
-
     def _on_cancel(self, execution_id: str, reason: str) -> None:
+        """Cancel (or reject) an execution: withdraw an ask still being decided, free a bid's
+        reservation, stop a run. Decided under the lock, as BidAccepted is."""
         with self._lock:
             held = self._held.get(execution_id)
-        if held is None:
-            self._withdraw(execution_id)
-            return
+            if held is None:
+                if execution_id not in self._finished:
+                    self._withdrawn[execution_id] = self._clock()
+                return
+            if not held.running:
+                self._forget(execution_id)
         if held.running:
             log.info("event=cancel execution=%s reason=%r", execution_id, reason)
             self._runner.cancel(held.execution)
         else:
-            self._release(execution_id, f"cancelled: {reason}")
+            self._release(execution_id, reason)
 
     def _forget(self, execution_id: str) -> None:
-        """Drop from _held (caller holds the lock), remembering when for ``holding``."""
-        if self._held.pop(execution_id, None) is not None:
-            self._finished[execution_id] = time.monotonic()
+        """Drop from _held (caller holds the lock); a run is remembered for ``holding``."""
+        held = self._held.pop(execution_id, None)
+        if held is not None and held.running:
+            self._finished[execution_id] = self._clock()
 
     def _release(self, execution_id: str, why: str) -> None:
         with self._lock:

@@ -1,4 +1,14 @@
-"""The execution runner: stage inputs, run the executor, publish results, report back."""
+"""The execution runner: stage inputs, run the executor, publish results, report back.
+
+Staging is bounded and cancellable: it has the job's execution timeout (or the node's
+default) to finish, and a cancel stops it at once, so a slow or dripping source cannot hold the
+node's capacity for ever. It runs under a stop switch (:class:`RunControl`) that the deadline
+or :meth:`Runner.cancel` throws; a provider that can be interrupted mid-transfer
+(:class:`InterruptibleStorage`, e.g. urlDownload) is handed the switch, any other is checked
+between inputs. Bacalhau puts staging and the run under one execution-timeout deadline; here
+the executor then gets its own full execution timeout, so its timeout and its message mean
+what the job says (a run holds the node for at most twice the timeout, plus publishing).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +19,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from compute.executors.base import Executor, Mount, RunRequest
+from compute.executors.interrupts import RunControl, RunControls, StopReason
 from compute.publishers.base import Publisher
 from compute.registry import Registry
 from compute.storage.base import StorageProvider
@@ -19,9 +31,20 @@ from protocol.execution import Execution, RunCommandResult
 from protocol.ids import now_ns
 from protocol.job import InputSource
 from protocol.messages import ComputeError, Message, RunResult
+from protocol.resources import Resources
 from protocol.specs import SOURCES
 
 log = logging.getLogger("bacalao.compute")
+
+
+@runtime_checkable
+class InterruptibleStorage(Protocol):
+    """A storage provider that stops a transfer as soon as ``control`` is thrown (it may
+    register an :meth:`RunControl.on_stop` hook that aborts a blocked read)."""
+
+    def prepare_interruptible(
+        self, source: InputSource, staging_dir: Path, control: RunControl
+    ) -> Mount: ...
 
 
 @dataclass(frozen=True)
@@ -70,19 +93,28 @@ class Runner:
         self._default_timeout_s = default_timeout_s
         self._output_limit_bytes = output_limit_bytes
         self._activity = activity or ActivityLog(None)
+        self._staging = RunControls()
+        self._staged: set[str] = set()  # past staging: a cancel is the executor's alone
 
     def cancel(self, execution: Execution) -> None:
+        """Stop ``execution`` wherever it is: staging inputs, or running (a cancel that comes
+        before either starts is remembered by both, which then end at once)."""
+        if execution.id not in self._staged:
+            self._staging.cancel(execution.id)
         job = execution.job
         if job is not None and self._plugins.executors.has(job.task.engine.type):
             self._plugins.executors.get(job.task.engine.type).cancel(execution.id)
 
-    def run(self, execution: Execution, on_started: Callable[[], None]) -> Message:
-        """Run ``execution`` to its end; the RunResult or ComputeError to send back."""
+    def run(
+        self, execution: Execution, on_started: Callable[[], None], resources: Resources
+    ) -> Message:
+        """Run ``execution`` to its end with ``resources`` (what the node holds for it); the
+        RunResult or ComputeError to send back."""
         job = execution.job
         assert job is not None, "AskForBid carries the job"
         exec_dir = self._work_dir / execution.id
         try:
-            return self._run(execution, exec_dir, on_started)
+            return self._run(execution, exec_dir, on_started, resources)
         except RetryableExecutionError as exc:
             return self._error(execution, str(exc), retryable=True)
         except (ExecutionError, BacalaoError) as exc:
@@ -91,6 +123,7 @@ class Runner:
             log.exception("event=runner_crashed execution=%s", execution.id)
             return self._error(execution, f"internal error: {exc!r}", retryable=True)
         finally:
+            self._staged.discard(execution.id)
             shutil.rmtree(exec_dir, ignore_errors=True)
 
     def _error(self, execution: Execution, message: str, retryable: bool) -> ComputeError:
@@ -104,15 +137,25 @@ class Runner:
             execution_id=execution.id, job_id=execution.job_id, message=message, retryable=retryable
         )
 
-    def _run(self, execution: Execution, exec_dir: Path, on_started: Callable[[], None]) -> Message:
+    def _run(
+        self,
+        execution: Execution,
+        exec_dir: Path,
+        on_started: Callable[[], None],
+        resources: Resources,
+    ) -> Message:
         job = execution.job
         assert job is not None
         task = job.task
         executor = self._plugins.executors.get(task.engine.type)
+        timeout_s = float(task.timeouts.execution_timeout or self._default_timeout_s)
         results_dir = exec_dir / "results"
         results_dir.mkdir(parents=True)
         inputs = self._stage(
-            [*task.input_sources, *executor.extra_inputs(task.engine)], exec_dir / "inputs"
+            execution.id,
+            [*task.input_sources, *executor.extra_inputs(task.engine)],
+            exec_dir / "inputs",
+            timeout_s,
         )
         outputs = []
         for result_path in task.result_paths:
@@ -132,11 +175,11 @@ class Runner:
             execution_id=execution.id,
             engine=task.engine,
             results_dir=results_dir,
-            timeout_s=float(task.timeouts.execution_timeout or self._default_timeout_s),
+            timeout_s=timeout_s,
             inputs=tuple(inputs),
             outputs=tuple(outputs),
             env=env,
-            resources=execution.resources(),
+            resources=resources,
             network=task.network,
         )
         on_started()
@@ -177,13 +220,40 @@ class Runner:
             ),
         )
 
-    def _stage(self, sources: list[InputSource], staging_dir: Path) -> list[Mount]:
-        mounts = []
-        for index, source in enumerate(sources):
-            provider = self._plugins.storage.get(
-                SOURCES.canonical(source.source.type) or source.source.type
-            )
-            folder = staging_dir / str(index)
-            folder.mkdir(parents=True)
-            mounts.append(provider.prepare(source, folder))
-        return mounts
+    def _stage(
+        self, execution_id: str, sources: list[InputSource], staging_dir: Path, timeout_s: float
+    ) -> list[Mount]:
+        """Stage every input within ``timeout_s``; raises ExecutionError when the deadline
+        passes or a cancel comes first (whatever the provider raised on the way)."""
+        with self._staging.track(execution_id, timeout_s) as control:
+            mounts = []
+            try:
+                for index, source in enumerate(sources):
+                    if control.reason is not None:
+                        break
+                    mounts.append(self._stage_one(source, staging_dir / str(index), control))
+            except Exception:
+                if control.reason is None:
+                    raise
+            if control.reason is not None:
+                raise _stopped_staging(control)
+            self._staged.add(execution_id)
+            return mounts
+
+    def _stage_one(self, source: InputSource, folder: Path, control: RunControl) -> Mount:
+        provider = self._plugins.storage.get(
+            SOURCES.canonical(source.source.type) or source.source.type
+        )
+        folder.mkdir(parents=True)
+        if isinstance(provider, InterruptibleStorage):
+            return provider.prepare_interruptible(source, folder, control)
+        return provider.prepare(source, folder)
+
+
+def _stopped_staging(control: RunControl) -> ExecutionError:
+    if control.reason is StopReason.TIMEOUT:
+        problem = f"inputs not staged within the execution timeout of {control.timeout_s:g}s"
+    else:
+        problem = "cancelled while staging inputs"
+    log.info("event=staging_stopped execution=%s reason=%s", control.execution_id, control.reason)
+    return ExecutionError(problem)

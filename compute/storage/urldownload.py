@@ -7,18 +7,29 @@ Connection errors, timeouts and 408/429/5xx answers are retried with exponential
 end in RetryableExecutionError; other 4xx answers, too many redirects and a body over
 ``max_bytes`` (announced by Content-Length or counted while streaming) are ExecutionError. A
 failed attempt leaves nothing behind in the staging folder.
+
+The read timeout bounds each read, not the download: a server that drips a byte at a time
+never trips it. So the runner hands :meth:`URLDownloadStorage.prepare_interruptible` the
+staging stop switch (thrown by the execution's deadline or a cancel), and the download then
+ends at once, wherever it is: the connection's socket is shut down, which wakes a read blocked
+on a stalled server, and no retry follows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from compute.executors.base import Mount
+from compute.executors.interrupts import RunControl
 from protocol.errors import ExecutionError, RetryableExecutionError, ValidationError
 from protocol.job import InputSource, SpecConfig
 from protocol.results import filename_for
@@ -34,6 +45,60 @@ USER_AGENT = "bacalao-urldownload"
 
 class _TransientError(Exception):
     """One attempt failed in a way that another attempt may not."""
+
+
+class _StoppedError(Exception):
+    """The stop switch was thrown: end the download, do not retry."""
+
+
+class _Interrupter:
+    """Shuts down the sockets of one download when its stop switch is thrown, so a read
+    blocked on a stalled or dripping server returns at once. It learns each connection's
+    socket from httpcore's ``trace`` extension as the connection is made (every redirect hop
+    too). Without a switch it never stops."""
+
+    def __init__(self, control: RunControl | None) -> None:
+        self._control = control
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._shut = False
+        if control is not None:
+            control.on_stop(self._shut_all)
+
+    @property
+    def stopped(self) -> bool:
+        return self._control is not None and self._control.reason is not None
+
+    @property
+    def reason(self) -> str:
+        return str(self._control.reason) if self._control is not None else ""
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            shut = self._shut
+        if shut:
+            _shut_down(sock)
+
+    def _shut_all(self) -> None:
+        with self._lock:
+            self._shut = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut_down(sock)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    # socket.socket's own shutdown, also for an SSLSocket (whose override would drop its TLS
+    # state under the reading thread): both directions, so a blocked recv returns b"".
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def _params(spec: SpecConfig) -> URLDownloadParams:
@@ -103,37 +168,74 @@ class URLDownloadStorage:
         return min(self.backoff_s * 2.0 ** (attempt - 1), self.max_backoff_s)
 
     def prepare(self, source: InputSource, staging_dir: Path) -> Mount:
+        return self._prepare(source, staging_dir, None)
+
+    def prepare_interruptible(
+        self, source: InputSource, staging_dir: Path, control: RunControl
+    ) -> Mount:
+        """:meth:`prepare`, ended at once (ExecutionError, no retry) when ``control`` is
+        thrown; backoff waits on it too."""
+        return self._prepare(source, staging_dir, control)
+
+    def _prepare(self, source: InputSource, staging_dir: Path, control: RunControl | None) -> Mount:
         url = _params(source.source).url
         staging_dir.mkdir(parents=True, exist_ok=True)
+        interrupter = _Interrupter(control)
         last_error = ""
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                path = self._download_once(url, staging_dir)
-            except _TransientError as exc:
-                last_error = str(exc)
-                log.warning(
-                    "event=url_download_failed url=%s attempt=%d max_attempts=%d error=%s",
+        try:
+            for attempt in range(1, self.max_attempts + 1):
+                try:
+                    path = self._download_once(url, staging_dir, interrupter)
+                except _TransientError as exc:
+                    last_error = str(exc)
+                    log.warning(
+                        "event=url_download_failed url=%s attempt=%d max_attempts=%d error=%s",
+                        url,
+                        attempt,
+                        self.max_attempts,
+                        last_error,
+                    )
+                    if attempt < self.max_attempts:
+                        self._pause(self.backoff_for(attempt), interrupter, control)
+                    continue
+                log.info(
+                    "event=url_downloaded url=%s path=%s size_bytes=%d attempts=%d",
                     url,
+                    path,
+                    path.stat().st_size,
                     attempt,
-                    self.max_attempts,
-                    last_error,
                 )
-                if attempt < self.max_attempts:
-                    self._sleep(self.backoff_for(attempt))
-                continue
-            log.info(
-                "event=url_downloaded url=%s path=%s size_bytes=%d attempts=%d",
-                url,
-                path,
-                path.stat().st_size,
-                attempt,
-            )
-            return Mount(source=staging_dir, target=source.target, read_only=True)
+                return Mount(source=staging_dir, target=source.target, read_only=True)
+        except _StoppedError:
+            log.info("event=url_download_stopped url=%s reason=%s", url, interrupter.reason)
+            raise ExecutionError(f"GET {url}: download stopped ({interrupter.reason})") from None
         raise RetryableExecutionError(f"{last_error} (gave up after {self.max_attempts} attempts)")
 
-    def _download_once(self, url: str, staging_dir: Path) -> Path:
-        """One GET into ``staging_dir``; returns the file. Raises _TransientError to retry."""
+    def _pause(self, seconds: float, interrupter: _Interrupter, control: RunControl | None) -> None:
+        """The backoff between attempts; with a stop switch, it ends when that is thrown."""
+        if control is None:
+            self._sleep(seconds)
+        else:
+            control.wait(seconds)
+        if interrupter.stopped:
+            raise _StoppedError
+
+    def _download_once(self, url: str, staging_dir: Path, interrupter: _Interrupter) -> Path:
+        """One GET into ``staging_dir``; returns the file. Raises _TransientError to retry, and
+        _StoppedError once stopped (whatever the aborted transfer raised)."""
         partial = staging_dir / ".download.partial"
+        try:
+            if interrupter.stopped:
+                raise _StoppedError
+            return self._get(url, staging_dir, partial, interrupter)
+        except Exception:
+            if interrupter.stopped:
+                raise _StoppedError from None
+            raise
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def _get(self, url: str, staging_dir: Path, partial: Path, interrupter: _Interrupter) -> Path:
         try:
             with (
                 httpx.Client(
@@ -142,11 +244,13 @@ class URLDownloadStorage:
                     headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
                     transport=self._transport,
                 ) as client,
-                client.stream("GET", url) as response,
+                client.stream("GET", url, extensions={"trace": interrupter.trace}) as response,
             ):
                 _check_status(url, response)
                 self._check_announced_size(url, response)
-                self._stream_to(url, response, partial)
+                self._stream_to(url, response, partial, interrupter)
+                if interrupter.stopped:  # a body framed by closing "ends" when its socket is shut
+                    raise _StoppedError
                 name = filename_for(str(response.url), response.headers.get("content-disposition"))
             return partial.replace(staging_dir / (name if name != partial.name else "download"))
         except TRANSIENT_ERRORS as exc:
@@ -157,8 +261,6 @@ class URLDownloadStorage:
             raise RetryableExecutionError(
                 f"GET {url}: cannot write to {staging_dir}: {exc}"
             ) from None
-        finally:
-            partial.unlink(missing_ok=True)
 
     def _check_announced_size(self, url: str, response: httpx.Response) -> None:
         announced = _announced_bytes(response)
@@ -168,10 +270,14 @@ class URLDownloadStorage:
                 f"{self.max_bytes} bytes"
             )
 
-    def _stream_to(self, url: str, response: httpx.Response, path: Path) -> None:
+    def _stream_to(
+        self, url: str, response: httpx.Response, path: Path, interrupter: _Interrupter
+    ) -> None:
         received_bytes = 0
         with path.open("wb") as out:
             for chunk in response.iter_bytes():
+                if interrupter.stopped:
+                    raise _StoppedError
                 received_bytes += len(chunk)
                 if received_bytes > self.max_bytes:
                     raise ExecutionError(

@@ -1,4 +1,5 @@
-"""``urlDownload`` storage and ``download_result`` against a real HTTP server on 127.0.0.1."""
+"""``urlDownload`` storage and ``download_result`` against a real HTTP server on 127.0.0.1;
+and a compute node staging from it, whose deadline and cancel stop a download at once."""
 
 from __future__ import annotations
 
@@ -6,22 +7,44 @@ import io
 import re
 import socket
 import tarfile
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from compute.executors.interrupts import RunControls
+from compute.executors.noop import NoopExecutor
+from compute.node import ComputeConfig, ComputeNode
+from compute.publishers.noop import NoopPublisher
+from compute.registry import Registry
+from compute.runner import Plugins
 from compute.storage.urldownload import URLDownloadStorage
+from protocol.envelope import Envelope
 from protocol.errors import (
     ExecutionError,
     NotFoundError,
     RetryableExecutionError,
     ValidationError,
 )
-from protocol.job import InputSource, SpecConfig
+from protocol.execution import ComputeState, Execution
+from protocol.job import InputSource, Job, SpecConfig
+from protocol.messages import (
+    AskForBid,
+    BidAccepted,
+    BidResult,
+    CancelExecution,
+    ComputeError,
+    ExecutionStarted,
+    Message,
+)
+from protocol.resources import Resources
 from protocol.results import download_result
+from protocol.states import ExecutionStateType
 from tests.support.http_server import HTTPTestServer, Reply, http_server, redirect
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -242,7 +265,9 @@ def test_no_answer_times_out_retries_then_is_retryable(
     url = server.route("/hang", Reply(stall_before_headers=True))
     with pytest.raises(RetryableExecutionError, match="ReadTimeout"):
         storage.prepare(url_source(url), tmp_path)
-    assert server.hits["/hang"] == 2
+    # The server counts a request once its handler thread has read it, which under load may
+    # be after the client's 0.2 s read timeout has already ended the attempt.
+    wait_until(lambda: server.hits["/hang"] == 2, 5, message="the second request")
     assert waits == [1.0]
     assert staged(tmp_path) == {}
 
@@ -269,6 +294,175 @@ def test_a_stalled_attempt_is_replaced_by_a_complete_one(
     storage.prepare(url_source(url), tmp_path)
     assert staged(tmp_path) == {"data.csv": body}
     assert waits == [1.0]
+
+
+# --- staging deadline and cancel: what a read timeout cannot catch -------------------------
+
+DRIP_BYTES = 200
+# One byte every 50 ms: 10 s for the whole body, and never a read long enough to time out.
+DRIP = Reply(body=b"x" * DRIP_BYTES, chunk_bytes=1, drip_interval_s=0.05)
+PROMPT_S = 2.0
+
+
+def test_a_dripping_body_is_stopped_at_the_deadline(server: HTTPTestServer, tmp_path: Path) -> None:
+    url = server.route("/drip", DRIP)
+    started = time.monotonic()
+    with (
+        RunControls().track("e-1", 0.5) as control,
+        pytest.raises(ExecutionError, match=re.escape(f"GET {url}: download stopped (timeout)")),
+    ):
+        URLDownloadStorage().prepare_interruptible(url_source(url), tmp_path, control)
+    assert time.monotonic() - started < 0.5 + PROMPT_S
+    assert staged(tmp_path) == {}
+
+
+def test_the_deadline_ends_the_backoff_and_no_retry_follows(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    storage = URLDownloadStorage(max_attempts=3, backoff_s=30.0)
+    url = server.route("/flaky", Reply(status=503))
+    started = time.monotonic()
+    with (
+        RunControls().track("e-1", 0.5) as control,
+        pytest.raises(ExecutionError, match=r"download stopped \(timeout\)"),
+    ):
+        storage.prepare_interruptible(url_source(url), tmp_path, control)
+    assert time.monotonic() - started < 0.5 + PROMPT_S
+    assert server.hits["/flaky"] == 1
+
+
+def streaming(folder: Path) -> bool:
+    """The headers are in and the body is being written (to the partial file)."""
+    return (folder / ".download.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("reply", "body_started"),
+    [
+        (DRIP, True),
+        (Reply(body=BODY * 1000, stall_after_bytes=5000, chunk_bytes=1000), True),
+        (Reply(stall_before_headers=True), False),
+    ],
+    ids=["dripping", "stalled-mid-body", "stalled-before-headers"],
+)
+def test_a_cancel_stops_a_download_at_once(
+    server: HTTPTestServer, tmp_path: Path, reply: Reply, body_started: bool
+) -> None:
+    storage = URLDownloadStorage()  # a 60 s read timeout: not what ends these
+    url = server.route("/slow", reply)
+    controls = RunControls()
+    raised: list[Exception] = []
+
+    def stage() -> None:
+        with controls.track("e-1", 0) as control:
+            try:
+                storage.prepare_interruptible(url_source(url), tmp_path, control)
+            except Exception as exc:
+                raised.append(exc)
+
+    thread = threading.Thread(target=stage)
+    thread.start()
+    if body_started:
+        wait_until(lambda: streaming(tmp_path), 10, message="the body to start")
+    else:
+        wait_until(lambda: server.hits["/slow"] == 1, 10, message="the request")
+    cancelled_at = time.monotonic()
+    controls.cancel("e-1")
+    thread.join(10)
+    assert time.monotonic() - cancelled_at < PROMPT_S
+    assert [str(exc) for exc in raised] == [f"GET {url}: download stopped (cancelled)"]
+    assert server.hits["/slow"] == 1
+    assert staged(tmp_path) == {}
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self._lock = threading.Lock()
+
+    def send(self, node_id: str, message: Message) -> None:
+        with self._lock:
+            self.sent.append(message)
+
+    def of(self, kind: type[Message]) -> list[Message]:
+        with self._lock:
+            return [m for m in self.sent if isinstance(m, kind)]
+
+
+NODE_MAX = Resources(cpu=2, memory=1024**3)
+
+
+@pytest.fixture
+def staging_node(tmp_path: Path) -> Iterator[tuple[ComputeNode, Outbox]]:
+    outbox = Outbox()
+    plugins = Plugins(
+        executors=Registry("executor", [NoopExecutor()]),
+        storage=Registry("storage source", [URLDownloadStorage()]),
+        publishers=Registry("publisher", [NoopPublisher()]),
+    )
+    node = ComputeNode("n-compute", ComputeConfig(NODE_MAX), plugins, outbox, tmp_path / "node")
+    node.start()
+    yield node, outbox
+    node.close()
+
+
+def start_job(node: ComputeNode, outbox: Outbox, url: str, timeout_s: int = 0) -> None:
+    """Ask, win the bid and accept: a noop task whose one input is ``url``."""
+    task = {
+        "Engine": {"Type": "noop"},
+        "Publisher": {"Type": "noop"},
+        "Resources": {"CPU": "2"},
+        "InputSources": [{"Source": {"Type": "urlDownload", "Params": {"URL": url}}}],
+        "Timeouts": {"ExecutionTimeout": timeout_s},
+    }
+    job = Job.model_validate({"ID": "j-1", "Tasks": [task]})
+    execution = Execution(
+        id="e-1",
+        job_id=job.id,
+        node_id=node.node_id,
+        compute_state=ComputeState(state_type=ExecutionStateType.ASK_FOR_BID),
+        job=job,
+        allocated_resources={"Tasks": {job.task.name: {"CPU": 2}}},
+    )
+    node.handle(Envelope("AskForBid", "m-1", "n-req", 0, AskForBid(execution=execution)))
+    wait_until(lambda: outbox.of(BidResult), 10, message="the bid")
+    assert [bid.accepted for bid in outbox.of(BidResult) if isinstance(bid, BidResult)] == [True]
+    accept = BidAccepted(execution_id="e-1", job_id=job.id)
+    node.handle(Envelope("BidAccepted", "m-2", "n-req", 0, accept))
+
+
+def only_error(outbox: Outbox) -> ComputeError:
+    (error,) = outbox.of(ComputeError)
+    assert isinstance(error, ComputeError)
+    return error
+
+
+def test_staging_that_outlasts_the_execution_timeout_fails_and_frees_the_node(
+    server: HTTPTestServer, staging_node: tuple[ComputeNode, Outbox]
+) -> None:
+    node, outbox = staging_node
+    start_job(node, outbox, server.route("/drip", DRIP), timeout_s=1)
+    wait_until(lambda: outbox.of(ComputeError), 1 + PROMPT_S, message="the staging timeout")
+    error = only_error(outbox)
+    assert error.message == "inputs not staged within the execution timeout of 1s"
+    assert not error.retryable
+    assert outbox.of(ExecutionStarted) == []
+    wait_until(lambda: node.capacity.available() == NODE_MAX, 5, message="capacity released")
+
+
+def test_a_cancel_during_staging_stops_the_download_and_frees_the_node(
+    server: HTTPTestServer, staging_node: tuple[ComputeNode, Outbox]
+) -> None:
+    node, outbox = staging_node
+    start_job(node, outbox, server.route("/drip", DRIP))
+    wait_until(lambda: server.hits["/drip"] == 1, 10, message="the download")
+    assert node.capacity.available().cpu == 0
+    cancel = CancelExecution(execution_id="e-1", job_id="j-1", reason="stopped by the user")
+    node.handle(Envelope("CancelExecution", "m-3", "n-req", 0, cancel))
+    wait_until(lambda: outbox.of(ComputeError), PROMPT_S, message="the cancelled staging")
+    assert only_error(outbox).message == "cancelled while staging inputs"
+    assert outbox.of(ExecutionStarted) == []
+    wait_until(lambda: node.capacity.available() == NODE_MAX, 5, message="capacity released")
 
 
 # --- download_result (what ``bacalao job get`` does with a urlDownload result) ----------

@@ -4,7 +4,8 @@ Stdlib ``ThreadingHTTPServer`` on a thread: each route maps a path to the replie
 per request (the last one repeats), so "500, then 200" is ``route("/x", Reply(500), Reply())``.
 A reply can frame its body by Content-Length, chunked transfer encoding, or by closing the
 connection (no length at all), and can stall before its headers or part-way through its body
-until the server closes, which is how tests provoke read timeouts::
+until the server closes, which is how tests provoke read timeouts, or drip its body (a pause
+before each chunk), which no read timeout catches::
 
     with http_server() as server:
         server.route("/data.csv", Reply(body=b"a,b\\n"))
@@ -29,7 +30,8 @@ MAX_STALL_S = 30.0
 @dataclass(frozen=True)
 class Reply:
     """One answer. ``stall_after_bytes``: send that much of the body, then stall;
-    ``stall_before_headers``: send nothing at all until the server closes."""
+    ``stall_before_headers``: send nothing at all until the server closes;
+    ``drip_interval_s``: wait that long before each chunk of the body."""
 
     status: int = 200
     body: bytes = b""
@@ -38,6 +40,7 @@ class Reply:
     chunk_bytes: int = 4096
     stall_before_headers: bool = False
     stall_after_bytes: int | None = None
+    drip_interval_s: float = 0.0
 
 
 def redirect(location: str, status: int = 302) -> Reply:
@@ -101,6 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.stall_after_bytes is not None:
             body = body[: reply.stall_after_bytes]
         for start in range(0, len(body), reply.chunk_bytes):
+            if reply.drip_interval_s and self.routes.closing.wait(reply.drip_interval_s):
+                return
             chunk = body[start : start + reply.chunk_bytes]
             if reply.framing == "chunked":
                 chunk = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"

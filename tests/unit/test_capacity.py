@@ -7,7 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from compute.capacity import CapacitySnapshot, CapacityTracker, job_resources, shortfall
+from compute.capacity import (
+    CapacitySnapshot,
+    CapacityTracker,
+    execution_needs,
+    job_resources,
+    shortfall,
+)
 from protocol.resources import Resources
 
 GI = 1024**3
@@ -190,6 +196,32 @@ def test_shortfall_is_empty_when_it_fits() -> None:
 def test_job_resources_fills_unset_dimensions_from_defaults() -> None:
     defaults = res(cpu=0.5, memory=GI, disk=GI, gpu=1)
     assert job_resources(res(cpu=2), defaults) == res(cpu=2, memory=GI, disk=GI)
+
+
+NODE_DEFAULTS = res(cpu=0.1, memory=64 * 1024**2)
+
+
+@pytest.mark.parametrize(
+    ("asked", "allocated", "needs"),
+    [
+        # no AllocatedResources: the task's asks, with the node's defaults where it left 0
+        (res(cpu=64), res(), res(cpu=64, memory=64 * 1024**2)),
+        (res(), res(), NODE_DEFAULTS),
+        # an allocation smaller than the task asks is not trusted, per dimension
+        (
+            res(cpu=2, memory=GI, gpu=1),
+            res(cpu=0.5, memory=2 * GI),
+            res(cpu=2, memory=2 * GI, gpu=1),
+        ),
+        # a larger allocation (the requester's own defaults) is honoured
+        (res(), res(cpu=1, memory=GI, disk=GI), res(cpu=1, memory=GI, disk=GI)),
+    ],
+    ids=["no-allocation", "nothing-asked", "allocation-too-small", "allocation-larger"],
+)
+def test_execution_needs_is_the_larger_of_the_task_asks_and_the_allocation(
+    asked: Resources, allocated: Resources, needs: Resources
+) -> None:
+    assert execution_needs(asked, allocated, NODE_DEFAULTS) == needs
 
 
 def random_steps(seed: int, count: int) -> Iterator[tuple[str, str, float]]:

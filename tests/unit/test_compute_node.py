@@ -1,7 +1,9 @@
-"""The compute node's message handling: a slow bid decision never holds up other messages."""
+"""The compute node's message handling: a slow bid decision never holds up other messages;
+capacity is sized and enforced by the node itself; duplicate and late messages leave it right."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from compute.bidding.base import YES, BidDecision, BidRequest
+from compute.capacity import CapacityTracker
 from compute.executors.noop import NoopExecutor
 from compute.node import ComputeConfig, ComputeNode
 from compute.publishers.noop import NoopPublisher
@@ -18,7 +21,17 @@ from compute.storage.inline import InlineStorage
 from protocol.envelope import Envelope
 from protocol.execution import ComputeState, Execution
 from protocol.job import Job
-from protocol.messages import AskForBid, BidResult, CancelExecution, Message
+from protocol.messages import (
+    AskForBid,
+    BidAccepted,
+    BidRejected,
+    BidResult,
+    CancelExecution,
+    ComputeError,
+    ExecutionStarted,
+    Message,
+    RunResult,
+)
 from protocol.resources import Resources
 from protocol.states import ExecutionStateType as S
 from tests.support.wait import wait_until
@@ -145,3 +158,263 @@ def test_an_ask_withdrawn_while_its_bid_is_decided_reserves_nothing(
     compute._bidders.shutdown(wait=True)
     assert "e-slow" not in outbox.bids()
     assert compute.holding() == ["e-fast"]
+
+
+# --- capacity, duplicates and late answers: a node that stays right on its own ------------
+
+GI = 1024**3
+NODE_MAX = Resources(cpu=4, memory=8 * GI)
+TTL_S = 30.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
+
+
+def make_node(tmp_path: Path, clock: FakeClock | None = None) -> tuple[ComputeNode, Outbox]:
+    """A node with the default bid rules and no sweeper thread: tests call
+    ``expire_reservations`` themselves, with the clock where they want it."""
+    outbox = Outbox()
+    plugins = Plugins(
+        executors=Registry("executor", [NoopExecutor()]),
+        storage=Registry("storage source", [InlineStorage()]),
+        publishers=Registry("publisher", [NoopPublisher()]),
+    )
+    config = ComputeConfig(max_capacity=NODE_MAX, reservation_ttl_s=TTL_S)
+    compute = ComputeNode(
+        "n-compute", config, plugins, outbox, tmp_path, clock=clock or FakeClock()
+    )
+    return compute, outbox
+
+
+def sized_ask(
+    execution_id: str,
+    task_resources: dict[str, str] | None = None,
+    allocated: Resources | None = None,
+    sleep_s: float = 0.0,
+) -> Envelope:
+    task: dict[str, object] = {
+        "Engine": {"Type": "noop", "Params": {"SleepSeconds": sleep_s}},
+        "Publisher": {"Type": "noop"},
+    }
+    if task_resources is not None:
+        task["Resources"] = task_resources
+    job = Job.model_validate({"ID": f"j-{execution_id}", "Tasks": [task]})
+    execution = Execution(
+        id=execution_id,
+        job_id=job.id,
+        node_id="n-compute",
+        compute_state=ComputeState(state_type=S.ASK_FOR_BID),
+        job=job,
+        allocated_resources=(
+            {"Tasks": {job.task.name: allocated.to_wire()}} if allocated is not None else {}
+        ),
+    )
+    return Envelope("AskForBid", "m-ask", "n-requester", 0, AskForBid(execution=execution))
+
+
+def message(payload: Message) -> Envelope:
+    return Envelope(type(payload).__name__, "m-x", "n-requester", 0, payload)
+
+
+def accepted(execution_id: str) -> Envelope:
+    return message(BidAccepted(execution_id=execution_id, job_id=f"j-{execution_id}"))
+
+
+def sent(outbox: Outbox, kind: type[Message], execution_id: str) -> list[Message]:
+    with outbox._lock:
+        return [
+            m
+            for m in outbox.sent
+            if isinstance(m, kind) and getattr(m, "execution_id", None) == execution_id
+        ]
+
+
+def bid_of(compute: ComputeNode, outbox: Outbox, ask_envelope: Envelope) -> BidResult:
+    assert isinstance(ask_envelope.payload, AskForBid)
+    execution_id = ask_envelope.payload.execution.id
+    compute.handle(ask_envelope)
+    wait_until(lambda: sent(outbox, BidResult, execution_id), 10, message="the bid")
+    (bid,) = sent(outbox, BidResult, execution_id)
+    assert isinstance(bid, BidResult)
+    return bid
+
+
+def test_a_job_too_big_for_the_node_is_refused_without_allocated_resources(
+    tmp_path: Path,
+) -> None:
+    compute, outbox = make_node(tmp_path)
+    for index in range(10):
+        bid = bid_of(compute, outbox, sized_ask(f"e-big{index}", {"CPU": "64"}))
+        assert (bid.accepted, bid.busy) == (False, False)
+        assert "cpu 64 > 4" in bid.reason
+    assert compute.capacity.snapshot().reserved_count == 0
+    assert compute.capacity.available() == NODE_MAX
+    compute.close()
+
+
+def test_asks_without_allocated_resources_reserve_what_their_task_asks(tmp_path: Path) -> None:
+    compute, outbox = make_node(tmp_path)
+    bids = [bid_of(compute, outbox, sized_ask(f"e-{n}", {"CPU": "1500m"})) for n in range(3)]
+    assert [(b.accepted, b.busy) for b in bids] == [(True, False), (True, False), (False, True)]
+    assert "cpu 1500m > 1 available" in bids[2].reason
+    assert compute.capacity.reserved().cpu == 3.0
+    compute.close()
+
+
+def test_an_allocation_smaller_than_the_task_asks_is_not_trusted(tmp_path: Path) -> None:
+    compute, outbox = make_node(tmp_path)
+    small = Resources(cpu=0.5, memory=1024**2)
+    bid = bid_of(compute, outbox, sized_ask("e-1", {"CPU": "2", "Memory": "1Gi"}, small))
+    assert bid.accepted
+    assert compute.capacity.reserved() == Resources(cpu=2, memory=GI)
+    compute.handle(accepted("e-1"))
+    wait_until(lambda: sent(outbox, RunResult, "e-1"), 10, message="the run's result")
+    (line,) = (tmp_path / "activity.jsonl").read_text().splitlines()
+    assert (json.loads(line)["cpu"], json.loads(line)["memory"]) == (2.0, GI)
+    compute.close()
+
+
+def test_a_larger_allocation_and_the_node_defaults_both_count(tmp_path: Path) -> None:
+    compute, outbox = make_node(tmp_path)
+    assert bid_of(compute, outbox, sized_ask("e-bare")).accepted
+    assert compute.capacity.reserved() == ComputeConfig(NODE_MAX).default_job_resources
+    bid = bid_of(compute, outbox, sized_ask("e-alloc", {"CPU": "1"}, Resources(cpu=0.5, memory=GI)))
+    assert bid.accepted
+    assert compute.capacity.reserved() == Resources(cpu=1.1, memory=GI + 64 * 1024**2)
+    compute.close()
+
+
+def test_a_duplicate_bid_accepted_is_ignored_and_the_run_completes(tmp_path: Path) -> None:
+    compute, outbox = make_node(tmp_path)
+    assert bid_of(compute, outbox, sized_ask("e-dup", sleep_s=0.2)).accepted
+    compute.handle(accepted("e-dup"))
+    compute.handle(accepted("e-dup"))  # redelivered while it runs
+    wait_until(lambda: sent(outbox, RunResult, "e-dup"), 10, message="the run's result")
+    compute.handle(accepted("e-dup"))  # redelivered after it ran
+    compute.handle(sized_ask("e-dup", sleep_s=0.2))  # and the ask, too
+    compute.close()  # waits for every run and bid decision
+    assert len(sent(outbox, RunResult, "e-dup")) == 1
+    assert sent(outbox, ComputeError, "e-dup") == []
+    assert len(sent(outbox, BidResult, "e-dup")) == 1
+    assert len((tmp_path / "activity.jsonl").read_text().splitlines()) == 1
+    assert compute.capacity.available() == NODE_MAX
+
+
+def test_an_unanswered_bid_releases_its_reservation_after_the_ttl(tmp_path: Path) -> None:
+    clock = FakeClock()
+    compute, outbox = make_node(tmp_path, clock)
+    assert bid_of(compute, outbox, sized_ask("e-orphan", {"CPU": "4"})).accepted
+    assert compute.capacity.available().cpu == 0
+    clock.advance(TTL_S - 0.5)
+    assert compute.expire_reservations() == []
+    assert compute.holding() == ["e-orphan"]
+    clock.advance(1.0)
+    assert compute.capacity.available() == NODE_MAX  # expired, even before the sweep
+    assert compute.expire_reservations() == ["e-orphan"]
+    assert compute.holding() == []
+    assert bid_of(compute, outbox, sized_ask("e-next", {"CPU": "4"})).accepted
+    compute.close()
+
+
+def test_bid_accepted_after_the_ttl_is_refused_even_before_the_sweep(tmp_path: Path) -> None:
+    clock = FakeClock()
+    compute, outbox = make_node(tmp_path, clock)
+    assert bid_of(compute, outbox, sized_ask("e-late", {"CPU": "1"})).accepted
+    clock.advance(TTL_S + 0.1)
+    compute.handle(accepted("e-late"))
+    (error,) = sent(outbox, ComputeError, "e-late")
+    assert isinstance(error, ComputeError)
+    assert error.retryable
+    assert error.job_id == "j-e-late"
+    assert "reservation expired" in error.message
+    assert compute.holding() == []
+    assert compute.expire_reservations() == []
+    compute.close()
+    assert sent(outbox, ExecutionStarted, "e-late") == []
+    assert compute.capacity.snapshot().running_count == 0
+
+
+def test_bid_accepted_in_time_keeps_running_and_reported_past_the_ttl(tmp_path: Path) -> None:
+    clock = FakeClock()
+    compute, outbox = make_node(tmp_path, clock)
+    assert bid_of(compute, outbox, sized_ask("e-run", {"CPU": "1"}, sleep_s=60)).accepted
+    compute.handle(accepted("e-run"))
+    wait_until(lambda: sent(outbox, ExecutionStarted, "e-run"), 10, message="the run")
+    clock.advance(TTL_S + 0.1)
+    assert compute.expire_reservations() == []
+    assert compute.holding() == ["e-run"]
+    assert compute.capacity.snapshot().running_count == 1
+    compute.handle(message(CancelExecution(execution_id="e-run", job_id="j-e-run", reason="x")))
+    wait_until(lambda: sent(outbox, RunResult, "e-run"), 10, message="the cancelled run")
+    assert compute.capacity.available() == NODE_MAX
+    assert compute.holding() == ["e-run"]  # its result may still be on its way
+    compute.close()
+
+
+class AcceptDuringExpiry(CapacityTracker):
+    """A BidAccepted that lands while the sweeper is inside ``expire()``: handled right there
+    when the node's lock is free at that moment, else (the sweep is one locked step) on a
+    bus thread that waits for the lock."""
+
+    compute: ComputeNode
+    late: threading.Thread | None = None
+
+    def expire(self) -> list[str]:
+        expired = super().expire()
+        for execution_id in expired:
+            if self.compute._lock.acquire(blocking=False):
+                self.compute._lock.release()
+                self.compute.handle(accepted(execution_id))
+            else:
+                self.late = threading.Thread(
+                    target=self.compute.handle, args=(accepted(execution_id),)
+                )
+                self.late.start()
+        return expired
+
+
+def test_bid_accepted_racing_the_sweep_is_refused_and_nothing_runs_unreported(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    compute, outbox = make_node(tmp_path, clock)
+    tracker = AcceptDuringExpiry(NODE_MAX, clock=clock)
+    tracker.compute = compute
+    compute.capacity = tracker
+    assert bid_of(compute, outbox, sized_ask("e-race", {"CPU": "1"}, sleep_s=60)).accepted
+    clock.advance(TTL_S + 0.1)
+    compute.expire_reservations()
+    if tracker.late is not None:
+        tracker.late.join(10)
+    snapshot = compute.capacity.snapshot()
+    assert (snapshot.running_count, snapshot.reserved_count) == (0, 0)
+    assert compute.holding() == []
+    (error,) = sent(outbox, ComputeError, "e-race")
+    assert isinstance(error, ComputeError)
+    assert error.retryable
+    compute.close()
+    assert sent(outbox, ExecutionStarted, "e-race") == []
+
+
+def test_a_bid_rejected_for_a_running_execution_stops_it_before_freeing_capacity(
+    tmp_path: Path,
+) -> None:
+    compute, outbox = make_node(tmp_path)
+    assert bid_of(compute, outbox, sized_ask("e-1", {"CPU": "4"}, sleep_s=60)).accepted
+    compute.handle(accepted("e-1"))
+    wait_until(lambda: sent(outbox, ExecutionStarted, "e-1"), 10, message="the run")
+    compute.handle(message(BidRejected(execution_id="e-1", job_id="j-e-1", reason="late")))
+    wait_until(lambda: sent(outbox, RunResult, "e-1"), 10, message="the stopped run")
+    (result,) = sent(outbox, RunResult, "e-1")
+    assert isinstance(result, RunResult)
+    assert result.run_output.error_msg == "cancelled"
+    assert compute.capacity.available() == NODE_MAX
+    compute.close()
