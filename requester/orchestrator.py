@@ -336,7 +336,9 @@ class Orchestrator:
     def _on_bid(self, sender: str, bid: BidResult) -> str | None:
         execution = self._store.get_execution(bid.execution_id)
         if execution.state != S.ASK_FOR_BID:
-            if bid.accepted:
+            # A bid for an execution that ended (its ask timed out, say) frees the node's
+            # reservation; a repeated bid for a live one is a duplicate and changes nothing.
+            if bid.accepted and execution.state.terminal:
                 reason = f"execution is {execution.state.label}"
                 self._planner_send(
                     sender,

@@ -9,7 +9,14 @@ import pytest
 
 from protocol.envelope import Envelope
 from protocol.job import Job
-from protocol.messages import AskForBid, BidAccepted, BidResult, Message, NodeInfoMessage
+from protocol.messages import (
+    AskForBid,
+    BidAccepted,
+    BidRejected,
+    BidResult,
+    Message,
+    NodeInfoMessage,
+)
 from protocol.node import ComputeNodeInfo, NodeInfo, NodeType
 from protocol.resources import Resources
 from protocol.states import ExecutionStateType as S
@@ -93,3 +100,21 @@ def test_only_the_execution_s_own_node_may_answer_for_it(
     assert [node for node, _ in accepts] == ["n-a"]
     executions = service.store.executions(job_id)
     assert [(e.node_id, e.state) for e in executions] == [("n-a", S.BID_ACCEPTED)]
+
+
+def test_a_repeated_bid_for_a_live_execution_is_ignored_not_rejected(
+    orchestrator: tuple[Orchestrator, Sent],
+) -> None:
+    """A redelivered BidResult must not make the node drop the run it was given."""
+    service, sent = orchestrator
+    job_id = service.submit(Job.model_validate(noop_job())).job_id
+    _, ask = wait_until(lambda: sent.of(AskForBid), 10, message="the ask")[0]
+    assert isinstance(ask, AskForBid)
+    bid = BidResult(execution_id=ask.execution.id, job_id=job_id, accepted=True)
+    service.handle(envelope("n-a", bid))
+    wait_until(lambda: sent.of(BidAccepted), 10, message="the accept")
+    service.handle(envelope("n-a", bid))
+    # Events are handled in order: once the next job's ask is out, the repeat was handled.
+    service.submit(Job.model_validate(noop_job()))
+    wait_until(lambda: len(sent.of(AskForBid)) == 2, 10, message="the next job's ask")
+    assert sent.of(BidRejected) == []
