@@ -255,7 +255,7 @@ class URLDownloadStorage:
             return partial.replace(staging_dir / (name if name != partial.name else "download"))
         except TRANSIENT_ERRORS as exc:
             raise _TransientError(f"GET {url}: {type(exc).__name__}: {exc}") from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ExecutionError(f"GET {url}: {type(exc).__name__}: {exc}") from None
         except OSError as exc:
             raise RetryableExecutionError(

@@ -42,8 +42,12 @@ class URLDownloadParams(WireModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         parsed = urlparse(value)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"{value!r} is not an http(s) URL")
+        try:
+            parsed.port  # noqa: B018  (parsing the port is the check)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a usable URL: {exc}") from None
         return value
 
 

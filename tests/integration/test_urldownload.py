@@ -532,3 +532,16 @@ def test_download_result_over_its_limit_leaves_nothing(
     with pytest.raises(Exception, match="larger than 1000 bytes"):
         download_result(result_spec(url), tmp_path / "job", max_bytes=1000)
     assert staged(tmp_path / "job") == {}
+
+
+@pytest.mark.parametrize("url", ["http://x:relative/data.csv", "http://x:99999/data.csv"])
+def test_an_unusable_url_is_a_job_error_not_a_retry(
+    storage: URLDownloadStorage, tmp_path: Path, url: str
+) -> None:
+    source = InputSource.model_construct(
+        source=SpecConfig(type="urlDownload", params={"URL": url}), alias="", target="/inputs"
+    )
+    with pytest.raises(ExecutionError) as caught:
+        storage.prepare(source, tmp_path)
+    assert not isinstance(caught.value, RetryableExecutionError)
+    assert url in str(caught.value)

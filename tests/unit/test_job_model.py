@@ -68,6 +68,20 @@ def test_keys_match_case_insensitively_and_output_uses_bacalhau_casing() -> None
             "Job.Tasks[0].InputSources[0].Source.Type",
             "unknown storage source",
         ),
+        (
+            job_doc(
+                task={
+                    "InputSources": [
+                        {
+                            "Source": {"Type": "urlDownload", "Params": {"URL": "http://x:rel"}},
+                            "Target": "/in",
+                        }
+                    ]
+                }
+            ),
+            "Job.Tasks[0].InputSources[0].Source.Params.URL",
+            "not a usable URL",
+        ),
     ],
 )
 def test_bad_specs_name_the_field(doc: dict[str, Any], field: str, words: str) -> None:
