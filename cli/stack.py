@@ -22,10 +22,11 @@ from compute.publishers.registry import default_publishers
 from compute.runner import Plugins
 from compute.storage.registry import default_storage
 from protocol.dispatch import Dispatcher
-from protocol.envelope import Codec
+from protocol.envelope import Codec, Envelope
 from protocol.errors import ValidationError
 from protocol.gossip import Announcer
 from protocol.ids import node_id_from_key
+from protocol.messages import NodeInfoMessage
 from protocol.node import NodeInfo, NodeType
 from protocol.resources import Resources
 from protocol.transport import Bus, BusOptions
@@ -182,6 +183,7 @@ class NodeProcess:
         )
         if self.compute is not None:
             self.compute.add_listener(self.announcer.changed)
+            self.dispatcher.gossip_listeners.append(self._on_gossip)
         self.bus.on_connected = self.announcer.changed
         self.announcer.start()
         log.info(
@@ -191,6 +193,10 @@ class NodeProcess:
             self.bus.active_transport,
             self.api_port,
         )
+
+    def _on_gossip(self, envelope: Envelope) -> None:
+        if isinstance(envelope.payload, NodeInfoMessage) and self.announcer is not None:
+            self.announcer.heard(envelope.payload.info)
 
     def _start_results_server(self) -> None:
         """Serve the local publisher's folder on the listen address; the advertised address

@@ -22,8 +22,12 @@ class Dispatcher:
     def __init__(self, requester: Handler | None = None, compute: Handler | None = None) -> None:
         self.requester = requester
         self.compute = compute
+        self.gossip_listeners: list[Handler] = []  # every gossip message, whatever the roles
 
     def __call__(self, envelope: Envelope) -> None:
+        if envelope.type in GOSSIP:
+            for listener in self.gossip_listeners:
+                listener(envelope)
         if envelope.type in TO_COMPUTE:
             target = self.compute
         elif envelope.type in TO_REQUESTER or envelope.type in GOSSIP:

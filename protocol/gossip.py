@@ -10,7 +10,7 @@ from typing import Protocol
 
 from protocol.errors import TransportError
 from protocol.messages import Heartbeat, Message, NodeInfoMessage, ShutdownNotice
-from protocol.node import NodeInfo
+from protocol.node import NodeInfo, NodeType
 
 log = logging.getLogger("bacalao.gossip")
 
@@ -40,6 +40,8 @@ class Announcer:
         self._holding = holding
         self._changed = threading.Event()
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._requester_boots: dict[str, str] = {}
         self._thread: threading.Thread | None = None
         self._seq = 0
 
@@ -47,6 +49,17 @@ class Announcer:
         self._announce()
         self._thread = threading.Thread(target=self._run, name="gossip", daemon=True)
         self._thread.start()
+
+    def heard(self, other: NodeInfo) -> None:
+        """A requester that is new, or restarted (a new boot), has an empty node table: tell
+        it about this node now rather than at the next periodic announcement."""
+        if other.node_type == NodeType.COMPUTE or other.node_id == self._info().node_id:
+            return
+        with self._lock:
+            if self._requester_boots.get(other.node_id) == other.boot_id:
+                return
+            self._requester_boots[other.node_id] = other.boot_id
+        self.changed()
 
     def changed(self) -> None:
         """Announce soon (changes within ``min_gap_s`` are folded into one announcement)."""

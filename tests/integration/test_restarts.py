@@ -3,6 +3,7 @@ shutting down is retried instead of failing the job."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -53,9 +54,9 @@ def test_a_requester_restarted_under_a_running_job_waits_for_its_node_instead_of
 ) -> None:
     """The compute node keeps running while the requester is away; the restarted requester
     must not fail the execution for a node it has simply not heard from yet."""
-    common = {"data_dir": tmp_path, "broker": redis.url, "heartbeat_interval_s": 0.2}
-    requester_options = NodeOptions(name="requester", compute=False, api_port=0, **common)
-    compute = NodeProcess(NodeOptions(name="compute", requester=False, **common))
+    common = NodeOptions(name="-", data_dir=tmp_path, broker=redis.url, heartbeat_interval_s=0.2)
+    requester_options = replace(common, name="requester", compute=False, api_port=0)
+    compute = NodeProcess(replace(common, name="compute", requester=False))
     first = NodeProcess(requester_options)
     compute.start()
     first.start()
@@ -80,4 +81,19 @@ def test_a_requester_restarted_under_a_running_job_waits_for_its_node_instead_of
     finally:
         if second is not None:
             second.stop()
+        compute.stop()
+
+
+def test_a_new_requester_learns_of_running_compute_nodes_at_once(tmp_path: Path) -> None:
+    """Compute nodes announce themselves again when they hear a requester they do not know
+    (new, or restarted): it need not wait for their next periodic NodeInfo."""
+    slow = NodeOptions(name="-", data_dir=tmp_path, heartbeat_interval_s=600.0)  # every 30 min
+    compute = NodeProcess(replace(slow, name="compute", requester=False))
+    compute.start()
+    requester = NodeProcess(replace(slow, name="requester", compute=False, api_port=0))
+    try:
+        requester.start()
+        requester.wait_for_compute_nodes(1, timeout_s=10)
+    finally:
+        requester.stop()
         compute.stop()

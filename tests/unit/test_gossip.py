@@ -7,7 +7,7 @@ import threading
 
 from protocol.gossip import Announcer
 from protocol.messages import Heartbeat, Message, NodeInfoMessage, ShutdownNotice
-from protocol.node import NodeInfo
+from protocol.node import NodeInfo, NodeType
 from tests.support.wait import wait_until
 
 
@@ -56,3 +56,29 @@ def test_a_node_without_executions_to_report_sends_none() -> None:
     first = bus.of(Heartbeat)[0]
     assert isinstance(first, Heartbeat)
     assert first.executions is None
+
+
+def test_a_new_or_restarted_requester_is_told_about_this_node_at_once() -> None:
+    bus = Recorder()
+    announcer = Announcer(bus, lambda: NodeInfo(node_id="n-c"), heartbeat_interval_s=3600)
+    requester = NodeInfo(node_id="n-r", node_type=NodeType.REQUESTER, boot_id="b1")
+
+    def announces_after(other: NodeInfo) -> bool:
+        announcer._changed.clear()
+        announcer.heard(other)
+        return announcer._changed.is_set()
+
+    assert announces_after(requester)
+    assert not announces_after(requester)  # the same boot: it knows this node already
+    assert not announces_after(NodeInfo(node_id="n-x", node_type=NodeType.COMPUTE, boot_id="x"))
+    assert not announces_after(NodeInfo(node_id="n-c", node_type=NodeType.HYBRID, boot_id="y"))
+    assert announces_after(requester.model_copy(update={"boot_id": "b2"}))  # restarted
+    assert announces_after(NodeInfo(node_id="n-h", node_type=NodeType.HYBRID, boot_id="z"))
+
+    announcer.start()  # and the announcement itself goes out promptly
+    try:
+        wait_until(lambda: len(bus.of(NodeInfoMessage)) == 1, 10, message="the first NodeInfo")
+        announcer.heard(requester.model_copy(update={"boot_id": "b3"}))
+        wait_until(lambda: len(bus.of(NodeInfoMessage)) == 2, 10, message="a NodeInfo for b3")
+    finally:
+        announcer.close()
