@@ -15,6 +15,8 @@ import yaml
 from rich.console import Console, RenderableType
 from rich.text import Text
 
+from protocol.units import rounded_bytes
+
 OUTPUT_PANEL = "Output"
 PIPED_WIDTH = 200
 
@@ -122,13 +124,7 @@ def format_time(time_ns: int) -> str:
 
 def human_bytes(size: int) -> str:
     """``20221201612`` -> ``18.8Gi``: rounded, for tables (the JSON keeps exact bytes)."""
-    value = float(size)
-    unit = "B"
-    for unit in ("B", "Ki", "Mi", "Gi", "Ti"):
-        if value < 1024 or unit == "Ti":
-            break
-        value /= 1024
-    return f"{value:.1f}".removesuffix(".0") + unit
+    return rounded_bytes(size)
 
 
 def format_mapping(values: dict[str, str]) -> str:

@@ -6,7 +6,7 @@ from typing import Self
 
 from pydantic import ConfigDict, Field
 
-from protocol.units import format_bytes, format_cpu
+from protocol.units import format_bytes, format_cpu, size_for_people
 from protocol.wire import WireModel
 
 
@@ -46,9 +46,10 @@ class Resources(WireModel):
         if self.cpu > other.cpu + 1e-9:
             problems.append(f"cpu {format_cpu(self.cpu)} > {format_cpu(other.cpu)}")
         if self.memory > other.memory:
-            problems.append(f"memory {format_bytes(self.memory)} > {format_bytes(other.memory)}")
+            shown = f"{size_for_people(self.memory)} > {size_for_people(other.memory)}"
+            problems.append(f"memory {shown}")
         if self.disk > other.disk and other.disk:
-            problems.append(f"disk {format_bytes(self.disk)} > {format_bytes(other.disk)}")
+            problems.append(f"disk {size_for_people(self.disk)} > {size_for_people(other.disk)}")
         if self.gpu > other.gpu:
             problems.append(f"gpu {self.gpu} > {other.gpu}")
         return problems

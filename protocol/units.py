@@ -106,6 +106,23 @@ def format_bytes(size: int) -> str:
     return str(size)
 
 
+def rounded_bytes(size: int) -> str:
+    """``20221201612`` -> ``18.8Gi``: rounded, for tables and messages."""
+    value = float(size)
+    unit = "B"
+    for unit in ("B", "Ki", "Mi", "Gi", "Ti"):
+        if value < 1024 or unit == "Ti":
+            break
+        value /= 1024
+    return f"{value:.1f}".removesuffix(".0") + unit
+
+
+def size_for_people(size: int) -> str:
+    """``4Gi`` when a unit fits exactly, else ``18.8Gi (20221201612 bytes)``."""
+    exact = format_bytes(size)
+    return exact if not exact.isdigit() or size < 1024 else f"{rounded_bytes(size)} ({size} bytes)"
+
+
 def readable_bytes(size: int) -> str:
     """:func:`format_bytes` for messages: ``"4Gi"``, or ``"1000 bytes"`` when no unit fits."""
     text = format_bytes(size)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from protocol.resources import Resources
 from protocol.units import (
     MAX_CPU_CORES,
     format_bytes,
@@ -14,6 +15,8 @@ from protocol.units import (
     parse_cpu,
     parse_gpu,
     readable_bytes,
+    rounded_bytes,
+    size_for_people,
 )
 
 INT64_MAX = 2**63 - 1
@@ -90,3 +93,13 @@ def test_parsers_refuse_huge_or_odd_amounts_with_value_error(
 def test_parse_gpu_takes_leading_zeros_like_parse_uint() -> None:
     assert parse_gpu("0" * 5000 + "2") == 2
     assert parse_gpu(str(INT64_MAX)) == INT64_MAX
+
+
+def test_sizes_in_messages_are_readable_whole_units_or_rounded() -> None:
+    assert rounded_bytes(20221201612) == "18.8Gi"
+    assert rounded_bytes(512) == "512B"
+    assert size_for_people(4 * 1024**3) == "4Gi"
+    assert size_for_people(1000) == "1000"
+    assert size_for_people(20221201612) == "18.8Gi (20221201612 bytes)"
+    too_big = Resources(memory=500 * 1024**3).exceeding(Resources(memory=20221201612))
+    assert too_big == ["memory 500Gi > 18.8Gi (20221201612 bytes)"]
