@@ -7,6 +7,7 @@ Responses are parsed into the :mod:`protocol` models; every failure becomes an
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -14,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from cli.errors import APIError
+from cli.errors import APIError, ForeignServerError
 from protocol.errors import ValidationError
 from protocol.execution import Execution
 from protocol.history import JobHistory
@@ -31,6 +32,8 @@ _JOBS = "/api/v1/orchestrator/jobs"
 _NODES = "/api/v1/orchestrator/nodes"
 _AGENT = "/api/v1/agent"
 _MAX_PAGES = 1000
+MIN_PREFIX_LENGTH = 4  # the requester finds a job by a unique ID prefix this long or longer
+_ROUTE_STATUSES = (404, 405)  # a requester answers these with its own JSON error
 
 M = TypeVar("M", bound=WireModel)
 QueryValue = str | int | bool
@@ -64,6 +67,33 @@ def _quoted(identifier: str) -> str:
     if not identifier.strip():
         raise APIError("an empty ID was given")
     return quote(identifier.strip(), safe="")
+
+
+def _speaks_bacalhau(response: httpx.Response) -> bool:
+    """True when an error answer has the shape a requester gives: JSON with a Message
+    (Bacalhau's ``{Code, Message}`` or ``{code, message}``)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, Mapping) and any(str(key).lower() == "message" for key in body)
+
+
+@contextmanager
+def _prefix_hint(job_id: str) -> Iterator[None]:
+    """A "not found" for a job ID shorter than a usable prefix says that it is too short."""
+    try:
+        yield
+    except APIError as exc:
+        given = job_id.strip()
+        short = len(given) < MIN_PREFIX_LENGTH
+        if exc.status_code != 404 or not short or isinstance(exc, ForeignServerError):
+            raise
+        raise APIError(
+            f"job ID {given!r} is too short: give the full ID or at least its first "
+            f"{MIN_PREFIX_LENGTH} characters (`bacalao job list` shows the first 10)",
+            status_code=exc.status_code,
+        ) from None
 
 
 def _error_message(response: httpx.Response) -> tuple[str, str]:
@@ -122,7 +152,8 @@ class APIClient:
         )
 
     def get_job(self, job_id: str) -> Job:
-        body = self._request("GET", f"{_JOBS}/{_quoted(job_id)}")
+        with _prefix_hint(job_id):
+            body = self._request("GET", f"{_JOBS}/{_quoted(job_id)}")
         return self._parse(Job, body.get("Job"), "job")
 
     def list_jobs(
@@ -157,21 +188,22 @@ class APIClient:
     def stop_job(self, job_id: str, reason: str = "") -> str:
         """Ask the requester to stop a job; returns the evaluation ID."""
         params: dict[str, QueryValue] = {"reason": reason} if reason else {}
-        body = self._request("DELETE", f"{_JOBS}/{_quoted(job_id)}", params=params)
+        with _prefix_hint(job_id):
+            body = self._request("DELETE", f"{_JOBS}/{_quoted(job_id)}", params=params)
         return str(body.get("EvaluationID") or "")
 
     def executions(self, job_id: str) -> list[Execution]:
-        path = f"{_JOBS}/{_quoted(job_id)}/executions"
-        return [self._parse(Execution, item, "execution") for item in self._all_items(path)]
+        items = self._job_items(job_id, "executions")
+        return [self._parse(Execution, item, "execution") for item in items]
 
     def history(self, job_id: str) -> list[JobHistory]:
-        path = f"{_JOBS}/{_quoted(job_id)}/history"
-        return [self._parse(JobHistory, item, "history entry") for item in self._all_items(path)]
+        items = self._job_items(job_id, "history")
+        return [self._parse(JobHistory, item, "history entry") for item in items]
 
     def results(self, job_id: str) -> list[SpecConfig]:
         """The published result specs of a job: one per execution that published one."""
-        path = f"{_JOBS}/{_quoted(job_id)}/results"
-        return [self._parse(SpecConfig, item, "result spec") for item in self._all_items(path)]
+        items = self._job_items(job_id, "results")
+        return [self._parse(SpecConfig, item, "result spec") for item in items]
 
     # -- nodes and agent ------------------------------------------------------------------
 
@@ -222,14 +254,20 @@ class APIClient:
             raise APIError(f"{method} {url} failed: {exc}") from None
         if response.is_error:
             message, field = _error_message(response)
+            if response.status_code in _ROUTE_STATUSES and not _speaks_bacalhau(response):
+                raise self._foreign(method, path, response)
             raise APIError(message, status_code=response.status_code, field=field)
         try:
             body = response.json()
         except ValueError:
-            raise APIError(f"{method} {url}: the answer is not JSON") from None
+            raise self._foreign(method, path, response) from None
         if not isinstance(body, dict):
             raise APIError(f"{method} {url}: expected a JSON object, got {type(body).__name__}")
         return body
+
+    def _job_items(self, job_id: str, what: str) -> list[Any]:
+        with _prefix_hint(job_id):
+            return list(self._all_items(f"{_JOBS}/{_quoted(job_id)}/{what}"))
 
     @staticmethod
     def _items(body: Mapping[str, Any]) -> list[Any]:
@@ -248,6 +286,16 @@ class APIClient:
             if not token or token in seen:
                 return
             seen.add(token)
+
+    def _foreign(self, method: str, path: str, response: httpx.Response) -> ForeignServerError:
+        """An answer no requester gives: something else listens at the API address."""
+        kind = response.headers.get("content-type", "").split(";")[0].strip() or "no type"
+        status = f"{response.status_code} {response.reason_phrase}".strip()
+        return ForeignServerError(
+            f"the server at {self.base_url} does not look like a bacalao/Bacalhau requester "
+            f"({method} {path} answered {status}, {kind}); check --api-host/--api-port",
+            status_code=response.status_code,
+        )
 
     def _parse(self, model: type[M], data: Any, what: str) -> M:
         if data is None:

@@ -3,6 +3,7 @@
 BacalaoError
 └── CLIError              anything the command line reports as one red line, exit 1
     ├── APIError          the requester could not be reached, or refused the request
+    │   └── ForeignServerError   what answers at the API address is not a requester
     ├── JobSpecError      command-line values or a job file that do not make a job
     └── WaitTimeoutError  the job did not finish within ``--wait-timeout``
 """
@@ -28,6 +29,10 @@ class APIError(CLIError):
         self.status_code = status_code
         self.field = field
         super().__init__(message)
+
+
+class ForeignServerError(APIError):
+    """Something answers at the API address, but not as a requester would."""
 
 
 class JobSpecError(CLIError):

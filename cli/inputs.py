@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import httpx
 import wasmtime
 
 from cli.errors import JobSpecError
@@ -79,8 +80,7 @@ def source_spec(uri: str, *, option: str = "--input") -> dict[str, Any]:
             raise JobSpecError(f"{uri!r}: file:// URLs name a path, not a host", option=option)
         return {"Type": "local", "Params": {"SourcePath": unquote(parsed.path)}}
     if scheme in ("http", "https"):
-        if not parsed.netloc:
-            raise JobSpecError(f"{uri!r} has no host", option=option)
+        _check_http_url(uri, parsed.netloc, option)
         return {"Type": "urlDownload", "Params": {"URL": uri}}
     if scheme == "s3":
         if not parsed.netloc:
@@ -98,6 +98,29 @@ def source_spec(uri: str, *, option: str = "--input") -> dict[str, Any]:
             option=option,
         )
     raise JobSpecError(f"{uri!r}: unsupported scheme {scheme!r}; {_FORMS}", option=option)
+
+
+def _check_http_url(uri: str, authority: str, option: str) -> None:
+    """An http(s) URL a compute node can download: a host, and a port that is a number from
+    1 to 65535 (``http://x:data`` is neither a port nor a DST, which must be absolute)."""
+    host_port = authority.rpartition("@")[2]
+    if host_port.startswith("["):  # an IPv6 literal: the port follows the bracket
+        port = host_port.partition("]")[2].removeprefix(":")
+    else:
+        port = host_port.partition(":")[2]
+    if port and not port.isdigit():
+        hint = ""
+        if uri.endswith(":" + port):  # meant as a DST? Those are absolute paths
+            hint = f" (a DST must be an absolute path: {uri.removesuffix(':' + port)}:/{port})"
+        raise JobSpecError(f"{uri!r}: the port {port!r} is not a number{hint}", option=option)
+    if port and not 0 < int(port) < 65536:
+        raise JobSpecError(f"{uri!r}: port {port} is out of range (1-65535)", option=option)
+    try:
+        url = httpx.URL(uri)
+    except httpx.InvalidURL as exc:
+        raise JobSpecError(f"{uri!r} is not a valid URL ({exc})", option=option) from None
+    if not url.host:
+        raise JobSpecError(f"{uri!r} has no host", option=option)
 
 
 def _split_short(text: str) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -33,6 +34,8 @@ JobIdArgument = Annotated[
     typer.Argument(help="The job ID, or a unique prefix of it.", metavar="ID", show_default=False),
 ]
 DEFAULT_LIST_LIMIT = 10
+# What the requester's GET /jobs accepts as order_by (requester/store_schema.py ORDER_COLUMNS).
+JOB_ORDER_FIELDS = ("created_at", "modified_at", "id", "name", "state")
 
 
 @app.command("run")
@@ -40,23 +43,31 @@ DEFAULT_LIST_LIMIT = 10
 def run(
     ctx: typer.Context,
     file: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            help="A Bacalhau v1 job in YAML or JSON (with or without a top-level Job: key), "
-            "or - to read it from stdin.",
+            help="A Bacalhau v1 job in YAML or JSON (with or without a top-level Job: key, "
+            "or the output of `bacalao job describe --output yaml`); - or nothing reads it "
+            "from stdin.",
             show_default=False,
             metavar="FILE|-",
         ),
-    ],
+    ] = None,
     *,
     how: SubmitFlags,
 ) -> None:
     """Submit a job file and, by default, wait for it and print its output.
 
     Exits 0 when the job completed, 1 when it failed or was stopped (the reason goes to
-    stderr). Bacalhau's own job files work unchanged.
+    stderr). Bacalhau's own job files work unchanged, and so does what `job describe` prints:
+    `bacalao job describe ID --output yaml | bacalao job run` runs the job again, as a new job.
     """
-    if file == "-":
+    if file is None and _stdin_is_terminal():
+        raise typer.BadParameter(
+            "no job file given, and stdin is a terminal: name one (bacalao job run job.yaml) "
+            "or pipe one in (bacalao job describe ID --output yaml | bacalao job run)",
+            param_hint="'FILE'",
+        )
+    if file is None or file == "-":
         text, source = sys.stdin.read(), "stdin"
     else:
         try:
@@ -64,6 +75,13 @@ def run(
         except (OSError, UnicodeDecodeError) as exc:
             raise CLIError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
     run_job(ctx, load_job(text, source), how)
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):  # closed or replaced by something without a TTY
+        return False
 
 
 @app.command("list")
@@ -83,10 +101,19 @@ def list_jobs(
     order_by: Annotated[
         str,
         typer.Option(
-            "--order-by", help="Sort by this field: created_at or id.", show_default=False
+            "--order-by",
+            help=f"Sort by this field: {', '.join(JOB_ORDER_FIELDS)} (default: created_at).",
+            show_default=False,
         ),
     ] = "",
-    reverse: Annotated[bool, typer.Option("--reverse", help="Reverse the order.")] = False,
+    reverse: Annotated[
+        bool,
+        typer.Option(
+            "--order-reversed",
+            "--reverse",
+            help="Reverse the order: newest first when sorting by creation time.",
+        ),
+    ] = False,
     namespace: Annotated[
         str, typer.Option("--namespace", help="Only jobs of this namespace.")
     ] = "default",
@@ -102,7 +129,10 @@ def list_jobs(
     *,
     show: ShowFlags,
 ) -> None:
-    """List jobs, newest first unless --order-by says otherwise."""
+    """List jobs, oldest first (by creation time), as Bacalhau lists them.
+
+    --order-reversed (or --reverse) lists the newest first; --order-by sorts by another field.
+    """
     with show.client(ctx) as client:
         page = client.list_jobs(
             limit=limit,
@@ -114,7 +144,15 @@ def list_jobs(
         )
     show.show_items(page.items, jobs_table)
     if page.next_token and show.output is OutputFormat.TABLE:
-        print_note(f"More jobs: bacalao job list --next-token {page.next_token}", style="dim")
+        flags: list[str] = []  # the next page needs the same query (its token says where)
+        flags += ["--order-by", order_by] if order_by else []
+        flags += ["--order-reversed"] if reverse else []
+        flags += ["--labels", labels] if labels else []
+        if all_namespaces or namespace != "default":
+            flags += ["--all-namespaces"] if all_namespaces else ["--namespace", namespace]
+        flags += ["--limit", str(limit)] if limit != DEFAULT_LIST_LIMIT else []
+        again = shlex.join(["bacalao", "job", "list", *flags, "--next-token", page.next_token])
+        print_note(f"More jobs: {again}", style="dim")
 
 
 @app.command("describe")

@@ -26,6 +26,8 @@ DEFAULT_ENTRYPOINT = "_start"
 DEFAULT_PUBLISHER = "local"
 DEFAULT_RESULT_PATH = {"Name": "outputs", "Path": "/outputs"}
 _SERVER_FIELDS = ("State", "Version", "Revision", "CreateTime", "ModifyTime")
+_SERVER_FIELDS_LOWER = frozenset(name.lower() for name in ("ID", *_SERVER_FIELDS))
+_DESCRIBE_KEYS = frozenset({"job", "executions", "history"})
 # Where a problem in the built job comes from, most specific first (after the engine's own).
 _FIELD_OPTIONS = (
     ("Tasks[0].Engine.Params.EnvironmentVariables", "--env"),
@@ -289,18 +291,45 @@ def load_job(text: str, source: str) -> BuiltJob:
         if mark is not None:
             where = f" (line {mark.line + 1}, column {mark.column + 1})"
         raise JobSpecError(f"{source} is not valid YAML or JSON{where}") from None
-    if isinstance(data, dict) and len(data) == 1:
-        (key, value), *_ = data.items()
-        if str(key).lower() == "job" and isinstance(value, dict):
-            data = value
     if not isinstance(data, dict):
         raise JobSpecError(f"{source} does not hold a job (expected a mapping with Tasks)")
+    data = _as_new_job(_unwrapped(data, source))
     try:
         job = Job.from_wire(data)
         warnings = validate_job(job)
     except ValidationError as exc:
         raise JobSpecError(f"{source}: {exc}") from None
     return BuiltJob(job=job, warnings=tuple(warnings))
+
+
+def _unwrapped(data: dict[Any, Any], source: str) -> dict[Any, Any]:
+    """The job of ``{Job: {...}}``, or of what ``job describe --output yaml|json`` prints
+    (``{Job, Executions, History}``); a bare job as it is. Keys in any case, as Go reads them."""
+    keys = {str(key).lower(): key for key in data}
+    if "job" not in keys or "tasks" in keys:
+        return data
+    inner = data[keys["job"]]
+    if not isinstance(inner, dict):
+        raise JobSpecError(f"{source}: Job: must be a mapping with Tasks")
+    others = sorted(str(key) for name, key in keys.items() if name not in _DESCRIBE_KEYS)
+    if others:
+        raise JobSpecError(
+            f"{source} holds a Job and also {', '.join(others)}: expected a job, {{Job: ...}} "
+            "or the output of `bacalao job describe` (Job, Executions, History)"
+        )
+    return inner
+
+
+def _as_new_job(data: dict[Any, Any]) -> dict[Any, Any]:
+    """``data`` without the fields the requester sets (ID, State, Revision, times...), so a
+    job read back from the requester is submitted again as a new job. A Name the requester
+    defaulted to the old ID goes too: the new job gets its own."""
+    fields = {str(key).lower(): key for key in data}
+    job_id = data.get(fields.get("id", ""), "")
+    dropped = {fields[name] for name in _SERVER_FIELDS_LOWER if name in fields}
+    if "name" in fields and job_id and data[fields["name"]] == job_id:
+        dropped.add(fields["name"])
+    return {key: value for key, value in data.items() if key not in dropped}
 
 
 def job_to_yaml(job: Job) -> str:

@@ -28,8 +28,24 @@ Labels = Annotated[
     list[str] | None,
     typer.Option("--labels", help="Node labels k=v (repeat, or comma-separated)."),
 ]
-ApiHost = Annotated[str, typer.Option("--api-host", envvar="BACALAO_API_HOST")]
-ApiPort = Annotated[int, typer.Option("--api-port", envvar="BACALAO_API_PORT")]
+ApiHost = Annotated[
+    str,
+    typer.Option(
+        "--api-host",
+        envvar="BACALAO_API_HOST",
+        help="Address the requester's API listens on (0.0.0.0: every interface).",
+    ),
+]
+ApiPort = Annotated[
+    int,
+    typer.Option(
+        "--api-port",
+        envvar="BACALAO_API_PORT",
+        min=0,
+        max=65535,
+        help="Port of the requester's API (0: any free port).",
+    ),
+]
 CpuLimit = Annotated[
     str | None,
     typer.Option("--limit-total-cpu", help="CPU the node offers (500m, 2). Default: 80% of cores."),
@@ -185,6 +201,19 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
+def check_api_address(host: str, port: int) -> None:
+    """Before any node starts: an API host that cannot be an address is a usage error (exit
+    2); a host:port nothing can listen on now (in use, not this machine's) fails with exit 1."""
+    from cli.listen import listen_problem, unresolvable
+
+    problem = unresolvable(host)
+    if problem:
+        raise typer.BadParameter(problem, param_hint="'--api-host'")
+    refused = listen_problem(host, port)
+    if refused is not None:
+        raise refused
+
+
 def serve(
     node_type: Annotated[
         str, typer.Option("--node-type", help="requester, compute or requester,compute")
@@ -235,8 +264,11 @@ def serve(
     from cli.stack import NodeOptions, NodeProcess, default_data_dir
 
     setup_logging(log_level)
+    node: NodeProcess | None = None
     try:
         requester, compute = parse_node_type(node_type)
+        if requester:
+            check_api_address(api_host, api_port)
         cpu, memory = _limits(limit_total_cpu, limit_total_memory)
         options = NodeOptions(
             name=name,
@@ -266,6 +298,8 @@ def serve(
         node = NodeProcess(options)
         node.start()
     except (BacalaoError, OSError, TimeoutError) as exc:
+        if node is not None:
+            node.stop()  # whatever did start (bus, compute, results server) stops cleanly
         _fail(exc)
         return
     where = f" API on http://{api_host}:{node.api_port}" if node.api_port else ""
@@ -300,6 +334,7 @@ def devstack(
 
     setup_logging(log_level)
     try:
+        check_api_address(api_host, api_port)
         cpu, memory = _limits(limit_total_cpu, limit_total_memory)
         base = NodeOptions(
             name="requester",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 
+from cli.listen import listen_problem
 from compute.bidding.locality import DataLocality
 from compute.executors.registry import default_executors
 from compute.node import ComputeConfig, ComputeNode
@@ -174,7 +175,11 @@ class NodeProcess:
         if self.orchestrator is not None:
             self.orchestrator.start()
             self.api = APIServer(create_app(self.orchestrator), options.api_host, options.api_port)
-            self.api_port = self.api.start()
+            try:
+                self.api_port = self.api.start()
+            except RuntimeError as exc:  # say why, naming the flag: in use, not this host...
+                where = (options.api_host, options.api_port)
+                raise listen_problem(*where) or ValidationError("--api-port", str(exc)) from None
         self.announcer = Announcer(
             self.bus,
             self.info,

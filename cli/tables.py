@@ -131,6 +131,14 @@ def _capacity(resources: Resources) -> str:
     return f"{format_cpu(resources.cpu)} CPU, {human_bytes(resources.memory)} memory"
 
 
+def resources_text(resources: Resources) -> str:
+    """``cpu=3.2 memory=12.5Gi disk=18.8Gi gpu=0``: every size in the same rounded units."""
+    return (
+        f"cpu={format_cpu(resources.cpu)} memory={human_bytes(resources.memory)} "
+        f"disk={human_bytes(resources.disk)} gpu={resources.gpu}"
+    )
+
+
 def nodes_table(nodes: Iterable[NodeState], wide: bool = False) -> Table:
     table = _table(
         "ID", "Type", "Connection", "Engines", "Publishers", "Available", "Labels", wide=wide
@@ -220,6 +228,10 @@ def job_overview(job: Job) -> list[RenderableType]:
     return [fields_grid(summary, title="Job"), Text(""), fields_grid(task_rows, title="Task")]
 
 
+def _largest_job(limit: Resources) -> str:
+    return resources_text(limit) if limit != Resources() else "- (up to its capacity)"
+
+
 def node_overview(node: NodeState) -> list[RenderableType]:
     info = node.info
     version = info.bacalhau_version
@@ -240,8 +252,9 @@ def node_overview(node: NodeState) -> list[RenderableType]:
             ("Engines", ", ".join(compute.execution_engines) or "-"),
             ("Publishers", ", ".join(compute.publishers) or "-"),
             ("Storage", ", ".join(compute.storage_sources) or "-"),
-            ("Max capacity", compute.max_capacity.describe()),
-            ("Available", compute.available_capacity.describe()),
+            ("Max capacity", resources_text(compute.max_capacity)),
+            ("Available", resources_text(compute.available_capacity)),
+            ("Largest job", _largest_job(compute.max_job_requirements)),
             ("Running", str(compute.running_executions)),
             ("Queued", str(compute.enqueued_executions)),
         ]

@@ -94,24 +94,41 @@ def _wait_with_spinner(client: APIClient, job_id: str, options: RunOptions) -> J
         )
 
 
-def first_completed(executions: list[Execution]) -> Execution | None:
+def completed_runs(executions: list[Execution]) -> list[Execution]:
+    """The completed executions, in the order they were created."""
     done = [item for item in executions if item.state == ExecutionStateType.COMPLETED]
-    return min(done, key=lambda item: (item.create_time, item.id)) if done else None
+    return sorted(done, key=lambda item: (item.create_time, item.id))
+
+
+def first_completed(executions: list[Execution]) -> Execution | None:
+    runs = completed_runs(executions)
+    return runs[0] if runs else None
 
 
 def _print_output(client: APIClient, job: Job) -> None:
-    """The program's stdout exactly on stdout, its stderr on stderr."""
-    execution = first_completed(client.executions(job.id))
-    output = execution.run_output if execution is not None else None
-    if output is None:
+    """The program's stdout exactly on stdout, its stderr on stderr. With Count > 1, every
+    completed run's, each after a header line on stderr naming the execution and its node
+    (so stdout holds only what the programs wrote)."""
+    runs = completed_runs(client.executions(job.id))
+    if job.count <= 1:
+        runs = runs[:1]
+    shown = [run for run in runs if run.run_output is not None]
+    if not shown:
         print_note(f"job {job.id} completed without reporting any output", style="dim")
         return
-    write_stdout(output.stdout)
-    write_stderr(output.stderr)
-    if output.stdout_truncated or output.stderr_truncated:
+    truncated = False
+    for execution in shown:
+        output = execution.run_output
+        assert output is not None
+        if job.count > 1:
+            write_stderr(f"== execution {execution.id} on {execution.node_id} ==\n")
+        write_stdout(output.stdout)
+        write_stderr(output.stderr)
+        truncated = truncated or output.stdout_truncated or output.stderr_truncated
+        if output.exit_code:
+            print_note(f"(the program exited with code {output.exit_code})", style="yellow")
+    if truncated:
         print_note(f"(output truncated: `bacalao job get {job.id}` fetches all of it)", "dim")
-    if output.exit_code:
-        print_note(f"(the program exited with code {output.exit_code})", style="yellow")
 
 
 def _failure_lines(execution: Execution) -> list[str]:

@@ -1,7 +1,8 @@
 ;; hello.wat -- a WASI command written by hand.
 ;;
-;;   bacalao job run --engine wasm hello.wat            -> Hello, World!
-;;   bacalao job run --engine wasm hello.wat Ada        -> Hello, Ada!
+;;   bacalao wasm run --embedded examples/wasm/hello.wat       -> Hello, World!
+;;   bacalao wasm run --embedded examples/wasm/hello.wat Ada   -> Hello, Ada!
+;;   bacalao wasm run examples/wasm/hello.wat Ada              (on a running devstack)
 ;;
 ;; It greets its first argument (argv[1]), or the World when there is none, on stdout.
 (module

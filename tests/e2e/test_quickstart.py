@@ -1,20 +1,33 @@
-"""The README's quick start, run as a user runs it: the installed `bacalao` command."""
+"""The README's commands, run as a user runs them: the `bacalao` command in its own process,
+against nodes started by `bacalao devstack` / `bacalao serve` in theirs."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.support.nodes import start_node
+from tests.support.services import RedisServer, free_port
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "wasm"
+HELLO_WAT = ROOT / "examples" / "wasm" / "hello.wat"
+ENTRY = [sys.executable, "-c", "from cli.main import main; main()"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 def bacalao(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from cli.main import main; main()", *args]
+    command = [*ENTRY, *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=90, check=False)
 
 
@@ -32,3 +45,81 @@ def test_a_failing_job_exits_non_zero_with_the_reason(tmp_path: Path) -> None:
     assert "exit" in result.stderr.lower()
     assert "3" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_hybrid_node_from_serve_runs_a_job(tmp_path: Path) -> None:
+    """`serve --node-type requester,compute`: one process, one node ID, both roles."""
+    node = start_node(tmp_path, "hybrid", "memory://", "requester,compute", api=True)
+    try:
+        port = str(node.api_port)
+        wait_until(lambda: node.compute_count() == 1, 30, message="the node's compute role")
+        ran = bacalao("--api-port", port, "wasm", "run", str(HELLO_WAT), "Hybrid", cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr + node.log()
+        assert ran.stdout == "Hello, Hybrid!\n"
+        listed = bacalao("node", "list", "--output", "json", "--api-port", port, cwd=tmp_path)
+        nodes = json.loads(listed.stdout)
+        assert [item["Info"]["NodeType"] for item in nodes] == ["Hybrid"]
+    finally:
+        node.stop()
+    assert node.process.returncode == 0, node.log()  # Ctrl-C/SIGTERM: a clean stop
+
+
+@contextmanager
+def devstack(tmp_path: Path, *flags: str) -> Iterator[int]:
+    """`bacalao devstack FLAGS` in its own process; yields its API port, stops it by PID."""
+    port = free_port()
+    log_path = tmp_path / "devstack.log"
+    args = ["devstack", "--api-port", str(port), "--data-dir", str(tmp_path / "data"), *flags]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([*ENTRY, *args], stdout=log, stderr=subprocess.STDOUT)
+    try:
+
+        def up() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"devstack exited early:\n{log_path.read_text()}")
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/api/v1/agent/alive").is_success
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 60, 0.05, "the devstack's API")
+        yield port
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    assert process.returncode == 0, log_path.read_text()
+
+
+def test_devstack_labels_and_redis_broker_reach_every_node(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    flags = ["--broker", redis.url, "--labels", "zone=eu,tier=gold", "--compute-nodes", "2"]
+    with devstack(tmp_path, *flags) as port:
+        env = {**os.environ, "BACALAO_API_PORT": str(port)}
+
+        def listed() -> list[dict[str, object]] | None:
+            command = [*ENTRY, "node", "list", "--output", "json"]
+            shown = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=60, check=True
+            )
+            items = json.loads(shown.stdout)
+            return [item["Info"] for item in items] if len(items) == 3 else None
+
+        infos = wait_until(listed, 30, 0.2, "3 nodes")
+        assert {info["Transport"] for info in infos} == {"redis"}
+        assert all(info["Labels"] == {"zone": "eu", "tier": "gold"} for info in infos), infos
+        ran = subprocess.run(
+            [*ENTRY, "wasm", "run", str(HELLO_WAT), "Redis", "--constraints", "zone=eu"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout == "Hello, Redis!\n"

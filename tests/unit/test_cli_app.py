@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -268,6 +271,73 @@ def test_server_rejection_shows_its_message(fake: FakeRequester, module: Path) -
     result = invoke(fake.handle, "wasm", "run", str(module))
     assert result.exit_code == 1
     assert "Error: Tasks[0].Engine.Type: unknown engine" in result.stderr
+
+
+def test_job_run_without_a_file_on_a_terminal_is_a_usage_error() -> None:
+    """Bacalhau reads the job from stdin when no file is named; on a terminal that would
+    wait for typing, so it says what to do instead (a real pseudo-terminal as stdin)."""
+    primary, secondary = pty.openpty()
+    command = [sys.executable, "-c", "from cli.main import main; main()", "job", "run"]
+    try:
+        result = subprocess.run(
+            [*command, "--api-port", "9"],  # never contacted
+            stdin=secondary,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+            check=False,
+        )
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert result.returncode == 2, result.stderr
+    assert "no job file given, and stdin is a terminal" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["-"]])
+def test_job_run_reads_stdin_without_a_file_or_with_dash(
+    fake: FakeRequester, args: list[str]
+) -> None:
+    fake.executions = [_execution(1, ExecutionStateType.COMPLETED, stdout="from noop")]
+    result = invoke(fake.handle, "job", "run", *args, stdin=json.dumps(_noop_job_wire()))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "from noop"
+
+
+@pytest.mark.parametrize("command", [["wasm", "run"], ["docker", "run"]])
+def test_an_input_url_whose_port_is_a_word_is_refused(
+    fake: FakeRequester, module: Path, command: list[str]
+) -> None:
+    program = str(module) if command[0] == "wasm" else "busybox:1"
+    result = invoke(fake.handle, *command, "-i", "http://x:relative", program)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert "'--input'" in message
+    assert "the port 'relative' is not a number" in message
+    assert fake.requests == []
+
+
+def test_job_list_asks_for_the_order_given_and_repeats_it_to_continue() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"Items": [], "NextToken": "tok2"})
+
+    result = invoke(handler, "job", "list", "--order-reversed", "--order-by", "modified_at", "-A")
+    assert result.exit_code == 0, result.output
+    params = seen[0].url.params
+    assert (params["reverse"], params["order_by"]) == ("true", "modified_at")
+    assert (
+        "More jobs: bacalao job list --order-by modified_at --order-reversed --all-namespaces "
+        "--next-token tok2" in result.stderr
+    )
+    assert invoke(handler, "job", "list", "--reverse").exit_code == 0  # the older spelling
+    assert seen[-1].url.params["reverse"] == "true"
+    invoke(handler, "job", "list")
+    assert "reverse" not in seen[-1].url.params  # the default order: oldest first
 
 
 def test_job_run_reads_a_bacalhau_file_from_stdin(fake: FakeRequester) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,21 @@ def wasm_file(tmp_path: Path) -> Path:
             "/inputs",
         ),
         ("ipfs://QmCID:/ipfs", {"Type": "ipfs", "Params": {"CID": "QmCID"}}, "/ipfs"),
+        (  # Bacalhau's own example: the last colon before an absolute path starts DST
+            "https://example.com/data.csv:/inputs",
+            {"Type": "urlDownload", "Params": {"URL": "https://example.com/data.csv"}},
+            "/inputs",
+        ),
+        (
+            "https://example.com:8443/data.csv:/inputs/d.csv",
+            {"Type": "urlDownload", "Params": {"URL": "https://example.com:8443/data.csv"}},
+            "/inputs/d.csv",
+        ),
+        (
+            "http://[::1]:8080/x",
+            {"Type": "urlDownload", "Params": {"URL": "http://[::1]:8080/x"}},
+            "/inputs",
+        ),
     ],
 )
 def test_input_short_forms(value: str, source: dict[str, object], target: str) -> None:
@@ -123,6 +139,16 @@ def test_input_long_form_with_options_and_commas_in_the_uri() -> None:
         ("dst=/in", "has no src="),
         ("s3:///key", "names no bucket"),
         ("file://otherhost/data", "not a host"),
+        (  # not a port, nor a DST (those are absolute): say so instead of a bad download
+            "http://x:relative",
+            "the port 'relative' is not a number (a DST must be an absolute path: "
+            "http://x:/relative)",
+        ),
+        ("https://h:data/file.csv", "the port 'data' is not a number"),
+        ("src=http://x:rel,dst=/in", "the port 'rel' is not a number"),
+        ("http://h:99999/x", "port 99999 is out of range (1-65535)"),
+        ("http://h:0/x", "port 0 is out of range"),
+        ("http://:80/x", "has no host"),
     ],
 )
 def test_input_errors_name_the_option(value: str, fragment: str) -> None:
@@ -433,3 +459,50 @@ def test_load_job_errors_say_what_is_wrong(text: str, fragment: str) -> None:
     with pytest.raises(JobSpecError) as caught:
         load_job(text, "job.yaml")
     assert fragment in str(caught.value)
+
+
+DESCRIBED = """
+Job:
+  ID: j-0f6c2a8e-1111-4222-8333-944445555666
+  Name: j-0f6c2a8e-1111-4222-8333-944445555666
+  Namespace: default
+  Type: batch
+  Count: 1
+  Labels: {team: ml}
+  Meta: {bacalhau.org/requester.id: n-1}
+  Tasks:
+  - Name: main
+    Engine: {Type: noop, Params: {Stdout: hi}}
+    Publisher: {Type: local}
+  State: {StateType: Completed, Message: ""}
+  Version: 1
+  Revision: 4
+  CreateTime: 1700000000000000000
+  ModifyTime: 1700000001000000000
+Executions:
+- ID: e-1
+  ComputeState: {StateType: 7}
+History: []
+"""
+
+
+def test_describe_output_loads_as_a_new_job() -> None:
+    """What `job describe --output yaml` prints: the Job is unwrapped, and what the requester
+    set (ID, State, Revision, Version, times, a Name defaulted to the ID) is dropped."""
+    job = load_job(DESCRIBED, "stdin").job
+    assert (job.id, job.name, job.revision, job.version) == ("", "", 0, 0)
+    assert (job.create_time, job.modify_time) == (0, 0)
+    assert job.state.state_type.value == "Pending"
+    assert job.labels == {"team": "ml"}
+    assert job.task.engine.params == {"Stdout": "hi"}
+    named = re.sub(r"(?m)^  Name: .*$", "  Name: nightly", DESCRIBED)
+    assert load_job(named, "-").job.name == "nightly"  # a name the user gave is kept
+    lowercase = DESCRIBED.replace("Job:", "job:").replace("Executions:", "executions:")
+    assert load_job(lowercase, "-").job == job
+
+
+def test_describe_shaped_file_with_other_keys_is_refused() -> None:
+    with pytest.raises(JobSpecError, match="holds a Job and also Extra"):
+        load_job(DESCRIBED + "Extra: 1\n", "job.yaml")
+    with pytest.raises(JobSpecError, match="Job: must be a mapping"):
+        load_job("Job: [1, 2]\n", "job.yaml")

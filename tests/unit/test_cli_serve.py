@@ -1,8 +1,12 @@
 """``bacalao devstack`` and ``serve`` flags reach the nodes they start (in-process nodes on
-memory://, inspected where the command would wait for Ctrl-C)."""
+memory://, inspected where the command would wait for Ctrl-C), and a node that cannot start
+says why in one line naming the flag, leaving nothing running."""
 
 from __future__ import annotations
 
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -13,9 +17,12 @@ from typer.testing import CliRunner
 import cli.devstack
 import cli.serve
 import cli.stack
+from cli.client import APIClient
 from cli.devstack import Devstack
 from cli.main import create_app
 from cli.stack import NodeProcess
+from tests.support.services import free_port
+from tests.support.wait import wait_until
 
 
 def storage_sources(node: NodeProcess) -> list[str]:
@@ -196,3 +203,118 @@ def test_devstack_over_ask_reaches_the_requesters_scheduler(
     refused = CliRunner().invoke(create_app(), [*args, "--over-ask", "0"])
     assert refused.exit_code == 2
     assert "--over-ask" in refused.stderr
+
+
+# -- start-up errors: one line naming the flag, nothing left running -----------------------
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port something else listens on."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield int(taken.getsockname()[1])
+
+
+def test_devstack_on_a_port_in_use_is_one_line_naming_api_port(
+    busy_port: int, tmp_path: Path
+) -> None:
+    args = ["devstack", "--compute-nodes", "1", "--api-port", str(busy_port)]
+    result = CliRunner().invoke(create_app(), [*args, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)  # not a RuntimeError traceback
+    assert result.stderr.strip().splitlines() == [
+        f"Error: --api-port: 127.0.0.1:{busy_port} is already in use (another node or program "
+        "listens there); pick another --api-port"
+    ]
+    assert not (tmp_path / "devstack").exists()  # checked before any node started
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_an_api_port_out_of_range_is_a_usage_error(port: str, tmp_path: Path) -> None:
+    for command in ("devstack", "serve"):
+        args = [command, "--api-port", port, "--data-dir", str(tmp_path)]
+        result = CliRunner().invoke(create_app(), args)
+        assert result.exit_code == 2, (command, result.output)
+        assert "--api-port" in result.stderr
+        assert not isinstance(result.exception, RuntimeError)
+
+
+def test_an_api_host_that_is_no_address_is_a_usage_error(tmp_path: Path) -> None:
+    for command in ("serve", "devstack"):
+        args = [command, "--api-host", "999.1.1.1", "--data-dir", str(tmp_path)]
+        result = CliRunner().invoke(create_app(), args, env={"COLUMNS": "200"})
+        assert result.exit_code == 2, (command, result.output)
+        assert "Invalid value for '--api-host': cannot resolve '999.1.1.1'" in result.stderr
+        assert isinstance(result.exception, SystemExit)
+
+
+def test_an_api_host_of_another_machine_names_api_host(tmp_path: Path) -> None:
+    args = ["serve", "--api-host", "192.0.2.1", "--data-dir", str(tmp_path)]  # TEST-NET-1
+    result = CliRunner().invoke(create_app(), [*args, "--local-publisher-port", "0"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "Error: --api-host: 192.0.2.1 is not an address of this machine (0.0.0.0: every interface)"
+    )
+
+
+def test_a_compute_node_does_not_need_an_api_address(
+    monkeypatch: pytest.MonkeyPatch, busy_port: int, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(cli.serve, "_wait_for_signal", lambda: None)
+    monkeypatch.setattr(cli.serve, "setup_logging", lambda level: None)
+    args = ["serve", "--node-type", "compute", "--api-port", str(busy_port)]
+    result = CliRunner().invoke(create_app(), [*args, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.timeout(60)
+def test_a_node_whose_api_fails_after_the_check_stops_what_it_started(
+    monkeypatch: pytest.MonkeyPatch, busy_port: int, tmp_path: Path
+) -> None:
+    """The port is taken between the check and the bind (a race the check cannot close):
+    the bus, the compute role and its results server, already started, are stopped."""
+    monkeypatch.setattr(cli.serve, "check_api_address", lambda host, port: None)
+    monkeypatch.setattr(cli.serve, "setup_logging", lambda level: None)
+    threads_before = set(threading.enumerate())
+    results_port = free_port()
+    args = ["serve", "--api-port", str(busy_port), "--local-publisher-port", str(results_port)]
+
+    result = CliRunner().invoke(create_app(), [*args, "--data-dir", str(tmp_path)])
+
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert f"Error: --api-port: 127.0.0.1:{busy_port} is already in use" in result.stderr
+    wait_until(lambda: not set(threading.enumerate()) - threads_before, 10, message="threads")
+    with socket.socket() as again:  # the results server let go of its port
+        again.bind(("127.0.0.1", results_port))
+
+
+# -- flags that reach the nodes ---------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_devstack_labels_reach_every_node_through_gossip(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[dict[str, dict[str, str]]] = []
+
+    class RecordedDevstack(Devstack):
+        def start(self, timeout_s: float = 30.0) -> None:
+            super().start(timeout_s)
+            with APIClient("127.0.0.1", self.api_port) as client:
+                seen.append({node.info.node_id: node.info.labels for node in client.nodes()})
+
+    monkeypatch.setattr(cli.devstack, "Devstack", RecordedDevstack)
+    monkeypatch.setattr(cli.serve, "_wait_for_signal", lambda: None)
+    monkeypatch.setattr(cli.serve, "setup_logging", lambda level: None)
+    args = ["devstack", "--compute-nodes", "2", "--api-port", "0", "--data-dir", str(tmp_path)]
+    labels = ["--labels", "zone=eu,tier=gold", "--labels", "team=ml"]
+
+    result = CliRunner().invoke(create_app(), [*args, *labels])
+
+    assert result.exit_code == 0, result.output
+    (nodes,) = seen
+    assert len(nodes) == 3
+    assert all(found == {"zone": "eu", "tier": "gold", "team": "ml"} for found in nodes.values())
