@@ -38,12 +38,12 @@ from protocol.messages import (
     CancelExecution,
     ComputeError,
     ExecutionStarted,
-    Message,
 )
 from protocol.resources import Resources
 from protocol.results import download_result
 from protocol.states import ExecutionStateType
 from tests.support.http_server import HTTPTestServer, Reply, http_server, redirect
+from tests.support.recorders import Recorder
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -375,26 +375,12 @@ def test_a_cancel_stops_a_download_at_once(
     assert staged(tmp_path) == {}
 
 
-class Outbox:
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-        self._lock = threading.Lock()
-
-    def send(self, node_id: str, message: Message) -> None:
-        with self._lock:
-            self.sent.append(message)
-
-    def of(self, kind: type[Message]) -> list[Message]:
-        with self._lock:
-            return [m for m in self.sent if isinstance(m, kind)]
-
-
 NODE_MAX = Resources(cpu=2, memory=1024**3)
 
 
 @pytest.fixture
-def staging_node(tmp_path: Path) -> Iterator[tuple[ComputeNode, Outbox]]:
-    outbox = Outbox()
+def staging_node(tmp_path: Path) -> Iterator[tuple[ComputeNode, Recorder]]:
+    outbox = Recorder()
     plugins = Plugins(
         executors=Registry("executor", [NoopExecutor()]),
         storage=Registry("storage source", [URLDownloadStorage()]),
@@ -406,7 +392,7 @@ def staging_node(tmp_path: Path) -> Iterator[tuple[ComputeNode, Outbox]]:
     node.close()
 
 
-def start_job(node: ComputeNode, outbox: Outbox, url: str, timeout_s: int = 0) -> None:
+def start_job(node: ComputeNode, outbox: Recorder, url: str, timeout_s: int = 0) -> None:
     """Ask, win the bid and accept: a noop task whose one input is ``url``."""
     task = {
         "Engine": {"Type": "noop"},
@@ -431,14 +417,14 @@ def start_job(node: ComputeNode, outbox: Outbox, url: str, timeout_s: int = 0) -
     node.handle(Envelope("BidAccepted", "m-2", "n-req", 0, accept))
 
 
-def only_error(outbox: Outbox) -> ComputeError:
+def only_error(outbox: Recorder) -> ComputeError:
     (error,) = outbox.of(ComputeError)
     assert isinstance(error, ComputeError)
     return error
 
 
 def test_staging_that_outlasts_the_execution_timeout_fails_and_frees_the_node(
-    server: HTTPTestServer, staging_node: tuple[ComputeNode, Outbox]
+    server: HTTPTestServer, staging_node: tuple[ComputeNode, Recorder]
 ) -> None:
     node, outbox = staging_node
     start_job(node, outbox, server.route("/drip", DRIP), timeout_s=1)
@@ -451,7 +437,7 @@ def test_staging_that_outlasts_the_execution_timeout_fails_and_frees_the_node(
 
 
 def test_a_cancel_during_staging_stops_the_download_and_frees_the_node(
-    server: HTTPTestServer, staging_node: tuple[ComputeNode, Outbox]
+    server: HTTPTestServer, staging_node: tuple[ComputeNode, Recorder]
 ) -> None:
     node, outbox = staging_node
     start_job(node, outbox, server.route("/drip", DRIP))

@@ -15,19 +15,9 @@ from compute.capacity import (
     shortfall,
 )
 from protocol.resources import Resources
+from tests.support.recorders import FakeClock
 
 GI = 1024**3
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> None:
-        self.now_s += seconds
 
 
 def res(cpu: float = 0.0, memory: int = 0, disk: int = 0, gpu: int = 0) -> Resources:

@@ -34,21 +34,13 @@ from protocol.messages import (
 )
 from protocol.resources import Resources
 from protocol.states import ExecutionStateType as S
+from tests.support.recorders import FakeClock, Recorder
 from tests.support.wait import wait_until
 
 
-class Outbox:
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-        self._lock = threading.Lock()
-
-    def send(self, node_id: str, message: Message) -> None:
-        with self._lock:
-            self.sent.append(message)
-
+class Outbox(Recorder):
     def bids(self) -> dict[str, bool]:
-        with self._lock:
-            return {m.execution_id: m.accepted for m in self.sent if isinstance(m, BidResult)}
+        return {m.execution_id: m.accepted for m in self.sent if isinstance(m, BidResult)}
 
 
 class SlowForSomeJobs:
@@ -167,17 +159,6 @@ NODE_MAX = Resources(cpu=4, memory=8 * GI)
 TTL_S = 30.0
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> None:
-        self.now_s += seconds
-
-
 def make_node(tmp_path: Path, clock: FakeClock | None = None) -> tuple[ComputeNode, Outbox]:
     """A node with the default bid rules and no sweeper thread: tests call
     ``expire_reservations`` themselves, with the clock where they want it."""
@@ -229,12 +210,7 @@ def accepted(execution_id: str) -> Envelope:
 
 
 def sent(outbox: Outbox, kind: type[Message], execution_id: str) -> list[Message]:
-    with outbox._lock:
-        return [
-            m
-            for m in outbox.sent
-            if isinstance(m, kind) and getattr(m, "execution_id", None) == execution_id
-        ]
+    return [m for m in outbox.of(kind) if getattr(m, "execution_id", None) == execution_id]
 
 
 def bid_of(compute: ComputeNode, outbox: Outbox, ask_envelope: Envelope) -> BidResult:

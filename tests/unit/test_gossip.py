@@ -3,26 +3,11 @@ a goodbye on close."""
 
 from __future__ import annotations
 
-import threading
-
 from protocol.gossip import Announcer
-from protocol.messages import Heartbeat, Message, NodeInfoMessage, ShutdownNotice
+from protocol.messages import Heartbeat, NodeInfoMessage, ShutdownNotice
 from protocol.node import NodeInfo, NodeType
+from tests.support.recorders import Recorder
 from tests.support.wait import wait_until
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-        self._lock = threading.Lock()
-
-    def broadcast(self, message: Message) -> None:
-        with self._lock:
-            self.sent.append(message)
-
-    def of(self, kind: type[Message]) -> list[Message]:
-        with self._lock:
-            return [m for m in self.sent if isinstance(m, kind)]
 
 
 def test_heartbeats_say_what_the_node_holds_and_infos_come_every_third_beat() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -23,21 +22,8 @@ from protocol.states import ExecutionStateType as S
 from requester.orchestrator import REQUESTER_ID_META, Orchestrator
 from requester.store import JobStore
 from tests.support.jobs import noop_job
+from tests.support.recorders import Recorder
 from tests.support.wait import wait_until
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, Message]] = []
-        self._lock = threading.Lock()
-
-    def send(self, node_id: str, message: Message) -> None:
-        with self._lock:
-            self.messages.append((node_id, message))
-
-    def of(self, kind: type[Message]) -> list[tuple[str, Message]]:
-        with self._lock:
-            return [(node, m) for node, m in self.messages if isinstance(m, kind)]
 
 
 def envelope(sender: str, payload: Message) -> Envelope:
@@ -61,8 +47,8 @@ def compute_info(node_id: str) -> NodeInfo:
 
 
 @pytest.fixture
-def orchestrator() -> Iterator[tuple[Orchestrator, Sent]]:
-    sent = Sent()
+def orchestrator() -> Iterator[tuple[Orchestrator, Recorder]]:
+    sent = Recorder()
     with JobStore(":memory:") as store:
         info = NodeInfo(node_id="n-requester", node_type=NodeType.REQUESTER)
         orchestrator = Orchestrator(info, store, sent)
@@ -75,7 +61,7 @@ def orchestrator() -> Iterator[tuple[Orchestrator, Sent]]:
 
 
 def test_submitted_jobs_name_their_requester_in_meta(
-    orchestrator: tuple[Orchestrator, Sent],
+    orchestrator: tuple[Orchestrator, Recorder],
 ) -> None:
     service, _ = orchestrator
     result = service.submit(Job.model_validate(noop_job()))
@@ -83,11 +69,11 @@ def test_submitted_jobs_name_their_requester_in_meta(
 
 
 def test_only_the_execution_s_own_node_may_answer_for_it(
-    orchestrator: tuple[Orchestrator, Sent],
+    orchestrator: tuple[Orchestrator, Recorder],
 ) -> None:
     service, sent = orchestrator
     job_id = service.submit(Job.model_validate(noop_job())).job_id
-    asks = wait_until(lambda: sent.of(AskForBid), 10, message="the ask")
+    asks = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")
     node_id, ask = asks[0]
     assert isinstance(ask, AskForBid)
     assert node_id == "n-a"
@@ -96,25 +82,25 @@ def test_only_the_execution_s_own_node_may_answer_for_it(
 
     service.handle(envelope("n-impostor", refusal))
     service.handle(envelope("n-a", bid))  # queued behind the impostor's: handled in order
-    accepts = wait_until(lambda: sent.of(BidAccepted), 10, message="the accept")
+    accepts = wait_until(lambda: sent.to_whom(BidAccepted), 10, message="the accept")
     assert [node for node, _ in accepts] == ["n-a"]
     executions = service.store.executions(job_id)
     assert [(e.node_id, e.state) for e in executions] == [("n-a", S.BID_ACCEPTED)]
 
 
 def test_a_repeated_bid_for_a_live_execution_is_ignored_not_rejected(
-    orchestrator: tuple[Orchestrator, Sent],
+    orchestrator: tuple[Orchestrator, Recorder],
 ) -> None:
     """A redelivered BidResult must not make the node drop the run it was given."""
     service, sent = orchestrator
     job_id = service.submit(Job.model_validate(noop_job())).job_id
-    _, ask = wait_until(lambda: sent.of(AskForBid), 10, message="the ask")[0]
+    _, ask = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")[0]
     assert isinstance(ask, AskForBid)
     bid = BidResult(execution_id=ask.execution.id, job_id=job_id, accepted=True)
     service.handle(envelope("n-a", bid))
-    wait_until(lambda: sent.of(BidAccepted), 10, message="the accept")
+    wait_until(lambda: sent.to_whom(BidAccepted), 10, message="the accept")
     service.handle(envelope("n-a", bid))
     # Events are handled in order: once the next job's ask is out, the repeat was handled.
     service.submit(Job.model_validate(noop_job()))
-    wait_until(lambda: len(sent.of(AskForBid)) == 2, 10, message="the next job's ask")
-    assert sent.of(BidRejected) == []
+    wait_until(lambda: len(sent.to_whom(AskForBid)) == 2, 10, message="the next job's ask")
+    assert sent.to_whom(BidRejected) == []

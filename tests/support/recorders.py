@@ -1,0 +1,48 @@
+"""Test doubles for unit tests: an outbox/bus that records what is sent, and a clock to turn."""
+
+from __future__ import annotations
+
+import threading
+
+from protocol.messages import Message
+
+
+class Recorder:
+    """Records every message sent to a node or broadcast, with its destination ("*" for a
+    broadcast); safe to use from the threads of the code under test."""
+
+    def __init__(self) -> None:
+        self.addressed: list[tuple[str, Message]] = []
+        self._lock = threading.Lock()
+
+    def send(self, node_id: str, message: Message) -> None:
+        with self._lock:
+            self.addressed.append((node_id, message))
+
+    def broadcast(self, message: Message) -> None:
+        self.send("*", message)
+
+    @property
+    def sent(self) -> list[Message]:
+        with self._lock:
+            return [message for _, message in self.addressed]
+
+    def of(self, kind: type[Message]) -> list[Message]:
+        return [message for message in self.sent if isinstance(message, kind)]
+
+    def to_whom(self, kind: type[Message]) -> list[tuple[str, Message]]:
+        with self._lock:
+            return [(node, m) for node, m in self.addressed if isinstance(m, kind)]
+
+
+class FakeClock:
+    """A monotonic clock in seconds that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
