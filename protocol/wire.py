@@ -30,6 +30,8 @@ class FieldValueError(ValueError):
 def _whole_number(value: Any) -> Any:
     """Go's rule for an integer field: a JSON number without fraction or exponent, nothing
     else (not ``"3"``, ``true`` or ``3.0``)."""
+    if value is None:
+        return 0  # Go leaves an integer at its zero value for a JSON null
     if isinstance(value, bool):
         raise ValueError(f"must be an integer, not {str(value).lower()}")
     if isinstance(value, int):
@@ -38,8 +40,7 @@ def _whole_number(value: Any) -> Any:
         raise ValueError(f"must be an integer, not {value!r}")
     if isinstance(value, str):
         raise ValueError(f"must be an integer, not the string {value[:24]!r}")
-    shown = "null" if value is None else f"a {type(value).__name__}"
-    raise ValueError(f"must be an integer, not {shown}")
+    raise ValueError(f"must be an integer, not a {type(value).__name__}")
 
 
 # Validation context for what this node wrote itself (the job store): rules added after a job

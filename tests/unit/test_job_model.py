@@ -237,7 +237,6 @@ def test_counts_and_timeouts_are_bounded(doc: dict[str, Any], field: str, words:
         (False, "must be an integer, not false"),
         (1.0, "must be an integer, not 1.0"),
         (2.5, "must be an integer, not 2.5"),
-        (None, "must be an integer, not null"),
         ([1], "must be an integer, not a list"),
     ],
 )
@@ -249,6 +248,11 @@ def test_integer_fields_take_only_integers_as_go_does(value: Any, words: str) ->
         "Job.Tasks[0].Timeouts.ExecutionTimeout",
         words,
     )
+
+
+def test_a_null_integer_is_its_zero_value_as_in_go() -> None:
+    job = parse(job_doc(Count=None, Priority=None, task={"Timeouts": {"QueueTimeout": None}}))
+    assert (job.count, job.priority, job.task.timeouts.queue_timeout) == (1, 0, 0)
 
 
 def test_strict_integers_still_match_keys_case_insensitively_and_round_trip() -> None:
