@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from protocol.errors import BacalaoError, ValidationError
+from protocol.labels import key_problem, value_problem
 from protocol.units import parse_bytes, parse_cpu
 
 NODE_TYPES = {"requester", "compute"}
@@ -127,6 +128,10 @@ def parse_labels(values: list[str] | None) -> dict[str, str]:
             key, sep, val = item.partition("=")
             if not sep or not key.strip():
                 raise ValidationError("labels", f"{item!r} is not of the form key=value")
+            # Constraints follow Kubernetes' label rules: a label outside them never matches.
+            problem = key_problem(key.strip()) or value_problem(val.strip())
+            if problem:
+                raise ValidationError("labels", f"{item!r}: {problem}")
             labels[key.strip()] = val.strip()
     return labels
 

@@ -318,3 +318,23 @@ def test_devstack_labels_reach_every_node_through_gossip(
     (nodes,) = seen
     assert len(nodes) == 3
     assert all(found == {"zone": "eu", "tier": "gold", "team": "ml"} for found in nodes.values())
+
+
+@pytest.mark.parametrize(
+    ("label", "words"),
+    [
+        ("zone", "is not of the form key=value"),
+        ("my zone=eu", "'my zone=eu': "),
+        ("zone=eu west", "'zone=eu west': "),
+    ],
+)
+def test_node_labels_follow_the_rules_constraints_match_by(
+    tmp_path: Path, label: str, words: str
+) -> None:
+    args = ["devstack", "--data-dir", str(tmp_path), "--labels", label]
+    result = CliRunner().invoke(create_app(), args)
+    assert result.exit_code == 1
+    assert "labels: " in result.stderr
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "devstack").exists()
