@@ -21,7 +21,7 @@ from protocol.execution import Execution
 from protocol.history import JobHistory
 from protocol.job import Job, SpecConfig
 from protocol.node import BuildVersionInfo, NodeInfo, NodeState
-from protocol.wire import WireModel
+from protocol.wire import STORED, WireModel
 
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 1234
@@ -301,7 +301,8 @@ class APIClient:
         if data is None:
             raise APIError(f"the requester at {self.base_url} sent no {what}")
         try:
-            return model.from_wire(data)
+            # Jobs the requester accepted under earlier rules must stay readable.
+            return model.from_wire(data, context=STORED)
         except ValidationError as exc:
             raise APIError(
                 f"the requester at {self.base_url} sent a {what} bacalao cannot read: {exc}"

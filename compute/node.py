@@ -262,9 +262,15 @@ class ComputeNode:
         job = execution.job
         if job is None:
             return
-        needs = execution_needs(
-            job.task.resources.parsed(), execution.resources(), self._config.default_job_resources
-        )
+        try:
+            asked = job.task.resources.parsed()
+        except ValueError as exc:  # a job stored before today's bounds existed
+            unusable = BidResult(
+                execution_id=execution.id, job_id=job.id, accepted=False, reason=f"Resources: {exc}"
+            )
+            self._reply(requester, unusable)
+            return
+        needs = execution_needs(asked, execution.resources(), self._config.default_job_resources)
         engines, publishers, sources = self._installed()
         decision = decide(
             BidRequest(

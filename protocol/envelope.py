@@ -18,7 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 from protocol.errors import MessageError
 from protocol.ids import new_message_id, now_ns
 from protocol.messages import MESSAGE_TYPES, WIRE_NAMES, Message
-from protocol.wire import validation_error
+from protocol.wire import STORED, validation_error
 
 PROTOCOL_VERSION = 1
 CONTENT_TYPE = "application/x-bacalao-bprotocol+json"
@@ -85,7 +85,9 @@ class Codec:
             if not isinstance(body.get(key), kind):
                 raise MessageError(f"envelope field {key} is missing or not a {kind.__name__}")
         try:
-            payload = message_class.model_validate(body.get("Payload"))
+            # A job travels as the requester stored it: rules added since must not make a
+            # job accepted earlier undeliverable (the receiver still checks what it runs).
+            payload = message_class.model_validate(body.get("Payload"), context=STORED)
         except PydanticValidationError as exc:
             raise MessageError(f"{wire_type}: {validation_error(exc, 'Payload')}") from None
         return Envelope(

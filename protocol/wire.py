@@ -84,10 +84,13 @@ class WireModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
     @classmethod
-    def from_wire(cls, data: Any, *, prefix: str = "") -> Self:
-        """Validate ``data``; a failure raises :class:`ValidationError` naming the field."""
+    def from_wire(
+        cls, data: Any, *, prefix: str = "", context: dict[str, Any] | None = None
+    ) -> Self:
+        """Validate ``data``; a failure raises :class:`ValidationError` naming the field.
+        ``context=STORED`` for what bacalao itself accepted earlier (see :data:`STORED`)."""
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data, context=context)
         except PydanticValidationError as exc:
             raise validation_error(exc, prefix) from None
 

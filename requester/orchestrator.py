@@ -30,6 +30,7 @@ from protocol.messages import (
     ShutdownNotice,
 )
 from protocol.node import NodeInfo, NodeState
+from protocol.resources import Resources
 from protocol.specs import validate_job
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
@@ -268,7 +269,9 @@ class Orchestrator:
         )
         if plan.empty and plan.wake_at_ns is None:
             return
-        self._planner.apply(plan, job, job_needs(job, config))
+        # Only asks need the job's size (and schedule() failed a job whose size is unreadable).
+        needs = job_needs(job, config) if plan.ask else Resources()
+        self._planner.apply(plan, job, needs)
         if plan.wake_at_ns is not None:
             heapq.heappush(self._wakes, (plan.wake_at_ns, job_id))
         if plan.job_state is not None and plan.job_state.terminal:

@@ -18,7 +18,7 @@ from protocol.job import Job, JobStateType
 from protocol.node import NodeInfo
 from protocol.resources import Resources
 from protocol.states import ExecutionStateType as S
-from requester.selection import select
+from requester.selection import Selection, select
 
 RETRYABLE = "Retryable"
 NEVER_RAN = "NeverRan"  # failed while bidding: not an attempt to run, bounded by the queue
@@ -26,6 +26,7 @@ BUSY = "Busy"
 ROUND = "Round"
 QUEUED_SINCE = "QueuedSince"
 RETRIES = "Retries"
+PREV_ROUND = "PrevRound"
 ASKING = (S.ASK_FOR_BID, S.ASK_FOR_BID_ACCEPTED)
 
 
@@ -140,6 +141,11 @@ def schedule(
         plan.cancel = [(e.id, f"job {job.state.state_type.value.lower()}") for e in live]
         return plan
 
+    try:
+        job_needs(job, config)
+    except ValueError as exc:  # stored before today's bounds: it cannot be placed anywhere
+        _fail(plan, live, f"Tasks[0].Resources: {exc}")
+        return plan
     bid_deadline_ns = now_ns - int(config.bid_timeout_s * 1e9)
     failed_now: set[str] = set()
     gone = {e.id for e in disowned(live, reports, config)}
@@ -245,15 +251,21 @@ def _plan_asks(
     wait: Wait,
 ) -> None:
     """Ask more nodes, or queue the job, or fail it when nobody ever could run it."""
-    needed, undecided, lost = wait.needed, wait.undecided, wait.lost
-    round_start = int(job.state.details.get(ROUND, "0"))
+    needed, undecided = wait.needed, wait.undecided
+    # Refusals count within the current round. Between rounds (a queued job looked at again
+    # on capacity news) that is the round that was tried last, so nodes that refused it are
+    # not asked again before the next one starts.
+    window_start = int(job.state.details.get(ROUND, "0"))
+    if now_ns < window_start:
+        window_start = int(job.state.details.get(PREV_ROUND, "0"))
     # A node runs at most one execution of a job: never ask one that holds a live execution or
-    # already completed one, whatever the round. Refusals count only within the current round.
-    busy_nodes = {e.node_id for e in executions if not e.state.terminal or e.state == S.COMPLETED}
+    # already completed one, whatever the round.
+    holders = {e.node_id for e in executions if not e.state.terminal or e.state == S.COMPLETED}
+    busy_nodes = set(holders)
     refused: dict[str, str] = {}
-    any_busy = lost
+    any_busy = wait.lost
     for execution in executions:
-        if execution.create_time >= round_start and execution.state.terminal:
+        if execution.create_time >= window_start and execution.state.terminal:
             busy_nodes.add(execution.node_id)
             if execution.state != S.COMPLETED:
                 refused[execution.node_id] = execution.compute_state.message
@@ -263,6 +275,27 @@ def _plan_asks(
     for execution in executions:
         previous[execution.node_id] = previous.get(execution.node_id, 0) + 1
     selection = select(job, nodes, previous, rng, job_needs(job, config))
+    # Waiting may help: nodes were busy or lost, the job asked to queue, or it is queued.
+    may_wait = (
+        any_busy
+        or job.task.timeouts.queue_timeout > 0
+        or job.state.state_type == JobStateType.QUEUED
+        or any(e.state == S.FAILED and _is_retryable(e) for e in executions)
+        or wait.settle_until_ns > 0
+    )
+    # Able nodes that run or ran this job can never take another execution: with too few
+    # others (nodes still bidding count), Count is more than the cluster can give (Bacalhau:
+    # "not enough nodes"), and waiting would not change that.
+    taken = {
+        e.node_id
+        for e in executions
+        if e.state.active or e.state == S.COMPLETED or e.id in plan.accept
+    }
+    possible = [node for node in selection.ranked if node.node_id not in taken]
+    summary = _shortage(job, needed, selection, holders, refused, len(possible))
+    if len(possible) < needed and not may_wait:
+        _fail(plan, live, f"no node could run the job: {summary}")
+        return
     candidates = [node for node in selection.ranked if node.node_id not in busy_nodes]
     want = needed * config.over_ask - undecided
     if want > 0 and candidates:
@@ -270,44 +303,63 @@ def _plan_asks(
         # Look again when these bids are due, even if every ask or answer is lost.
         _wake(plan, now_ns + int(config.bid_timeout_s * 1e9) + 1)
         return
-    if undecided > 0 or plan.ask:
+    if undecided > 0:
         return
     if wait.settle_until_ns:
         _wake(plan, wait.settle_until_ns)  # nobody yet, but not every node has spoken since
         return
 
-    holders = {e.node_id for e in executions if not e.state.terminal or e.state == S.COMPLETED}
+    queue_timeout_s = job.task.timeouts.queue_timeout or config.default_queue_timeout_s
+    queued_since = int(job.state.details.get(QUEUED_SINCE, "0")) or now_ns
+    could_ever = bool(possible) or may_wait
+    if not could_ever:
+        _fail(plan, live, f"no node could run the job: {summary}")
+    elif now_ns - queued_since >= queue_timeout_s * 1e9:
+        _fail(plan, live, f"queued for {queue_timeout_s:g}s without a node: {summary}")
+    else:
+        _queue(plan, job, now_ns, config, queued_since, f"waiting for a node: {summary}")
+
+
+def _shortage(
+    job: Job,
+    needed: int,
+    selection: Selection,
+    holders: set[str],
+    refused: Mapping[str, str],
+    possible: int,
+) -> str:
+    """Why the job lacks nodes, node by node."""
     holding = {
         node.node_id: "already has an execution of this job"
         for node in selection.ranked
         if node.node_id in holders
     }
     reasons = {**holding, **selection.rejected, **refused}
-    summary = "; ".join(f"{node}: {why}" for node, why in sorted(reasons.items()))
-    summary = summary or "no compute node is connected"
-    if needed < job.count or holding:
-        summary = f"{needed} more node(s) needed for Count={job.count} ({summary})"
-    queue_timeout_s = job.task.timeouts.queue_timeout or config.default_queue_timeout_s
-    queued_since = int(job.state.details.get(QUEUED_SINCE, "0")) or now_ns
-    # Nodes that pass the filters but hold an execution of this job already can never take
-    # another: with only those, Count is more than the cluster can give (Bacalhau: "not enough
-    # nodes"), and waiting would not change that.
-    could_ever = (
-        any(node.node_id not in holders for node in selection.ranked)
-        or any_busy
-        or job.task.timeouts.queue_timeout > 0
-        or job.state.state_type == JobStateType.QUEUED
-        or any(e.state == S.FAILED and _is_retryable(e) for e in executions)
+    detail = "; ".join(f"{node}: {why}" for node, why in sorted(reasons.items()))
+    if selection.ranked and (needed < job.count or holding or needed > possible):
+        head = f"{needed} more node(s) needed for Count={job.count}, {possible} could take one"
+        return f"{head} ({detail})" if detail else head
+    return detail or "no compute node is connected"
+
+
+def _fail(plan: Plan, live: Sequence[Execution], message: str) -> None:
+    """Fail the job: what runs is cancelled, and bids (even those this plan would have
+    accepted) are rejected, so no node keeps a reservation or a run for a failed job."""
+    plan.job_state = JobStateType.FAILED
+    plan.job_message = message
+    plan.accept = []
+    rejected = {execution_id for execution_id, _ in plan.reject}
+    plan.reject.extend(
+        (e.id, "job failed")
+        for e in live
+        if e.state == S.ASK_FOR_BID_ACCEPTED and e.id not in rejected
     )
-    if not could_ever or now_ns - queued_since >= queue_timeout_s * 1e9:
-        plan.job_state = JobStateType.FAILED
-        plan.job_message = f"no node could run the job: {summary}"
-        plan.cancel.extend((e.id, "job failed") for e in live if e.state not in ASKING)
-        plan.reject.extend((e.id, "job failed") for e in live if e.state == S.ASK_FOR_BID_ACCEPTED)
-        if queue_timeout_s and could_ever:
-            plan.job_message = f"queued for {queue_timeout_s:g}s without a node: {summary}"
-        return
-    _queue(plan, job, now_ns, config, queued_since, f"waiting for a node: {summary}")
+    cancelled = {execution_id for execution_id, _ in plan.cancel}
+    plan.cancel.extend(
+        (e.id, "job failed")
+        for e in live
+        if e.state != S.ASK_FOR_BID_ACCEPTED and e.id not in cancelled
+    )
 
 
 def _queue(
@@ -317,16 +369,18 @@ def _queue(
     between (capacity news) must not push it back, nor count as retries."""
     details = job.state.details
     round_start = int(details.get(ROUND, "0"))
+    prev_round = int(details.get(PREV_ROUND, "0"))
     retries = int(details.get(RETRIES, "0"))
     if job.state.state_type != JobStateType.QUEUED or round_start <= now_ns:
         backoff_s = min(config.queue_backoff_s * 2 ** min(retries, 32), config.queue_backoff_max_s)
-        round_start = now_ns + int(backoff_s * 1e9)
+        prev_round, round_start = round_start, now_ns + int(backoff_s * 1e9)
         retries += 1
     plan.job_state = JobStateType.QUEUED
     plan.job_message = message
     plan.job_details = {
         QUEUED_SINCE: str(queued_since),
         ROUND: str(round_start),
+        PREV_ROUND: str(prev_round),
         RETRIES: str(retries),
     }
     _wake(plan, round_start)

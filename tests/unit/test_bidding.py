@@ -14,8 +14,9 @@ from compute.bidding.publisher import PublisherRule
 from compute.bidding.resources import ResourcesRule
 from compute.bidding.storage import StorageRule
 from compute.bidding.timeout import TimeoutRule
-from protocol.job import Job
+from protocol.job import MAX_TIMEOUT_S, Job
 from protocol.resources import Resources
+from protocol.wire import STORED
 
 GI = 1024**3
 
@@ -163,6 +164,18 @@ def test_timeout(job_timeout_s: int, limit_s: float, should_bid: bool) -> None:
     job = make_job(Timeouts={"ExecutionTimeout": job_timeout_s})
     decision = TimeoutRule().check(make_request(job, max_execution_timeout_s=limit_s))
     assert decision.should_bid is should_bid
+
+
+def test_a_timeout_beyond_the_maximum_is_refused_even_without_a_node_limit() -> None:
+    """Possible only for a job stored before the bound existed (new input is refused)."""
+    over = MAX_TIMEOUT_S + 1
+    job = Job.model_validate(
+        {"Tasks": [{"Engine": {"Type": "noop"}, "Timeouts": {"ExecutionTimeout": over}}]},
+        context=STORED,
+    )
+    assert TimeoutRule().check(make_request(job, max_execution_timeout_s=0)) == no(
+        f"execution timeout {over}s is over the {MAX_TIMEOUT_S}s maximum"
+    )
 
 
 def test_timeout_reason() -> None:

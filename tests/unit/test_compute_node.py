@@ -34,6 +34,7 @@ from protocol.messages import (
 )
 from protocol.resources import Resources
 from protocol.states import ExecutionStateType as S
+from protocol.wire import STORED
 from tests.support.recorders import FakeClock, Recorder
 from tests.support.wait import wait_until
 
@@ -187,7 +188,8 @@ def sized_ask(
     }
     if task_resources is not None:
         task["Resources"] = task_resources
-    job = Job.model_validate({"ID": f"j-{execution_id}", "Tasks": [task]})
+    # As the requester stored it: a job accepted under older rules travels too.
+    job = Job.model_validate({"ID": f"j-{execution_id}", "Tasks": [task]}, context=STORED)
     execution = Execution(
         id=execution_id,
         job_id=job.id,
@@ -233,6 +235,15 @@ def test_a_job_too_big_for_the_node_is_refused_without_allocated_resources(
         assert "cpu 64 > 4" in bid.reason
     assert compute.capacity.snapshot().reserved_count == 0
     assert compute.capacity.available() == NODE_MAX
+    compute.close()
+
+
+def test_a_job_whose_size_is_unreadable_today_is_refused_with_the_reason(tmp_path: Path) -> None:
+    compute, outbox = make_node(tmp_path)
+    bid = bid_of(compute, outbox, sized_ask("e-old", {"CPU": "100000"}))
+    assert not bid.accepted
+    assert bid.reason.startswith("Resources: ")
+    assert "100000" in bid.reason
     compute.close()
 
 

@@ -6,7 +6,10 @@ import pytest
 
 from protocol.envelope import Codec
 from protocol.errors import MessageError
-from protocol.messages import BidResult
+from protocol.execution import Execution
+from protocol.job import Job
+from protocol.messages import AskForBid, BidResult
+from protocol.wire import STORED
 
 
 def test_round_trip_keeps_type_sender_and_payload() -> None:
@@ -64,3 +67,20 @@ def test_signed_envelopes_are_checked() -> None:
     tampered["Payload"]["Accepted"] = True
     with pytest.raises(MessageError, match="failed authentication"):
         Codec("n-b", b"secret").decode(json.dumps(tampered).encode())
+
+
+def test_a_job_accepted_under_earlier_rules_still_travels() -> None:
+    """The requester sends jobs as it stored them; a rule added since (here: Kubernetes key
+    syntax) must not make a compute node drop the ask as malformed."""
+    old = {
+        "ID": "j-old",
+        "Constraints": [{"Key": "my key", "Operator": "=", "Values": ["x"]}],
+        "Tasks": [{"Engine": {"Type": "noop"}}],
+    }
+    job = Job.model_validate(old, context=STORED)
+    execution = Execution(id="e-1", job_id=job.id, node_id="n-c", job=job)
+    codec = Codec("n-r")
+    decoded = codec.decode(codec.encode(AskForBid(execution=execution)))
+    assert isinstance(decoded.payload, AskForBid)
+    assert decoded.payload.execution.job is not None
+    assert decoded.payload.execution.job.constraints[0].key == "my key"

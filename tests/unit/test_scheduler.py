@@ -10,6 +10,7 @@ from protocol.node import ComputeNodeInfo, NodeInfo
 from protocol.resources import Resources
 from protocol.selectors import parse_selector
 from protocol.states import ExecutionStateType as S
+from protocol.wire import STORED
 from requester.scheduler import (
     NEVER_RAN,
     QUEUED_SINCE,
@@ -352,15 +353,67 @@ def test_queue_backoff_is_capped_however_many_rounds_went_by() -> None:
     assert plan.wake_at_ns == NOW + int(CONFIG.queue_backoff_max_s * 1e9)
 
 
-def test_an_evaluation_before_the_next_round_keeps_that_round() -> None:
-    """Capacity news re-evaluates queued jobs often; that must not push the round back or
-    count as a retry."""
+def test_an_evaluation_before_the_next_round_keeps_that_round_and_its_refusals() -> None:
+    """Capacity news re-evaluates queued jobs often: that must not push the round back,
+    count as a retry, or ask again the nodes that refused the round just tried."""
+    tried = NOW - 2 * 10**9
     later = NOW + 3 * 10**9
+    queued = queued_job(round_ns=later, retries=2)
+    queued.state.details["PrevRound"] = str(tried)
     refused = [
-        execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=later, details={"Busy": "true"})
+        execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=tried + 1, details={"Busy": "true"})
     ]
-    plan = plan_for(queued_job(round_ns=later, retries=2), refused, [node("a")])
+    plan = plan_for(queued, refused, [node("a"), node("b")])
+    assert [n.node_id for n in plan.ask] == ["b"]  # a refused this round; b was not asked
+
+    refused.append(
+        execution("e2", "b", S.ASK_FOR_BID_REJECTED, modified=NOW, details={"Busy": "true"})
+    )
+    plan = plan_for(queued, refused, [node("a"), node("b")])
+    assert plan.ask == []
     assert plan.job_state is JobStateType.QUEUED
     assert plan.job_details is not None
-    assert (plan.job_details["Round"], plan.job_details["Retries"]) == (str(later), "2")
+    details = plan.job_details
+    assert (details["Round"], details["PrevRound"], details["Retries"]) == (
+        str(later),
+        str(tried),
+        "2",
+    )
     assert plan.wake_at_ns == later
+
+    # When the round comes, everyone may be asked again, and the round just ended is kept.
+    plan = schedule(queued, refused, [node("a"), node("b")], later, CONFIG, random.Random(7))
+    assert sorted(n.node_id for n in plan.ask) == ["a", "b"]
+
+
+def test_count_beyond_the_nodes_fails_before_any_bid_is_accepted() -> None:
+    """Bids from every node, but fewer nodes than Count: no node may be left holding an
+    accepted execution of a failed job."""
+    nodes = [node("a"), node("b")]
+    bids = [
+        execution("e1", "a", S.ASK_FOR_BID_ACCEPTED),
+        execution("e2", "b", S.ASK_FOR_BID_ACCEPTED),
+    ]
+    plan = plan_for(job(count=3), bids, nodes)
+    assert plan.job_state is JobStateType.FAILED
+    assert plan.accept == []
+    assert sorted(plan.reject) == [("e1", "job failed"), ("e2", "job failed")]
+
+    plan = plan_for(job(count=3), [], nodes)  # and nobody is asked in the first place
+    assert plan.job_state is JobStateType.FAILED
+    assert plan.ask == []
+    assert plan.job_message == (
+        "no node could run the job: 3 more node(s) needed for Count=3, 2 could take one"
+    )
+
+
+def test_a_stored_job_whose_size_no_longer_parses_fails_naming_it() -> None:
+    stored = Job.model_validate(
+        {"ID": "j-1", "Tasks": [{"Engine": {"Type": "noop"}, "Resources": {"CPU": "100000"}}]},
+        context=STORED,
+    )
+    running = [execution("e1", "a", S.RUNNING)]
+    plan = plan_for(stored, running, [node("a")])
+    assert plan.job_state is JobStateType.FAILED
+    assert plan.job_message.startswith("Tasks[0].Resources: ")
+    assert plan.cancel == [("e1", "job failed")]
