@@ -42,6 +42,9 @@ class Announcer:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._requester_boots: dict[str, str] = {}
+        # Read once: info() may be costly (a compute node checks its plugins), and heard()
+        # runs on the bus thread.
+        self._node_id = info().node_id
         self._thread: threading.Thread | None = None
         self._seq = 0
 
@@ -53,7 +56,7 @@ class Announcer:
     def heard(self, other: NodeInfo) -> None:
         """A requester that is new, or restarted (a new boot), has an empty node table: tell
         it about this node now rather than at the next periodic announcement."""
-        if other.node_type == NodeType.COMPUTE or other.node_id == self._info().node_id:
+        if other.node_type == NodeType.COMPUTE or other.node_id == self._node_id:
             return
         with self._lock:
             if self._requester_boots.get(other.node_id) == other.boot_id:

@@ -74,7 +74,9 @@ class _Interrupter:
         return str(self._control.reason) if self._control is not None else ""
 
     def trace(self, event: str, info: Mapping[str, Any]) -> None:
-        if event != "connection.connect_tcp.complete":
+        # The TCP socket, and for https the TLS socket that takes it over (wrapping detaches
+        # the first: shutting that one down would no longer reach the connection).
+        if event not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
             return
         stream = info.get("return_value")
         sock = stream.get_extra_info("socket") if stream is not None else None

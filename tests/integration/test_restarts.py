@@ -3,6 +3,7 @@ shutting down is retried instead of failing the job."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,14 +65,17 @@ def test_a_requester_restarted_under_a_running_job_waits_for_its_node_instead_of
     try:
         first.wait_for_compute_nodes(1)
         with httpx.Client(base_url=f"http://127.0.0.1:{first.api_port}") as client:
-            response = client.put("/api/v1/orchestrator/jobs", json={"Job": noop_job(sleep_s=2)})
+            response = client.put("/api/v1/orchestrator/jobs", json={"Job": noop_job(sleep_s=8)})
             job_id = response.json()["JobID"]
         assert first.api_port is not None
         wait_until(lambda: state_of(first.api_port or 0, job_id) == "Running", 20)
+        running_at = time.monotonic()
         first.stop()
 
         second = NodeProcess(requester_options)
         second.start()
+        # The restart must land while the run goes on, or this test proves nothing.
+        assert time.monotonic() - running_at < 6, "the run ended before the requester came back"
         port = second.api_port or 0
         wait_until(lambda: state_of(port, job_id) == "Completed", 30)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:

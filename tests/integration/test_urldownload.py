@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import socket
+import ssl
 import tarfile
 import threading
 import time
@@ -13,7 +14,9 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import trustme
 
 from compute.executors.interrupts import RunControls
 from compute.executors.noop import NoopExecutor
@@ -372,6 +375,38 @@ def test_a_cancel_stops_a_download_at_once(
     assert time.monotonic() - cancelled_at < PROMPT_S
     assert [str(exc) for exc in raised] == [f"GET {url}: download stopped (cancelled)"]
     assert server.hits["/slow"] == 1
+    assert staged(tmp_path) == {}
+
+
+def test_a_cancel_stops_an_https_download_at_once(tmp_path: Path) -> None:
+    """TLS takes over the TCP socket: the stop must reach the one that reads."""
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    storage = URLDownloadStorage(transport=httpx.HTTPTransport(verify=client_context))
+    controls = RunControls()
+    raised: list[Exception] = []
+    with http_server(tls=server_context) as server:
+        url = server.route("/slow", Reply(body=BODY * 1000, stall_after_bytes=5000))
+        assert url.startswith("https://")
+
+        def stage() -> None:
+            with controls.track("e-1", 0) as control:
+                try:
+                    storage.prepare_interruptible(url_source(url), tmp_path, control)
+                except Exception as exc:
+                    raised.append(exc)
+
+        thread = threading.Thread(target=stage)
+        thread.start()
+        wait_until(lambda: streaming(tmp_path), 10, message="the body to start")
+        cancelled_at = time.monotonic()
+        controls.cancel("e-1")
+        thread.join(10)
+        assert time.monotonic() - cancelled_at < PROMPT_S
+    assert [str(exc) for exc in raised] == [f"GET {url}: download stopped (cancelled)"]
     assert staged(tmp_path) == {}
 
 

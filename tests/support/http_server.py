@@ -16,6 +16,7 @@ before each chunk), which no read timeout catches::
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -141,15 +142,20 @@ class HTTPTestServer:
 
 
 @contextlib.contextmanager
-def http_server() -> Iterator[HTTPTestServer]:
-    """Serve on 127.0.0.1 (a free port) until the block ends; stalled replies end then too."""
+def http_server(tls: ssl.SSLContext | None = None) -> Iterator[HTTPTestServer]:
+    """Serve on 127.0.0.1 (a free port) until the block ends; stalled replies end then too.
+    With ``tls`` (a server context), over https."""
     routes = _Routes()
     handler = type("BoundHandler", (_Handler,), {"routes": routes})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    scheme = "http"
+    if tls is not None:
+        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+        scheme = "https"
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), name="test-http")
     thread.start()
     try:
-        yield HTTPTestServer(f"http://127.0.0.1:{httpd.server_address[1]}", routes)
+        yield HTTPTestServer(f"{scheme}://127.0.0.1:{httpd.server_address[1]}", routes)
     finally:
         routes.closing.set()
         httpd.shutdown()
