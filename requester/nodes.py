@@ -20,6 +20,7 @@ class _Entry:
     connected: bool = True
     said_goodbye: bool = False
     report: NodeReport | None = None
+    announced_at_ns: int = 0  # when its latest NodeInfo came in (wall clock, as job times)
 
 
 class NodeTable:
@@ -44,7 +45,9 @@ class NodeTable:
             # A NodeInfo says nothing of held executions: keep the last heartbeat's report,
             # unless the node restarted (its holdings went with the old process).
             report = entry.report if entry is not None and not restarted else None
-            self._nodes[info.node_id] = _Entry(info=info, last_seen=self._clock(), report=report)
+            self._nodes[info.node_id] = _Entry(
+                info=info, last_seen=self._clock(), report=report, announced_at_ns=now_ns()
+            )
             return fresh, restarted
 
     def on_heartbeat(self, node_id: str, executions: list[str] | None = None) -> bool:
@@ -91,6 +94,15 @@ class NodeTable:
                 node_id: entry.report
                 for node_id, entry in self._nodes.items()
                 if entry.connected and entry.report is not None
+            }
+
+    def announced(self) -> dict[str, int]:
+        """When each connected node last announced itself (its capacity may have changed)."""
+        with self._lock:
+            return {
+                node_id: entry.announced_at_ns
+                for node_id, entry in self._nodes.items()
+                if entry.connected
             }
 
     def away(self, within_s: float) -> list[NodeInfo]:

@@ -264,8 +264,18 @@ class Orchestrator:
         away = self.node_table.away(config.away_grace_s)
         reports = self.node_table.reports()
         settle_until_ns = self._settle_until_ns() if self._settling(job) else 0
+        announced = self.node_table.announced()
         plan = schedule(
-            job, executions, nodes, now_ns(), config, self._rng, away, reports, settle_until_ns
+            job,
+            executions,
+            nodes,
+            now_ns(),
+            config,
+            self._rng,
+            away,
+            reports,
+            settle_until_ns,
+            announced,
         )
         if plan.empty and plan.wake_at_ns is None:
             return

@@ -75,6 +75,7 @@ class Wait:
     undecided: int  # asks still out
     lost: bool  # an execution was lost, or a silent node could run the job: it may come back
     settle_until_ns: int  # nodes may not have announced themselves yet: decide nothing before
+    announced: Mapping[str, int]  # when each node last announced itself
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class NodeReport:
 
 
 NO_REPORTS: Mapping[str, NodeReport] = {}
+NO_NEWS: Mapping[str, int] = {}
 
 
 def disowned(
@@ -129,11 +131,14 @@ def schedule(
     away: Sequence[NodeInfo] = (),
     reports: Mapping[str, NodeReport] = NO_REPORTS,
     settle_until_ns: int = 0,
+    announced: Mapping[str, int] = NO_NEWS,
 ) -> Plan:
     """``nodes`` are connected; ``away`` went silent lately and may come back, so a job
     only they could run waits (until its queue timeout) instead of failing. Until
     ``settle_until_ns`` (a requester that restarted with this job, before every node has
-    announced itself again) a job nobody can run yet is looked at again later, not failed."""
+    announced itself again) a job nobody can run yet is looked at again later, not failed.
+    ``announced`` says when each node last announced itself: a node that refused as busy and
+    announced since may have room now, and is asked again without waiting for a new round."""
     plan = Plan(job_id=job.id)
     connected = {node.node_id for node in nodes}
     live = [e for e in executions if not e.state.terminal]
@@ -234,7 +239,7 @@ def schedule(
 
     lost = bool(failed_now)
     lost = lost or bool(select(job, away, {}, rng, job_needs(job, config)).ranked)
-    wait = Wait(needed, undecided, lost, settle_until_ns if settling else 0)
+    wait = Wait(needed, undecided, lost, settle_until_ns if settling else 0, announced)
     _plan_asks(plan, job, executions, live, nodes, now_ns, config, rng, wait)
     return plan
 
@@ -266,11 +271,14 @@ def _plan_asks(
     any_busy = wait.lost
     for execution in executions:
         if execution.create_time >= window_start and execution.state.terminal:
-            busy_nodes.add(execution.node_id)
+            busy = execution.compute_state.details.get(BUSY) == "true"
             if execution.state != S.COMPLETED:
                 refused[execution.node_id] = execution.compute_state.message
-                any_busy |= execution.compute_state.details.get(BUSY) == "true"
-                any_busy |= _is_retryable(execution)
+                any_busy |= busy or _is_retryable(execution)
+            # Busy then, but it has announced itself since: it may have room now.
+            if busy and wait.announced.get(execution.node_id, 0) > execution.modify_time:
+                continue
+            busy_nodes.add(execution.node_id)
     previous: dict[str, int] = {}
     for execution in executions:
         previous[execution.node_id] = previous.get(execution.node_id, 0) + 1

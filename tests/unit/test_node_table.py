@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from protocol.errors import NotFoundError
+from protocol.ids import now_ns
 from protocol.node import NodeConnection, NodeInfo
 from requester.nodes import NodeTable
 
@@ -92,3 +93,15 @@ def test_a_node_info_keeps_the_holdings_report_unless_the_node_restarted() -> No
     assert table.reports()["n-a"].executions == {"e-1"}
     table.on_info(info("n-a", "b2"))
     assert table.reports() == {}
+
+
+def test_a_node_info_is_capacity_news_a_heartbeat_is_not() -> None:
+    table = NodeTable(disconnect_after_s=15, clock=Clock())
+    before = now_ns()
+    table.on_info(info("n-a"))
+    first = table.announced()["n-a"]
+    assert first >= before
+    table.on_heartbeat("n-a", ["e-1"])
+    assert table.announced() == {"n-a": first}
+    table.on_info(info("n-a"))
+    assert table.announced()["n-a"] >= first

@@ -417,3 +417,24 @@ def test_a_stored_job_whose_size_no_longer_parses_fails_naming_it() -> None:
     assert plan.job_state is JobStateType.FAILED
     assert plan.job_message.startswith("Tasks[0].Resources: ")
     assert plan.cancel == [("e1", "job failed")]
+
+
+def test_a_busy_node_that_announced_itself_since_is_asked_again_at_once() -> None:
+    """Capacity news: a node that refused as busy and has announced itself since may have
+    room now; the job asks it without waiting for its next round, once per announcement."""
+    later = NOW + 3 * 10**9
+    queued = queued_job(round_ns=later, retries=1)
+    queued.state.details["PrevRound"] = str(NOW - 5 * 10**9)
+    refused_at = NOW - 10**9
+    busy = [
+        execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=refused_at, details={"Busy": "true"})
+    ]
+
+    def asked(announced_at: int) -> list[str]:
+        plan = schedule(
+            queued, busy, [node("a")], NOW, CONFIG, random.Random(7), announced={"a": announced_at}
+        )
+        return [n.node_id for n in plan.ask]
+
+    assert asked(refused_at - 1) == []  # no news since it refused
+    assert asked(refused_at + 1) == ["a"]  # it announced itself after refusing
