@@ -37,7 +37,9 @@ from protocol.states import ExecutionStateType as S
 from requester.nodes import NodeTable
 from requester.planner import Outbox, Planner
 from requester.scheduler import (
+    ASKING,
     BUSY,
+    NEVER_RAN,
     RETRYABLE,
     SchedulerConfig,
     disowned,
@@ -159,6 +161,7 @@ class Orchestrator:
             self.node_table.on_heartbeat(payload.node_id, payload.executions)
         elif isinstance(payload, ShutdownNotice):
             self.node_table.on_shutdown(payload.node_id)
+            self._events.put(("node_left", payload.node_id))
             self._events.put(("nodes_changed", None))
         else:
             self._events.put(("message", envelope))
@@ -214,6 +217,8 @@ class Orchestrator:
                 for job in self._store.active_jobs()
                 if job.state.state_type == JobStateType.QUEUED or self._settling(job)
             )
+        elif kind == "node_left" and isinstance(value, str):
+            due.update(e.job_id for e in self._store.live_executions() if e.node_id == value)
         elif kind == "node_restarted" and isinstance(value, str):
             due.update(self._forget_executions_on(value))
         elif kind == "message" and isinstance(value, Envelope):
@@ -234,7 +239,10 @@ class Orchestrator:
                             desired=D.STOPPED,
                             message=f"node {node_id} restarted",
                             expect=(execution.state,),
-                            details={RETRYABLE: "true"},
+                            details={
+                                RETRYABLE: "true",
+                                **({NEVER_RAN: "true"} if execution.state in ASKING else {}),
+                            },
                         )
                     except StateTransitionError:
                         continue
@@ -253,8 +261,13 @@ class Orchestrator:
         return self._started_ns + int(self._config.settle_s * 1e9)
 
     def _settling(self, job: Job) -> bool:
-        """A job from before this start, while the nodes may not have announced themselves."""
-        return job.create_time < self._started_ns and now_ns() < self._settle_until_ns()
+        """Soon after this start the nodes may not have announced themselves yet: true for a
+        job from before the start, or for any job while no compute node has spoken."""
+        if now_ns() >= self._settle_until_ns():
+            return False
+        return job.create_time < self._started_ns or not any(
+            node.is_compute for node in self.node_table.connected()
+        )
 
     def _evaluate(self, job_id: str) -> None:
         job = self._store.get_job(job_id)

@@ -52,7 +52,8 @@ class Planner:
         if plan.job_state is not None:
             current = job.state
             same = current.state_type == plan.job_state and (
-                plan.job_state != JobStateType.QUEUED or current.details == plan.job_details
+                plan.job_state != JobStateType.QUEUED
+                or (current.details, current.message) == (plan.job_details, plan.job_message)
             )
             if not same:
                 try:

@@ -13,12 +13,13 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from protocol.errors import ValidationError
 from protocol.execution import Execution
 from protocol.job import Job, JobStateType
 from protocol.node import NodeInfo
 from protocol.resources import Resources
 from protocol.states import ExecutionStateType as S
-from requester.selection import Selection, select
+from requester.selection import Selection, select, source_types
 
 RETRYABLE = "Retryable"
 NEVER_RAN = "NeverRan"  # failed while bidding: not an attempt to run, bounded by the queue
@@ -148,8 +149,12 @@ def schedule(
 
     try:
         job_needs(job, config)
+        source_types(job)
     except ValueError as exc:  # stored before today's bounds: it cannot be placed anywhere
         _fail(plan, live, f"Tasks[0].Resources: {exc}")
+        return plan
+    except ValidationError as exc:  # stored before today's rules for its specs
+        _fail(plan, live, f"{exc.field}: {exc.problem}")
         return plan
     bid_deadline_ns = now_ns - int(config.bid_timeout_s * 1e9)
     failed_now: set[str] = set()
@@ -229,10 +234,12 @@ def schedule(
         plan.cancel.extend(
             (e.id, "enough bids accepted") for e in asking if e.state == S.ASK_FOR_BID
         )
-    if active or plan.accept:
+    # A queued job stays Queued (its round, retries and queue timeout kept) until it has
+    # every execution it needs; a partly placed job shows Queued, as on its first round.
+    if (active or plan.accept) and (job.state.state_type != JobStateType.QUEUED or needed <= 0):
         plan.job_state = JobStateType.RUNNING
     for execution in asking:
-        if execution.state == S.ASK_FOR_BID:
+        if execution.state == S.ASK_FOR_BID and execution.node_id in connected:
             _wake(plan, execution.modify_time + int(config.bid_timeout_s * 1e9) + 1)
     if needed <= 0:
         return plan
@@ -313,7 +320,7 @@ def _plan_asks(
         return
     if undecided > 0:
         return
-    if wait.settle_until_ns:
+    if wait.settle_until_ns and not possible:
         _wake(plan, wait.settle_until_ns)  # nobody yet, but not every node has spoken since
         return
 

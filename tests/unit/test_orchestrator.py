@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from protocol.envelope import Envelope
-from protocol.job import Job
+from protocol.job import Job, JobStateType
 from protocol.messages import (
     AskForBid,
     BidAccepted,
@@ -15,11 +16,14 @@ from protocol.messages import (
     BidResult,
     Message,
     NodeInfoMessage,
+    ShutdownNotice,
 )
 from protocol.node import ComputeNodeInfo, NodeInfo, NodeType
 from protocol.resources import Resources
 from protocol.states import ExecutionStateType as S
-from requester.orchestrator import REQUESTER_ID_META, Orchestrator
+from requester.orchestrator import REQUESTER_ID_META, Orchestrator, RequesterConfig
+from requester.planner import Planner
+from requester.scheduler import NEVER_RAN, Plan, SchedulerConfig
 from requester.store import JobStore
 from tests.support.jobs import noop_job
 from tests.support.recorders import Recorder
@@ -46,18 +50,25 @@ def compute_info(node_id: str) -> NodeInfo:
     )
 
 
-@pytest.fixture
-def orchestrator() -> Iterator[tuple[Orchestrator, Recorder]]:
+@contextmanager
+def running(config: RequesterConfig) -> Iterator[tuple[Orchestrator, Recorder]]:
+    """An orchestrator that knows compute node n-a, sending into a Recorder."""
     sent = Recorder()
     with JobStore(":memory:") as store:
         info = NodeInfo(node_id="n-requester", node_type=NodeType.REQUESTER)
-        orchestrator = Orchestrator(info, store, sent)
+        orchestrator = Orchestrator(info, store, sent, config)
         orchestrator.handle(envelope("n-a", NodeInfoMessage(info=compute_info("n-a"))))
         orchestrator.start()
         try:
             yield orchestrator, sent
         finally:
             orchestrator.close()
+
+
+@pytest.fixture
+def orchestrator() -> Iterator[tuple[Orchestrator, Recorder]]:
+    with running(RequesterConfig(settle_s=0)) as started:
+        yield started
 
 
 def test_submitted_jobs_name_their_requester_in_meta(
@@ -104,3 +115,62 @@ def test_a_repeated_bid_for_a_live_execution_is_ignored_not_rejected(
     service.submit(Job.model_validate(noop_job()))
     wait_until(lambda: len(sent.to_whom(AskForBid)) == 2, 10, message="the next job's ask")
     assert sent.to_whom(BidRejected) == []
+
+
+def accepted_on_a(service: Orchestrator, sent: Recorder) -> str:
+    job_id = service.submit(Job.model_validate(noop_job())).job_id
+    _, ask = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")[0]
+    assert isinstance(ask, AskForBid)
+    bid = BidResult(execution_id=ask.execution.id, job_id=job_id, accepted=True)
+    service.handle(envelope("n-a", bid))
+    wait_until(lambda: sent.to_whom(BidAccepted), 10, message="the accept")
+    return ask.execution.id
+
+
+def test_a_node_saying_goodbye_gets_its_executions_looked_at() -> None:
+    """Nothing else would wake the job: no bid is due (the bid deadline is far off here), and
+    a node gone with a goodbye is neither swept nor audited."""
+    config = RequesterConfig(scheduler=SchedulerConfig(bid_timeout_s=3600), settle_s=0)
+    with running(config) as (service, sent):
+        execution_id = accepted_on_a(service, sent)
+        service.handle(envelope("n-a", ShutdownNotice(node_id="n-a", reason="bye")))
+
+        def failed() -> bool:
+            return service.store.get_execution(execution_id).state == S.FAILED
+
+        wait_until(failed, 10, message="the execution on the departed node to fail")
+        message = service.store.get_execution(execution_id).compute_state.message
+    assert "disconnected" in message
+
+
+def test_asks_lost_in_a_node_restart_are_not_counted_as_attempts(
+    orchestrator: tuple[Orchestrator, Recorder],
+) -> None:
+    service, sent = orchestrator
+    service.submit(Job.model_validate(noop_job()))
+    _, ask = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")[0]
+    assert isinstance(ask, AskForBid)
+    restarted = compute_info("n-a").model_copy(update={"boot_id": "another-boot"})
+    service.handle(envelope("n-a", NodeInfoMessage(info=restarted)))
+
+    def forgotten() -> bool:
+        return service.store.get_execution(ask.execution.id).state == S.FAILED
+
+    wait_until(forgotten, 10, message="the ask to be forgotten")
+    details = service.store.get_execution(ask.execution.id).compute_state.details
+    assert details.get(NEVER_RAN) == "true"
+
+
+def test_a_queued_job_s_message_follows_the_latest_reasons() -> None:
+    with JobStore(":memory:") as store:
+        job = store.create_job(Job.model_validate({**noop_job(), "ID": "j-queued"}), "v-1")
+        details = {"QueuedSince": "1", "Round": "2"}
+        job = store.update_job_state(job.id, JobStateType.QUEUED, "a: busy", details)
+        plan = Plan(
+            job_id=job.id,
+            job_state=JobStateType.QUEUED,
+            job_message="a: busy; b: not enough disk",
+            job_details=dict(details),
+        )
+        Planner(store, Recorder()).apply(plan, job, Resources())
+        assert store.get_job(job.id).state.message == "a: busy; b: not enough disk"

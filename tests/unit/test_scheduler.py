@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from protocol.execution import ComputeState, Execution
-from protocol.job import Job, JobState, JobStateType
+from protocol.job import Job, JobState, JobStateType, SpecConfig
 from protocol.node import ComputeNodeInfo, NodeInfo
 from protocol.resources import Resources
 from protocol.selectors import parse_selector
@@ -438,3 +438,30 @@ def test_a_busy_node_that_announced_itself_since_is_asked_again_at_once() -> Non
 
     assert asked(refused_at - 1) == []  # no news since it refused
     assert asked(refused_at + 1) == ["a"]  # it announced itself after refusing
+
+
+def test_a_partly_placed_queued_job_stays_queued_while_it_asks_for_the_rest() -> None:
+    """Flipping to Running at every round restarted its queue clock and backoff: the queue
+    timeout never came."""
+    queued = queued_job(round_ns=NOW - 1, retries=3)
+    queued.count = 2
+    runs = [execution("e1", "a", S.RUNNING, modified=NOW - 10 * 10**9)]
+    plan = plan_for(queued, runs, [node("a"), node("b")])
+    assert [n.node_id for n in plan.ask] == ["b"]
+    assert plan.job_state is None  # still Queued, QueuedSince and Retries kept
+
+
+def test_an_ask_sent_before_a_restart_does_not_wake_the_requester_in_a_loop() -> None:
+    old_ask = [execution("e1", "a", S.ASK_FOR_BID, modified=NOW - 60 * 10**9)]
+    plan = settling_plan(job(count=1), old_ask, [])
+    assert plan.wake_at_ns == SETTLE  # not the ask's long-past bid deadline
+    assert plan.fail == []
+
+
+def test_a_stored_job_whose_specs_no_longer_parse_fails_naming_them() -> None:
+    broken = job(count=1)
+    broken.task.engine = SpecConfig(type="wasm", params={"EntryModule": {"Bogus": 1}})
+    plan = plan_for(broken, [execution("e1", "a", S.RUNNING)], [node("a")])
+    assert plan.job_state is JobStateType.FAILED
+    assert plan.job_message.startswith("Tasks[0].Engine")
+    assert plan.cancel == [("e1", "job failed")]
