@@ -272,9 +272,16 @@ def _plan_asks(
         window_start = int(job.state.details.get(PREV_ROUND, "0"))
     # A node runs at most one execution of a job: never ask one that holds a live execution or
     # already completed one, whatever the round.
-    holders = {e.node_id for e in executions if not e.state.terminal or e.state == S.COMPLETED}
-    busy_nodes = set(holders)
-    refused: dict[str, str] = {}
+    # Executions this plan fails (lost, or an ask that timed out) have ended: their node is
+    # not asked again this round, and their reason is its answer.
+    failing = dict(plan.fail)
+    holders = {
+        e.node_id
+        for e in executions
+        if (not e.state.terminal and e.id not in failing) or e.state == S.COMPLETED
+    }
+    refused = {e.node_id: failing[e.id] for e in executions if e.id in failing}
+    busy_nodes = holders | set(refused)
     any_busy = wait.lost
     for execution in executions:
         if execution.create_time >= window_start and execution.state.terminal:
@@ -304,7 +311,7 @@ def _plan_asks(
     taken = {
         e.node_id
         for e in executions
-        if e.state.active or e.state == S.COMPLETED or e.id in plan.accept
+        if (e.state.active and e.id not in failing) or e.state == S.COMPLETED or e.id in plan.accept
     }
     possible = [node for node in selection.ranked if node.node_id not in taken]
     summary = _shortage(job, needed, selection, holders, refused, len(possible))

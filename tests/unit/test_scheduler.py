@@ -465,3 +465,12 @@ def test_a_stored_job_whose_specs_no_longer_parse_fails_naming_them() -> None:
     assert plan.job_state is JobStateType.FAILED
     assert plan.job_message.startswith("Tasks[0].Engine")
     assert plan.cancel == [("e1", "job failed")]
+
+
+def test_a_node_whose_execution_this_plan_fails_is_described_by_that_failure() -> None:
+    silent = [execution("e1", "a", S.ASK_FOR_BID, modified=NOW - 11 * 10**9)]
+    plan = plan_for(job(count=1), silent, [node("a")])
+    assert plan.fail == [("e1", "no bid from a in time")]
+    assert plan.ask == []  # not again in this round
+    assert plan.job_state is JobStateType.QUEUED
+    assert plan.job_message == "waiting for a node: a: no bid from a in time"
