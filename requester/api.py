@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from protocol import __version__
 from protocol.states import ExecutionStateType
-from requester.api_body import parse_put_job
+from requester.api_body import parse_put_job, read_body
 from requester.api_errors import install_error_handlers
 from requester.api_nodes import find_node, node_query, select_nodes
 from requester.api_query import (
@@ -61,7 +61,7 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
 
     @router.api_route(JOBS, methods=["PUT", "POST"], response_model=None)
     async def put_job(request: Request) -> dict[str, Any]:
-        job = parse_put_job(await request.body())
+        job = parse_put_job(await read_body(request))
         result = await run_in_threadpool(service.submit, job)
         return {
             "JobID": result.job_id,

@@ -15,16 +15,43 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.requests import Request
+
 from protocol.errors import ValidationError
 from protocol.job import Job
 from protocol.wire import field_path
+from requester.api_errors import TooLargeError
 from requester.api_query import reading, shown
 
 MAX_DEPTH = 100
+# A job is a description, not its data: inline inputs are capped at 10 MiB decoded on the
+# nodes, about 14 MiB as base64, so a larger body is refused before it is held in memory.
+MAX_BODY_BYTES = 32 * 1024 * 1024
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
 Path = tuple[str | int, ...]
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused (413) as soon as it is known to be over ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> TooLargeError:
+    return TooLargeError(
+        "body", f"is {size} bytes or more, over the {limit}-byte limit for a job description"
+    )
 
 
 def parse_put_job(raw: bytes) -> Job:

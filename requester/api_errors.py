@@ -36,6 +36,10 @@ class AmbiguousIDError(ValidationError):
     """An ID prefix that matches more than one thing: the caller must give more of it."""
 
 
+class TooLargeError(ValidationError):
+    """A request body over the size the server takes (413)."""
+
+
 _PARAMETER_PLACES = ("query", "path", "header", "cookie", "body")
 
 
@@ -74,6 +78,11 @@ def _conflict(request: Request, exc: Exception) -> JSONResponse:
 def _ambiguous(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AmbiguousIDError)
     return _rejected(request, 409, str(exc), exc.field)
+
+
+def _too_large(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TooLargeError)
+    return _rejected(request, 413, str(exc), exc.field)
 
 
 def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -133,6 +142,7 @@ class InternalErrorMiddleware:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, _validation_error)
     app.add_exception_handler(AmbiguousIDError, _ambiguous)
+    app.add_exception_handler(TooLargeError, _too_large)
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(StateTransitionError, _conflict)
     app.add_exception_handler(RequestValidationError, _request_validation_error)

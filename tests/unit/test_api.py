@@ -22,6 +22,7 @@ from protocol.resources import Resources
 from protocol.specs import validate_job
 from protocol.states import ExecutionStateType
 from requester.api import create_app
+from requester.api_body import MAX_BODY_BYTES
 from requester.api_errors import install_error_handlers
 from requester.api_query import page, parse_bool, parse_label_selector, reading
 from requester.service import SubmitResult
@@ -725,3 +726,22 @@ def test_page_walks_a_list_with_offset_tokens() -> None:
         with pytest.raises(ValidationError) as caught:
             page(items, limit=2, next_token=bad)
         assert caught.value.field == "next_token"
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_read_whole(
+    client: TestClient, store: JobStore
+) -> None:
+    huge = b'{"Job": {"Meta": {"x": "' + b"a" * (MAX_BODY_BYTES + 1) + b'"}}}'
+    answer = client.put(JOBS, content=huge)
+    assert answer.status_code == 413
+    assert answer.json()["Field"] == "body"
+    assert "over the" in answer.json()["Message"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it streams
+        yield b'{"Job": {"Meta": {"x": "'
+        for _ in range(MAX_BODY_BYTES // (1 << 20) + 1):
+            yield b"a" * (1 << 20)
+
+    streamed = client.put(JOBS, content=chunks())
+    assert streamed.status_code == 413
+    assert store.list_jobs()[0] == []
