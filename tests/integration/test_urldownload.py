@@ -11,7 +11,7 @@ import tarfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -339,6 +339,31 @@ def streaming(folder: Path) -> bool:
     return (folder / ".download.partial").exists()
 
 
+def cancelled_midway(
+    storage: URLDownloadStorage, url: str, folder: Path, started: Callable[[], bool]
+) -> list[Exception]:
+    """Stage ``url`` in a thread, cancel it once ``started()``; what staging raised. The
+    cancel must end it within PROMPT_S."""
+    controls = RunControls()
+    raised: list[Exception] = []
+
+    def stage() -> None:
+        with controls.track("e-1", 0) as control:
+            try:
+                storage.prepare_interruptible(url_source(url), folder, control)
+            except Exception as exc:
+                raised.append(exc)
+
+    thread = threading.Thread(target=stage)
+    thread.start()
+    wait_until(started, 10, message="the download to start")
+    cancelled_at = time.monotonic()
+    controls.cancel("e-1")
+    thread.join(10)
+    assert time.monotonic() - cancelled_at < PROMPT_S
+    return raised
+
+
 @pytest.mark.parametrize(
     ("reply", "body_started"),
     [
@@ -353,26 +378,11 @@ def test_a_cancel_stops_a_download_at_once(
 ) -> None:
     storage = URLDownloadStorage()  # a 60 s read timeout: not what ends these
     url = server.route("/slow", reply)
-    controls = RunControls()
-    raised: list[Exception] = []
 
-    def stage() -> None:
-        with controls.track("e-1", 0) as control:
-            try:
-                storage.prepare_interruptible(url_source(url), tmp_path, control)
-            except Exception as exc:
-                raised.append(exc)
+    def started() -> bool:
+        return streaming(tmp_path) if body_started else server.hits["/slow"] == 1
 
-    thread = threading.Thread(target=stage)
-    thread.start()
-    if body_started:
-        wait_until(lambda: streaming(tmp_path), 10, message="the body to start")
-    else:
-        wait_until(lambda: server.hits["/slow"] == 1, 10, message="the request")
-    cancelled_at = time.monotonic()
-    controls.cancel("e-1")
-    thread.join(10)
-    assert time.monotonic() - cancelled_at < PROMPT_S
+    raised = cancelled_midway(storage, url, tmp_path, started)
     assert [str(exc) for exc in raised] == [f"GET {url}: download stopped (cancelled)"]
     assert server.hits["/slow"] == 1
     assert staged(tmp_path) == {}
@@ -386,26 +396,10 @@ def test_a_cancel_stops_an_https_download_at_once(tmp_path: Path) -> None:
     client_context = ssl.create_default_context()
     authority.configure_trust(client_context)
     storage = URLDownloadStorage(transport=httpx.HTTPTransport(verify=client_context))
-    controls = RunControls()
-    raised: list[Exception] = []
     with http_server(tls=server_context) as server:
         url = server.route("/slow", Reply(body=BODY * 1000, stall_after_bytes=5000))
         assert url.startswith("https://")
-
-        def stage() -> None:
-            with controls.track("e-1", 0) as control:
-                try:
-                    storage.prepare_interruptible(url_source(url), tmp_path, control)
-                except Exception as exc:
-                    raised.append(exc)
-
-        thread = threading.Thread(target=stage)
-        thread.start()
-        wait_until(lambda: streaming(tmp_path), 10, message="the body to start")
-        cancelled_at = time.monotonic()
-        controls.cancel("e-1")
-        thread.join(10)
-        assert time.monotonic() - cancelled_at < PROMPT_S
+        raised = cancelled_midway(storage, url, tmp_path, lambda: streaming(tmp_path))
     assert [str(exc) for exc in raised] == [f"GET {url}: download stopped (cancelled)"]
     assert staged(tmp_path) == {}
 
