@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from cli.stack import NodeOptions, NodeProcess
 
@@ -62,6 +62,13 @@ class Devstack:
             self.stop()
             raise
 
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         for node in [*self.computes, self.requester]:
             try:
@@ -83,9 +90,5 @@ def embedded(compute_nodes: int = 1, data_dir: Path | None = None) -> Iterator[D
             api_port=0,
             heartbeat_interval_s=1.0,
         )
-        stack = Devstack(options, compute_nodes)
-        stack.start()
-        try:
+        with Devstack(options, compute_nodes) as stack:
             yield stack
-        finally:
-            stack.stop()

@@ -51,12 +51,8 @@ def stack(
             heartbeat_interval_s=0.2,
             ipfs_api=ipfs_node.api_multiaddr,
         )
-        devstack = Devstack(options, compute_nodes=1)
-        devstack.start()
-        try:
+        with Devstack(options, compute_nodes=1) as devstack:
             yield devstack
-        finally:
-            devstack.stop()
 
 
 @pytest.fixture(scope="module")

@@ -43,19 +43,12 @@ def stack(tmp_path: Path, folders: tuple[Path, Path]) -> Iterator[Devstack]:
         heartbeat_interval_s=0.2,
         default_queue_timeout_s=2.0,
     )
-    running = Devstack(
-        options,
-        compute_nodes=2,
-        compute_overrides=[
-            {"data_locality": "local", "allowed_local_paths": (str(here),)},
-            {"data_locality": "local", "allowed_local_paths": (str(elsewhere),)},
-        ],
-    )
-    running.start()
-    try:
+    overrides = [
+        {"data_locality": "local", "allowed_local_paths": (str(here),)},
+        {"data_locality": "local", "allowed_local_paths": (str(elsewhere),)},
+    ]
+    with Devstack(options, compute_nodes=2, compute_overrides=overrides) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def cat_job(source_path: Path) -> dict[str, Any]:

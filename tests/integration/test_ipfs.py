@@ -208,12 +208,8 @@ def devstack(ipfs_node: IPFSNode, tmp_path_factory: pytest.TempPathFactory) -> I
         heartbeat_interval_s=0.2,
         ipfs_api=ipfs_node.api_multiaddr,
     )
-    stack = Devstack(options, compute_nodes=1)
-    stack.start()
-    try:
+    with Devstack(options, compute_nodes=1) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_wasm_job_reads_from_and_publishes_to_ipfs(

@@ -484,12 +484,8 @@ def devstack(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> I
             api_port=0,
             heartbeat_interval_s=0.2,
         )
-        stack = Devstack(options, compute_nodes=1)
-        stack.start()
-        try:
+        with Devstack(options, compute_nodes=1) as stack:
             yield stack
-        finally:
-            stack.stop()
 
 
 def cat_job(server: S3Server, bucket: str, input_key: str, compress: bool) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from compute.executors.wasm_modules import CompiledModule, ModuleCache
 from protocol.errors import ExecutionError
 from protocol.job import InputSource, SpecConfig
 from protocol.resources import Resources
+from tests.support.threads import PROMPT_S, RunInThread
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "wasm"
 HELLO = REPO / "examples" / "wasm" / "hello.wat"
-PROMPT_S = 10.0  # an interrupted module must stop well within this
 MIB = 1024 * 1024
 
 
@@ -95,29 +95,6 @@ def write_wat(tmp_path: Path, text: str, name: str = "module.wat") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
-
-
-class RunInThread:
-    """Runs ``executor.run(request)`` on a thread and keeps what it returned or raised."""
-
-    def __init__(self, executor: WasmExecutor, request: RunRequest) -> None:
-        self.outcome: RunOutcome | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(executor, request))
-        self._thread.start()
-
-    def _run(self, executor: WasmExecutor, request: RunRequest) -> None:
-        try:
-            self.outcome = executor.run(request)
-        except BaseException as exc:
-            self.error = exc
-
-    def join(self, timeout_s: float = PROMPT_S) -> RunOutcome:
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), f"run still going after {timeout_s}s"
-        assert self.error is None, self.error
-        assert self.outcome is not None
-        return self.outcome
 
 
 def start_until_it_says(

@@ -36,12 +36,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devstack]:
         heartbeat_interval_s=0.2,
         limit_memory=ODD_MEMORY_BYTES,
     )
-    devstack = Devstack(options, compute_nodes=2)
-    devstack.start()
-    try:
+    with Devstack(options, compute_nodes=2) as devstack:
         yield devstack
-    finally:
-        devstack.stop()
 
 
 @pytest.fixture(scope="module")

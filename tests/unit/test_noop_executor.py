@@ -3,7 +3,6 @@ default executor registry."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ from compute.executors.noop import NoopExecutor
 from compute.executors.registry import default_executors
 from protocol.errors import ExecutionError, ValidationError
 from protocol.job import SpecConfig
+from tests.support.threads import PROMPT_S, RunInThread
 from tests.support.wait import wait_until
 
 LONG_SLEEP_S = 3600.0
-PROMPT_S = 10.0  # an interrupted run must end well within this
 
 
 def noop_request(
@@ -32,29 +31,6 @@ def noop_request(
         results_dir=tmp_path / execution_id,
         timeout_s=timeout_s,
     )
-
-
-class RunInThread:
-    """Runs ``executor.run(request)`` on a thread and keeps what it returned or raised."""
-
-    def __init__(self, executor: NoopExecutor, request: RunRequest) -> None:
-        self.outcome: RunOutcome | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(executor, request))
-        self._thread.start()
-
-    def _run(self, executor: NoopExecutor, request: RunRequest) -> None:
-        try:
-            self.outcome = executor.run(request)
-        except BaseException as exc:
-            self.error = exc
-
-    def join(self, timeout_s: float = PROMPT_S) -> RunOutcome:
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), f"run still going after {timeout_s}s"
-        assert self.error is None, self.error
-        assert self.outcome is not None
-        return self.outcome
 
 
 def test_writes_stdout_stderr_and_returns_the_exit_code(tmp_path: Path) -> None:
