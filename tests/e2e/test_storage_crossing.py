@@ -18,6 +18,7 @@ from cli.devstack import Devstack
 from cli.main import create_app
 from cli.stack import NodeOptions
 from protocol.job import SpecConfig
+from tests.support.files import files_under
 from tests.support.ipfs_server import IPFSNode
 from tests.support.s3_server import S3Server
 
@@ -82,14 +83,6 @@ def published(stack: Devstack, job_id: str) -> SpecConfig:
     with APIClient("127.0.0.1", stack.api_port) as client:
         (spec,) = client.results(job_id)
     return spec
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
 
 
 def test_s3_prefix_glob_in_ipfs_out(

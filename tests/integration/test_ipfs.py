@@ -20,6 +20,7 @@ from compute.storage.ipfs import IPFSStorage
 from protocol.errors import ExecutionError, RetryableExecutionError, TransportError
 from protocol.job import InputSource, SpecConfig
 from protocol.results import download_result
+from tests.support.files import files_under
 from tests.support.ipfs_server import IPFSNode
 from tests.support.jobs import run_job, wasm_job
 from tests.support.progress import RecordingProgress
@@ -29,14 +30,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parents[2]
 CAT_WAT = ROOT / "tests" / "fixtures" / "wasm" / "cat.wat"
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    return {
-        str(path.relative_to(root)): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
 
 
 def add_bytes(node: IPFSNode, payload: bytes) -> str:

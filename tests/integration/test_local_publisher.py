@@ -24,18 +24,11 @@ from protocol.errors import ValidationError
 from protocol.job import SpecConfig
 from protocol.results import download_result
 from requester.server import APIServer
+from tests.support.files import files_under
 from tests.support.jobs import wasm_job
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    return {
-        str(path.relative_to(root)): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
 
 
 @pytest.fixture

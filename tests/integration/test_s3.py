@@ -33,6 +33,7 @@ from protocol.results import download_result
 from protocol.s3 import MIB, TransferSettings, list_objects, make_client
 from protocol.s3_download import download
 from protocol.specs.sources import S3Params
+from tests.support.files import files_under
 from tests.support.jobs import run_job, wasm_job
 from tests.support.progress import RecordingProgress
 from tests.support.s3_server import S3Server
@@ -59,14 +60,6 @@ TREE = {
     "data/2023/notes.md": b"# notes\n",
     "data/readme.txt": b"read me\n",
 }
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
 
 
 def put(server: S3Server, bucket: str, objects: dict[str, bytes]) -> None:

@@ -3,11 +3,9 @@ and a compute node staging from it, whose deadline and cancel stop a download at
 
 from __future__ import annotations
 
-import io
 import re
 import socket
 import ssl
-import tarfile
 import threading
 import time
 from collections import Counter
@@ -45,6 +43,7 @@ from protocol.messages import (
 from protocol.resources import Resources
 from protocol.results import download_result
 from protocol.states import ExecutionStateType
+from tests.support.files import tar_gz
 from tests.support.http_server import HTTPTestServer, Reply, http_server, redirect
 from tests.support.recorders import Recorder
 from tests.support.wait import wait_until
@@ -481,16 +480,6 @@ def test_a_cancel_during_staging_stops_the_download_and_frees_the_node(
 
 
 # --- download_result (what ``bacalao job get`` does with a urlDownload result) ----------
-
-
-def tar_gz(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def result_spec(url: str) -> SpecConfig:

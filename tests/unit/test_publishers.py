@@ -15,16 +15,9 @@ from protocol.errors import ExecutionError, NotFoundError, ValidationError
 from protocol.job import SpecConfig
 from protocol.results import download_result, extract_tar, filename_for
 from protocol.specs.publishers import LocalResultParams
+from tests.support.files import files_under
 
 LOCAL = SpecConfig(type="local")
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    return {
-        str(path.relative_to(root)): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import io
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from compute.storage.local import AllowedPath, LocalStorage, parse_allowed_path
 from compute.storage.registry import default_storage
 from protocol.errors import ExecutionError, ValidationError
 from protocol.job import InputSource, SpecConfig
+from tests.support.files import tar_gz
 
 
 def source(type_name: str, target: str = "/inputs/data", **params: Any) -> InputSource:
@@ -78,16 +77,6 @@ def test_inline_gzip_bytes_under_another_mediatype_are_kept_as_sent(
     url = f"data:{mediatype};base64,{b64(packed)}"
     mount = InlineStorage().prepare(source("inline", URL=url), tmp_path)
     assert mount.source.read_bytes() == packed
-
-
-def tar_gz(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def test_inline_gzip_tar_is_unpacked_into_a_folder_at_the_target(tmp_path: Path) -> None:
