@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -38,13 +39,15 @@ ApiHost = Annotated[
     ),
 ]
 ApiPort = Annotated[
-    int,
+    int | None,
     typer.Option(
         "--api-port",
         envvar="BACALAO_API_PORT",
         min=0,
         max=65535,
-        help="Port of the requester's API (0: any free port).",
+        show_default=False,
+        help="Port of the requester's API (0: any free port). Default: 1234, or a free port "
+        "when 1234 is taken (the node prints which); a port given here is that port or an error.",
     ),
 ]
 CpuLimit = Annotated[
@@ -206,17 +209,25 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
-def check_api_address(host: str, port: int) -> None:
+def check_api_address(host: str, port: int | None) -> None:
     """Before any node starts: an API host that cannot be an address is a usage error (exit
-    2); a host:port nothing can listen on now (in use, not this machine's) fails with exit 1."""
+    2); a host:port nothing can listen on now (in use, not this machine's) fails with exit 1.
+    ``port`` None is the default port, which falls back to a free one when taken: only the
+    host is checked then."""
     from cli.listen import listen_problem, unresolvable
 
     problem = unresolvable(host)
     if problem:
         raise typer.BadParameter(problem, param_hint="'--api-host'")
-    refused = listen_problem(host, port)
+    refused = listen_problem(host, 0 if port is None else port)
     if refused is not None:
         raise refused
+
+
+def _say_port_notices(notices: Sequence[str]) -> None:
+    """The default ports a node found taken, and where it listens instead."""
+    for notice in notices:
+        typer.secho(f"Note: {notice}", fg=typer.colors.YELLOW, err=True)
 
 
 def serve(
@@ -229,7 +240,7 @@ def serve(
     ] = "node",
     labels: Labels = None,
     api_host: ApiHost = "127.0.0.1",
-    api_port: ApiPort = 1234,
+    api_port: ApiPort = None,
     limit_total_cpu: CpuLimit = None,
     limit_total_memory: MemoryLimit = None,
     allow_listed_local_paths: AllowListedLocalPaths = None,
@@ -251,14 +262,17 @@ def serve(
     local_publisher_address: LocalPublisherAddress = "127.0.0.1",
     local_publisher_listen: LocalPublisherListen = None,
     local_publisher_port: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--local-publisher-port",
             min=0,
             max=65535,
-            help="Port of the local publisher's HTTP server (0: any free port).",
+            show_default=False,
+            help="Port of the local publisher's HTTP server (0: any free port). Default: 6001, "
+            "or a free port when 6001 is taken, e.g. by another node on this host (the node "
+            "prints which); a port given here is that port or an error.",
         ),
-    ] = 6001,
+    ] = None,
     data_locality: DataLocalityOption = "anywhere",
     docker_host: DockerHost = None,
     ipfs_connect: IpfsConnect = None,
@@ -307,6 +321,7 @@ def serve(
             node.stop()  # whatever did start (bus, compute, results server) stops cleanly
         _fail(exc)
         return
+    _say_port_notices(node.port_notices)
     where = f" API on http://{api_host}:{node.api_port}" if node.api_port else ""
     typer.echo(f"bacalao {node.node_type.value} node {node.node_id} on {broker}.{where}", err=True)
     try:
@@ -320,7 +335,7 @@ def devstack(
     broker: Broker = "memory://",
     labels: Labels = None,
     api_host: ApiHost = "127.0.0.1",
-    api_port: ApiPort = 1234,
+    api_port: ApiPort = None,
     limit_total_cpu: CpuLimit = None,
     limit_total_memory: MemoryLimit = None,
     allow_listed_local_paths: AllowListedLocalPaths = None,
@@ -365,6 +380,7 @@ def devstack(
     except (BacalaoError, OSError, TimeoutError) as exc:
         _fail(exc)
         return
+    _say_port_notices(stack.requester.port_notices)
     typer.echo(
         f"devstack: 1 requester + {compute_nodes} compute nodes on {broker}; "
         f"API on http://{api_host}:{stack.api_port}  (Ctrl-C to stop)",

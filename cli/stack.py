@@ -14,7 +14,14 @@ from pathlib import Path
 
 import psutil
 
-from cli.listen import listen_problem
+from cli.client import DEFAULT_API_PORT
+from cli.listen import (
+    PORT_FLAG,
+    PortInUseError,
+    api_fallback_notice,
+    bind_default,
+    fallback_notice,
+)
 from compute.bidding.locality import DataLocality
 from compute.executors.registry import default_executors
 from compute.node import ComputeConfig, ComputeNode
@@ -66,6 +73,8 @@ def detect_capacity(fraction: float = 0.8) -> Resources:
 
 
 DEFAULT_LOCAL_PUBLISHER_PORT = 6001
+LOCAL_PUBLISHER_PORT_FLAG = "--local-publisher-port"
+LOCAL_PUBLISHER_LISTEN_FLAG = "--local-publisher-listen"
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,9 @@ class NodeOptions:
     compute: bool = True
     labels: dict[str, str] = field(default_factory=dict)
     api_host: str = "127.0.0.1"
-    api_port: int = 1234
+    # None: DEFAULT_API_PORT, or a free port when another program holds it (the node says
+    # which); a number: that port or an error (0: any free port)
+    api_port: int | None = None
     limit_cpu: float | None = None
     limit_memory: int | None = None
     allowed_local_paths: tuple[str, ...] = ()
@@ -91,7 +102,7 @@ class NodeOptions:
     finished_memory_s: float = 30.0
     cluster_secret: str | None = None
     local_publisher_host: str = "127.0.0.1"  # put in result URLs
-    local_publisher_port: int = DEFAULT_LOCAL_PUBLISHER_PORT
+    local_publisher_port: int | None = None  # None: DEFAULT_LOCAL_PUBLISHER_PORT, as api_port
     local_publisher_listen: str | None = None  # bound; None: local_publisher_host
     data_locality: str = "anywhere"
     docker_host: str | None = None  # None: DOCKER_HOST, else the local socket
@@ -174,12 +185,7 @@ class NodeProcess:
             self.compute.start()
         if self.orchestrator is not None:
             self.orchestrator.start()
-            self.api = APIServer(create_app(self.orchestrator), options.api_host, options.api_port)
-            try:
-                self.api_port = self.api.start()
-            except RuntimeError as exc:  # say why, naming the flag: in use, not this host...
-                where = (options.api_host, options.api_port)
-                raise listen_problem(*where) or ValidationError("--api-port", str(exc)) from None
+            self._start_api(self.orchestrator)
         self.announcer = Announcer(
             self.bus,
             self.info,
@@ -203,28 +209,78 @@ class NodeProcess:
         if isinstance(envelope.payload, NodeInfoMessage) and self.announcer is not None:
             self.announcer.heard(envelope.payload.info)
 
+    # One line per server that listens elsewhere than its default port because another
+    # program held it, for the node's start-up output; empty when every default was free.
+    port_notices: tuple[str, ...] = ()
+
+    def _start_api(self, orchestrator: Orchestrator) -> None:
+        """The requester's API on ``api_host:api_port``; a default port another program
+        holds falls back to a free one, logged and in :attr:`port_notices`."""
+        options = self.options
+        wanted = DEFAULT_API_PORT if options.api_port is None else options.api_port
+        sock, fell_back = bind_default(  # errors name the flag: in use, not this host...
+            options.api_host, wanted, fallback=options.api_port is None
+        )
+        self.api = APIServer(create_app(orchestrator), options.api_host, name="api", sock=sock)
+        try:
+            self.api_port = self.api.start()
+        except RuntimeError as exc:
+            raise ValidationError(PORT_FLAG, str(exc)) from None
+        if fell_back:
+            self._log_fallback("api", wanted, api_fallback_notice(wanted, self.api_port))
+
     def _start_results_server(self) -> None:
         """Serve the local publisher's folder on the listen address; the advertised address
-        (``local_publisher_host``) goes into the URLs of the results it publishes."""
+        (``local_publisher_host``) goes into the URLs of the results it publishes. A default
+        port another program holds (a second node on this host) falls back to a free one."""
         options = self.options
         folder = self.folder / "results"
         folder.mkdir(parents=True, exist_ok=True)
         listen = options.local_publisher_listen or options.local_publisher_host
-        self.results_server = APIServer(results_app(folder), listen, options.local_publisher_port)
+        explicit = options.local_publisher_port
+        wanted = DEFAULT_LOCAL_PUBLISHER_PORT if explicit is None else explicit
+        try:
+            sock, fell_back = bind_default(
+                listen,
+                wanted,
+                fallback=explicit is None,
+                host_flag=LOCAL_PUBLISHER_LISTEN_FLAG,
+                port_flag=LOCAL_PUBLISHER_PORT_FLAG,
+            )
+        except PortInUseError:
+            raise ValidationError(
+                LOCAL_PUBLISHER_PORT_FLAG,
+                f"the results server cannot listen on {listen}:{wanted} (in use: another node "
+                f"or program listens there; pick another {LOCAL_PUBLISHER_PORT_FLAG}, "
+                "0 for any free port)",
+            ) from None
+        self.results_server = APIServer(
+            results_app(folder), listen, name="results_server", sock=sock
+        )
         try:
             port = self.results_server.start()
-        except RuntimeError:
-            raise ValidationError(
-                "local-publisher-port",
-                f"the results server cannot listen on {listen}:"
-                f"{options.local_publisher_port} (in use? 0 picks any free port)",
-            ) from None
+        except RuntimeError as exc:
+            raise ValidationError(LOCAL_PUBLISHER_PORT_FLAG, str(exc)) from None
+        if fell_back:
+            notice = fallback_notice("results server", wanted, port, LOCAL_PUBLISHER_PORT_FLAG)
+            self._log_fallback("results_server", wanted, notice)
         self.local_publisher_url = http_base_url(options.local_publisher_host, port)
         log.info(
-            "event=results_server_started node=%s listen=%s url=%s",
+            "event=local_publisher_ready node=%s listen=%s:%d url=%s",
             self.node_id,
             listen,
+            port,
             self.local_publisher_url,
+        )
+
+    def _log_fallback(self, server: str, wanted: int, notice: str) -> None:
+        self.port_notices = (*self.port_notices, notice)
+        log.warning(
+            "event=port_fallback node=%s server=%s default_port=%d %s",
+            self.node_id,
+            server,
+            wanted,
+            notice,
         )
 
     def _build_compute(self) -> ComputeNode:

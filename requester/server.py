@@ -1,5 +1,8 @@
 """Serve an ASGI app with uvicorn on a background thread: ``start()`` returns the bound port
-(port 0 picks a free one), ``stop()`` shuts it down and joins the thread."""
+(port 0 picks a free one), ``stop()`` shuts it down and joins the thread.
+
+Each server has a ``name`` saying what it serves (``api``, ``results_server``): its log
+events and errors carry it, so a node's results server never reads like a second API."""
 
 from __future__ import annotations
 
@@ -33,7 +36,11 @@ class _Server(uvicorn.Server):
 
 
 class APIServer:
-    """One uvicorn server for ``app`` on ``host:port``, run on a daemon thread."""
+    """One uvicorn server for ``app`` on ``host:port``, run on a daemon thread.
+
+    ``sock``, when given, is a socket already listening (the caller chose its port, e.g.
+    falling back from a taken default): the server serves on it, owns it, and closes it
+    when it stops; ``port`` is then the socket's."""
 
     def __init__(
         self,
@@ -41,15 +48,19 @@ class APIServer:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
+        name: str = "api",
+        sock: socket | None = None,
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
     ) -> None:
+        self.name = name
         self.host = host
-        self.port = port
+        self.port = int(sock.getsockname()[1]) if sock is not None else port
+        self._sock = sock
         self._start_timeout_s = start_timeout_s
         self._config = uvicorn.Config(
             app,
             host=host,
-            port=port,
+            port=self.port,
             log_level="warning",
             log_config=None,
             ws="none",
@@ -68,7 +79,7 @@ class APIServer:
             raise RuntimeError("this APIServer was already started")
         server = _Server(self._config)
         thread = threading.Thread(
-            target=self._serve, args=(server,), name=f"api-{self.host}:{self.port}"
+            target=self._serve, args=(server,), name=f"{self.name}-{self.host}:{self.port}"
         )
         thread.daemon = True
         self._server, self._thread = server, thread
@@ -76,32 +87,38 @@ class APIServer:
         if not server.startup_done.wait(self._start_timeout_s):
             self.stop()
             raise RuntimeError(
-                f"the API on {self.host}:{self.port} did not start in {self._start_timeout_s}s"
+                f"the {self.name} server on {self.host}:{self.port} did not start in "
+                f"{self._start_timeout_s}s"
             )
         if not server.started or not server.servers:
             self.stop()
             raise RuntimeError(
-                f"the API cannot listen on {self.host}:{self.port} (see the log for why)"
+                f"the {self.name} server cannot listen on {self.host}:{self.port} "
+                "(see the log for why)"
             )
         self.port = int(server.servers[0].sockets[0].getsockname()[1])
-        log.info("event=api_started host=%s port=%d", self.host, self.port)
+        log.info("event=%s_listening host=%s port=%d", self.name, self.host, self.port)
         return self.port
 
     def _serve(self, server: _Server) -> None:
         try:
-            server.run()
+            server.run(sockets=None if self._sock is None else [self._sock])
         except SystemExit:
             # uvicorn exits when it cannot bind (after logging why); start() reports it.
-            log.debug("event=api_exited host=%s port=%d", self.host, self.port)
+            log.debug("event=%s_exited host=%s port=%d", self.name, self.host, self.port)
 
     def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
         """Ask the server to exit and wait for its thread; safe to call more than once."""
         server, thread = self._server, self._thread
         if server is None or thread is None:
+            if self._sock is not None:  # never started: the socket is still ours to close
+                self._sock.close()
             return
         server.should_exit = True
         thread.join(timeout_s)
         if thread.is_alive():
-            log.warning("event=api_stop_timeout host=%s port=%d", self.host, self.port)
+            log.warning("event=%s_stop_timeout host=%s port=%d", self.name, self.host, self.port)
             return
-        log.info("event=api_stopped host=%s port=%d", self.host, self.port)
+        if self._sock is not None:  # uvicorn closed it unless it never served on it
+            self._sock.close()
+        log.info("event=%s_stopped host=%s port=%d", self.name, self.host, self.port)
