@@ -67,7 +67,10 @@ OverAsk = Annotated[
         "--over-ask",
         min=1,
         max=20,
-        help="Ask Count x this many nodes for bids; the first Count to accept run the job.",
+        help=(
+            "1 (default): place each execution on a node known to have room, which starts it"
+            " at once. More: ask Count x this many nodes for bids and accept the first Count."
+        ),
     ),
 ]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
@@ -247,7 +250,7 @@ def serve(
     heartbeat_interval: Annotated[float, typer.Option("--heartbeat-interval")] = 5.0,
     disconnect_after: Annotated[float, typer.Option("--disconnect-after")] = 15.0,
     bid_timeout: Annotated[float, typer.Option("--bid-timeout")] = 10.0,
-    over_ask: OverAsk = 3,
+    over_ask: OverAsk = 1,
     default_queue_timeout: Annotated[
         float,
         typer.Option(
@@ -344,7 +347,7 @@ def devstack(
     data_locality: DataLocalityOption = "anywhere",
     docker_host: DockerHost = None,
     ipfs_connect: IpfsConnect = None,
-    over_ask: OverAsk = 3,
+    over_ask: OverAsk = 1,
     data_dir: DataDir = None,
     log_level: LogLevel = "warning",
 ) -> None:

@@ -36,6 +36,7 @@ from protocol.gossip import Announcer
 from protocol.ids import node_id_from_key
 from protocol.messages import NodeInfoMessage
 from protocol.node import NodeInfo, NodeType
+from protocol.outbox import Outbox
 from protocol.resources import Resources
 from protocol.transport import Bus, BusOptions
 from requester.api import create_app
@@ -95,7 +96,7 @@ class NodeOptions:
     heartbeat_interval_s: float = 5.0
     disconnect_after_s: float = 15.0
     bid_timeout_s: float = 10.0
-    over_ask: int = 3
+    over_ask: int = 1
     default_queue_timeout_s: float = 600.0
     reservation_ttl_s: float = 30.0
     lost_execution_grace_s: float = 10.0
@@ -130,6 +131,8 @@ class NodeProcess:
             Codec(self.node_id, secret),
             BusOptions(),
         )
+        # Every point-to-point message leaves through one sender thread, batched per node.
+        self.outbox = Outbox(self.bus, name=f"outbox-{self.node_id[:10]}")
         self.orchestrator: Orchestrator | None = None
         self.compute: ComputeNode | None = None
         self.api: APIServer | None = None
@@ -147,8 +150,13 @@ class NodeProcess:
         return NodeType.REQUESTER if self.options.requester else NodeType.COMPUTE
 
     def info(self) -> NodeInfo:
+        return self.described()[0]
+
+    def described(self) -> tuple[NodeInfo, list[str] | None]:
+        """This node's NodeInfo and, on a compute node, what its capacity left out."""
+        using: list[str] | None = None
         if self.compute is not None:
-            info = self.compute.info()
+            info, using = self.compute.described()
         else:
             info = NodeInfo(
                 node_id=self.node_id, node_type=self.node_type, labels=self.options.labels
@@ -159,7 +167,7 @@ class NodeProcess:
                 "peer_address": self.bus.peer_address,
                 "boot_id": self.boot_id,
             }
-        )
+        ), using
 
     def start(self) -> None:
         options = self.options
@@ -178,7 +186,7 @@ class NodeProcess:
                 ),
                 disconnect_after_s=options.disconnect_after_s,
             )
-            self.orchestrator = Orchestrator(self.info(), self.store, self.bus, config)
+            self.orchestrator = Orchestrator(self.info(), self.store, self.outbox, config)
             self.dispatcher.requester = self.orchestrator.handle
         self.bus.start()
         if self.compute is not None:
@@ -191,6 +199,7 @@ class NodeProcess:
             self.info,
             options.heartbeat_interval_s,
             holding=self.compute.holding if self.compute is not None else None,
+            described=self.described,
         )
         if self.compute is not None:
             self.compute.add_listener(self.announcer.changed)
@@ -313,7 +322,7 @@ class NodeProcess:
                 data_locality=DataLocality.parse(options.data_locality),
             ),
             plugins,
-            self.bus,
+            self.outbox,
             self.folder,
             node_type=self.node_type,
         )
@@ -340,6 +349,7 @@ class NodeProcess:
             self.compute.close()
         if self.results_server is not None:
             self.results_server.stop()
+        self.outbox.close()
         self.bus.close()
         if self.store is not None:
             self.store.close()

@@ -31,6 +31,7 @@ class CapacitySnapshot:
     available: Resources
     reserved_count: int
     running_count: int
+    holders: frozenset[str] = frozenset()  # executions counted in reserved or allocated
 
 
 @dataclass(frozen=True)
@@ -180,10 +181,12 @@ class CapacityTracker:
     def snapshot(self) -> CapacitySnapshot:
         with self._lock:
             now_s = self._clock()
-            live = [r.resources for r in self._reservations.values() if r.expires_at_s > now_s]
+            held = {k: r for k, r in self._reservations.items() if r.expires_at_s > now_s}
+            live = [r.resources for r in held.values()]
             reserved = total(live)
             allocated = total(self._allocations.values())
             return CapacitySnapshot(
+                holders=frozenset(held) | frozenset(self._allocations),
                 max_capacity=self._max,
                 reserved=reserved,
                 allocated=allocated,

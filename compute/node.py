@@ -135,9 +135,15 @@ class ComputeNode:
         self._listeners.append(listener)
 
     def info(self) -> NodeInfo:
+        return self.described()[0]
+
+    def described(self) -> tuple[NodeInfo, list[str]]:
+        """This node's NodeInfo, and the executions (reserved or running) its
+        AvailableCapacity left out, from one snapshot: a requester tells its own placements
+        apart by them."""
         engines, publishers, sources = self._installed()
         snapshot = self.capacity.snapshot()
-        return NodeInfo(
+        info = NodeInfo(
             node_id=self.node_id,
             node_type=self._node_type,
             labels=self._config.labels,
@@ -152,6 +158,7 @@ class ComputeNode:
                 enqueued_executions=snapshot.reserved_count,
             ),
         )
+        return info, sorted(snapshot.holders)
 
     def holding(self) -> list[str]:
         """Executions this node holds (reserved or running), plus runs finished in the last
@@ -238,7 +245,12 @@ class ComputeNode:
         payload = envelope.payload
         if isinstance(payload, AskForBid):
             if not self._stopping.is_set():
-                self._bidders.submit(self._on_ask_safely, envelope.sender, payload.execution)
+                self._bidders.submit(
+                    self._on_ask_safely,
+                    envelope.sender,
+                    payload.execution,
+                    payload.wait_for_approval,
+                )
         elif isinstance(payload, BidAccepted):
             self._on_accepted(envelope.sender, payload.execution_id)
         elif isinstance(payload, BidRejected):
@@ -252,13 +264,18 @@ class ComputeNode:
         except TransportError as exc:
             log.warning("event=reply_failed requester=%s error=%r", requester, str(exc))
 
-    def _on_ask_safely(self, requester: str, execution: Execution) -> None:
+    def _on_ask_safely(
+        self, requester: str, execution: Execution, wait_for_approval: bool = True
+    ) -> None:
         try:
-            self._on_ask(requester, execution)
+            self._on_ask(requester, execution, wait_for_approval)
         except Exception:
             log.exception("event=bid_failed execution=%s", execution.id)
 
-    def _on_ask(self, requester: str, execution: Execution) -> None:
+    def _on_ask(self, requester: str, execution: Execution, wait_for_approval: bool = True) -> None:
+        """Decide a bid. Without ``wait_for_approval`` (the requester placed the execution
+        here, knowing this node had room) a positive bid starts the run at once, in the same
+        locked step as the reservation: no slot waits for an accept."""
         job = execution.job
         if job is None:
             return
@@ -289,31 +306,36 @@ class ComputeNode:
         busy = False
         reason = decision.reason
         reserved = False
+        run: _Held | None = None
         with self._lock:  # one step with _on_cancel: a withdrawal lands before or after it
             if self._withdrawn.pop(execution.id, None) is not None:
-                log.info("event=bid_dropped execution=%s reason='ask withdrawn'", execution.id)
+                log.debug("event=bid_dropped execution=%s reason='ask withdrawn'", execution.id)
                 return
             if execution.id in self._held or execution.id in self._finished:
-                log.info("event=bid_dropped execution=%s reason='asked again'", execution.id)
+                log.debug("event=bid_dropped execution=%s reason='asked again'", execution.id)
                 return
             if decision.should_bid:
                 ttl_s = self._config.reservation_ttl_s
                 refusal = self.capacity.try_reserve(execution.id, needs, ttl_s)
                 if refusal is None:
-                    self._held[execution.id] = _Held(execution, requester, needs)
+                    held = _Held(execution, requester, needs)
+                    self._held[execution.id] = held
                     reserved = True
+                    if not wait_for_approval and self.capacity.commit(execution.id):
+                        held.running = True
+                        run = held
                 else:
                     busy, reason = True, refusal
-        if reserved:
-            self._changed()
         accepted = decision.should_bid and not busy
-        log.info(
-            "event=bid execution=%s job=%s accepted=%s reason=%r",
+        log.debug(
+            "event=bid execution=%s job=%s accepted=%s started=%s reason=%r",
             execution.id,
             job.id,
             accepted,
+            run is not None,
             reason,
         )
+        # The bid goes first: the requester hears of the execution before of its run.
         self._reply(
             requester,
             BidResult(
@@ -324,6 +346,10 @@ class ComputeNode:
                 busy=busy,
             ),
         )
+        if run is not None:
+            self._pool.submit(self._run, run)
+        if reserved:
+            self._changed()
 
     def _on_accepted(self, requester: str, execution_id: str) -> None:
         with self._lock:  # one step, as the sweep and a cancel are: no half-way states
@@ -400,5 +426,5 @@ class ComputeNode:
         with self._lock:
             self._forget(execution_id)
         if self.capacity.release(execution_id):
-            log.info("event=capacity_released execution=%s why=%r", execution_id, why)
+            log.debug("event=capacity_released execution=%s why=%r", execution_id, why)
             self._changed()

@@ -3,6 +3,12 @@
 ``{Version, Type, ID, Sender, SentAt, Payload, Auth}``: ``Auth`` is an HMAC-SHA256 of the rest
 when the cluster shares a secret, empty otherwise. Decoding never raises anything but
 :class:`MessageError`, so a node can log and drop whatever arrives malformed.
+
+Several messages to one node may travel in one envelope of type ``Batch`` (payload
+``{Messages: [{Type, Payload}, ...]}``), signed once: one publish and one broker round trip
+for many asks or replies. :meth:`Codec.decode_all` hands back one :class:`Envelope` per
+message, in order, with the batch's sender; an item that does not validate is skipped
+(``Codec.skipped`` counts it) and the rest are delivered.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +28,14 @@ from protocol.ids import new_message_id, now_ns
 from protocol.messages import MESSAGE_TYPES, WIRE_NAMES, Message
 from protocol.wire import STORED, validation_error
 
+log = logging.getLogger("bacalao.transport")
+
 PROTOCOL_VERSION = 1
 CONTENT_TYPE = "application/x-bacalao-bprotocol+json"
+BATCH = "Batch"
+# A batch closes once its payloads reach this size (a job may carry megabytes of inline
+# data); a single larger message still travels, alone.
+BATCH_MAX_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -40,30 +54,90 @@ class Codec:
     def __init__(self, sender: str, secret: bytes | None = None) -> None:
         self.sender = sender
         self._secret = secret
+        self.skipped = 0  # batch items dropped as malformed
 
     @property
     def secret(self) -> bytes | None:
         return self._secret
 
     def encode(self, message: Message) -> bytes:
+        return self._seal(WIRE_NAMES[type(message)], message.to_wire())
+
+    def encode_many(self, messages: Sequence[Message]) -> list[bytes]:
+        """``messages`` (to one node) in as few envelopes as :data:`BATCH_MAX_BYTES` allows:
+        one for a single message, ``Batch`` envelopes for more, order kept."""
+        if len(messages) == 1:
+            return [self.encode(messages[0])]
+        bodies: list[bytes] = []
+        items: list[dict[str, Any]] = []
+        size = 0
+        for message in messages:
+            item = {"Type": WIRE_NAMES[type(message)], "Payload": message.to_wire()}
+            item_size = len(json.dumps(item, separators=(",", ":")))
+            if items and size + item_size > BATCH_MAX_BYTES:
+                bodies.append(self._seal_items(items))
+                items, size = [], 0
+            items.append(item)
+            size += item_size
+        if items:
+            bodies.append(self._seal_items(items))
+        return bodies
+
+    def _seal_items(self, items: list[dict[str, Any]]) -> bytes:
+        if len(items) == 1:
+            return self._seal(items[0]["Type"], items[0]["Payload"])
+        return self._seal(BATCH, {"Messages": items})
+
+    def _seal(self, wire_type: str, payload: Any) -> bytes:
         body: dict[str, Any] = {
             "Version": PROTOCOL_VERSION,
-            "Type": WIRE_NAMES[type(message)],
+            "Type": wire_type,
             "ID": new_message_id(),
             "Sender": self.sender,
             "SentAt": now_ns(),
-            "Payload": message.to_wire(),
+            "Payload": payload,
         }
         body["Auth"] = self._sign(body)
         return json.dumps(body, separators=(",", ":")).encode()
 
     def decode(self, data: bytes | str) -> Envelope:
+        """One message; a ``Batch`` envelope is a :class:`MessageError` here."""
+        envelopes = self.decode_all(data)
+        if len(envelopes) != 1 or envelopes[0].type == BATCH:
+            raise MessageError("expected one message, got a batch")
+        return envelopes[0]
+
+    def decode_all(self, data: bytes | str) -> list[Envelope]:
+        """Every message in ``data``: one, or each item of a batch."""
         try:
             return self._decode(data)
         except RecursionError:
             raise MessageError("message is nested too deeply") from None
 
-    def _decode(self, data: bytes | str) -> Envelope:
+    def _decode(self, data: bytes | str) -> list[Envelope]:
+        body = self._open(data)
+        wire_type = str(body["Type"])
+        if wire_type != BATCH:
+            return [self._envelope(body, wire_type, body.get("Payload"), str(body["ID"]))]
+        payload = body.get("Payload")
+        items = payload.get("Messages") if isinstance(payload, dict) else None
+        if not isinstance(items, list):
+            raise MessageError("Batch: Payload.Messages is missing or not a list")
+        envelopes = []
+        for index, item in enumerate(items):
+            item_id = f"{body['ID']}.{index}"
+            try:
+                if not isinstance(item, dict) or str(item.get("Type")) == BATCH:
+                    raise MessageError(f"Batch: item {index} is not a message")
+                item_type = str(item.get("Type"))
+                envelopes.append(self._envelope(body, item_type, item.get("Payload"), item_id))
+            except MessageError as exc:
+                self.skipped += 1
+                log.warning("event=message_dropped id=%s reason=%r", item_id, str(exc))
+        return envelopes
+
+    def _open(self, data: bytes | str) -> dict[str, Any]:
+        """The envelope's checked outer fields (version, type, authentication, identity)."""
         try:
             body = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -74,8 +148,7 @@ class Codec:
         if version != PROTOCOL_VERSION:
             raise MessageError(f"unsupported protocol version {version!r}")
         wire_type = body.get("Type")
-        message_class = MESSAGE_TYPES.get(str(wire_type))
-        if message_class is None:
+        if wire_type != BATCH and str(wire_type) not in MESSAGE_TYPES:
             raise MessageError(f"unknown message type {wire_type!r}")
         if self._secret is not None and not hmac.compare_digest(
             str(body.get("Auth", "")), self._sign(body)
@@ -84,18 +157,25 @@ class Codec:
         for key, kind in (("ID", str), ("Sender", str), ("SentAt", int)):
             if not isinstance(body.get(key), kind):
                 raise MessageError(f"envelope field {key} is missing or not a {kind.__name__}")
+        return body
+
+    @staticmethod
+    def _envelope(body: dict[str, Any], wire_type: str, payload: Any, message_id: str) -> Envelope:
+        message_class = MESSAGE_TYPES.get(wire_type)
+        if message_class is None:
+            raise MessageError(f"unknown message type {wire_type!r}")
         try:
             # A job travels as the requester stored it: rules added since must not make a
             # job accepted earlier undeliverable (the receiver still checks what it runs).
-            payload = message_class.model_validate(body.get("Payload"), context=STORED)
+            message = message_class.model_validate(payload, context=STORED)
         except PydanticValidationError as exc:
             raise MessageError(f"{wire_type}: {validation_error(exc, 'Payload')}") from None
         return Envelope(
-            type=str(wire_type),
-            id=body["ID"],
+            type=wire_type,
+            id=message_id,
             sender=body["Sender"],
             sent_at=body["SentAt"],
-            payload=payload,
+            payload=message,
             version=PROTOCOL_VERSION,
         )
 

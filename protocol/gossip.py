@@ -31,13 +31,17 @@ class Announcer:
         info_every: int = 3,
         min_gap_s: float = 0.1,
         holding: Callable[[], list[str]] | None = None,
+        described: Callable[[], tuple[NodeInfo, list[str] | None]] | None = None,
     ) -> None:
+        """``described``, when given, replaces ``info`` in announcements: the NodeInfo with
+        the executions its AvailableCapacity left out, read together (``Using``)."""
         self._bus = bus
         self._info = info
         self._interval_s = heartbeat_interval_s
         self._info_every = max(1, info_every)
         self._min_gap_s = min_gap_s
         self._holding = holding
+        self._described = described
         self._changed = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -98,9 +102,13 @@ class Announcer:
 
     def _announce(self) -> None:
         self._seq += 1
-        info = self._info().model_copy(update={"seq": self._seq})
+        if self._described is not None:
+            info, using = self._described()
+        else:
+            info, using = self._info(), None
+        info = info.model_copy(update={"seq": self._seq})
         held = self._holding() if self._holding is not None else None
-        self._broadcast(NodeInfoMessage(info=info, executions=held))
+        self._broadcast(NodeInfoMessage(info=info, executions=held, using=using))
 
     def _broadcast(self, message: Message) -> None:
         try:

@@ -75,10 +75,13 @@ class ComputeError(Message):
 
 class NodeInfoMessage(Message):
     """``Executions`` as in :class:`Heartbeat`: a busy node announces NodeInfo more often
-    than it beats, so both carry what it holds."""
+    than it beats, so both carry what it holds. ``Using``: see below."""
 
     info: NodeInfo = Field(alias="NodeInfo")
     executions: list[str] | None = Field(default=None, alias="Executions")
+    # The executions whose resources AvailableCapacity leaves out, at the same moment: a
+    # requester tells apart its own placements the node has counted from those it has not.
+    using: list[str] | None = Field(default=None, alias="Using")
 
 
 class Heartbeat(Message):

@@ -61,6 +61,7 @@ class WireModel(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore", validate_default=True)
     _key_table: ClassVar[dict[str, str]]
+    _wire_keys: ClassVar[frozenset[str]]  # the keys that the table leaves as they are
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -71,10 +72,13 @@ class WireModel(BaseModel):
             table[wire.lower()] = wire
             table[name.lower()] = wire
         cls._key_table = table
+        cls._wire_keys = frozenset(key for key in table.values() if table[key.lower()] == key)
 
     @model_validator(mode="before")
     @classmethod
     def _match_keys_case_insensitively(cls, data: Any) -> Any:
+        if type(data) is dict and cls._wire_keys.issuperset(data):
+            return data  # already spelled as on the wire, as everything bacalao wrote is
         if not isinstance(data, Mapping):
             return data
         table = cls._key_table

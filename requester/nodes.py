@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from protocol.errors import NotFoundError, ValidationError
 from protocol.ids import now_ns
 from protocol.node import NodeConnection, NodeInfo, NodeState
+from requester.room import CapacityReport
 from requester.scheduler import NodeReport
 
 
@@ -21,6 +22,7 @@ class _Entry:
     said_goodbye: bool = False
     report: NodeReport | None = None
     announced_at_ns: int = 0  # when its latest NodeInfo came in (wall clock, as job times)
+    capacity: CapacityReport | None = None  # its latest AvailableCapacity with what it counted
 
 
 class NodeTable:
@@ -34,10 +36,12 @@ class NodeTable:
         self._lock = threading.Lock()
         self._nodes: dict[str, _Entry] = {}
 
-    def on_info(self, info: NodeInfo) -> tuple[bool, bool]:
+    def on_info(self, info: NodeInfo, using: list[str] | None = None) -> tuple[bool, bool]:
         """Record an announcement; (new or back, restarted since last seen).
 
-        A node that restarted (another BootID) has forgotten what it was running."""
+        A node that restarted (another BootID) has forgotten what it was running. ``using``:
+        the executions its AvailableCapacity left out (nodes that say so get a
+        :class:`CapacityReport`)."""
         with self._lock:
             entry = self._nodes.get(info.node_id)
             fresh = entry is None or not entry.connected
@@ -45,8 +49,16 @@ class NodeTable:
             # A NodeInfo says nothing of held executions: keep the last heartbeat's report,
             # unless the node restarted (its holdings went with the old process).
             report = entry.report if entry is not None and not restarted else None
+            capacity = None
+            if using is not None and info.compute_node_info is not None:
+                available = info.compute_node_info.available_capacity
+                capacity = CapacityReport(available, frozenset(using))
             self._nodes[info.node_id] = _Entry(
-                info=info, last_seen=self._clock(), report=report, announced_at_ns=now_ns()
+                info=info,
+                last_seen=self._clock(),
+                report=report,
+                announced_at_ns=now_ns(),
+                capacity=capacity,
             )
             return fresh, restarted
 
@@ -94,6 +106,15 @@ class NodeTable:
                 node_id: entry.report
                 for node_id, entry in self._nodes.items()
                 if entry.connected and entry.report is not None
+            }
+
+    def capacity_reports(self) -> dict[str, CapacityReport]:
+        """The latest capacity report of each connected compute node that sends them."""
+        with self._lock:
+            return {
+                node_id: entry.capacity
+                for node_id, entry in self._nodes.items()
+                if entry.connected and entry.capacity is not None
             }
 
     def announced(self) -> dict[str, int]:

@@ -1,8 +1,15 @@
 """The orchestrator: owns every job from submission to its end.
 
-All scheduling runs on one worker thread, fed by a queue of events (job submitted, message
-received, timer due, node lost), so job and execution state change in one place, in order.
-The API thread only validates and stores new jobs, and marks jobs stopped.
+All scheduling runs on one worker thread, fed by a queue of typed events
+(:mod:`requester.events`), so job and execution state change in one place, in order. The
+API thread only validates and stores new jobs, and marks jobs stopped.
+
+The worker works in passes. A pass takes every event queued, then handles, in this order:
+messages from compute nodes (bids and results first: they free room), jobs whose timer is
+due, queued jobs that fit the room just freed (:mod:`requester.backlog`), and new
+submissions; at most ``PASS_BUDGET`` evaluations, the rest carried to the next pass in
+order. Its store writes commit ``PASS_CHUNK`` evaluations to a transaction, and the messages
+they plan leave only once it committed.
 """
 
 from __future__ import annotations
@@ -13,10 +20,13 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from protocol.envelope import Envelope
 from protocol.errors import NotFoundError, StateTransitionError, ValidationError
+from protocol.execution import Execution
 from protocol.ids import new_evaluation_id, new_job_id, now_ns
 from protocol.job import Job, JobStateType
 from protocol.messages import (
@@ -34,8 +44,20 @@ from protocol.resources import Resources
 from protocol.specs import validate_job
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
+from requester.backlog import Backlog
+from requester.events import (
+    Evaluate,
+    Event,
+    ExecutionEnded,
+    Inbound,
+    NodeLeft,
+    NodeRestarted,
+    RoomNews,
+    Stop,
+)
 from requester.nodes import NodeTable
-from requester.planner import Outbox, Planner
+from requester.planner import Held, Outbox, Planner
+from requester.room import Ledger, Room
 from requester.scheduler import (
     ASKING,
     BUSY,
@@ -43,6 +65,7 @@ from requester.scheduler import (
     RETRYABLE,
     SchedulerConfig,
     disowned,
+    is_direct,
     job_needs,
     schedule,
 )
@@ -52,6 +75,8 @@ from requester.store import JobStore
 log = logging.getLogger("bacalao.requester")
 
 REQUESTER_ID_META = "bacalhau.org/requester.id"
+PASS_CHUNK = 64  # evaluations per store transaction
+PASS_BUDGET = 512  # evaluations per pass
 
 
 @dataclass(frozen=True)
@@ -63,6 +88,19 @@ class RequesterConfig:
     # After a restart, jobs already in the store wait this long for the compute nodes to
     # announce themselves again before "nobody can run it" is believed.
     settle_s: float = 15.0
+
+
+@dataclass
+class _Pass:
+    """What one pass was told, sorted by what it asks the worker to do."""
+
+    messages: list[Envelope] = field(default_factory=list)
+    submitted: dict[str, None] = field(default_factory=dict)  # ordered set, arrival order
+    room: bool = False  # room may have freed: look at the backlog
+    census: bool = False  # the set of nodes changed: look at every queued job
+    left: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    stop: bool = False
 
 
 class Orchestrator:
@@ -78,16 +116,27 @@ class Orchestrator:
     ) -> None:
         self._info = info
         self._store = store
+        self._outbox = outbox
         self._config = config or RequesterConfig()
         self._rng = rng or random.Random()
         self.node_table = NodeTable(self._config.disconnect_after_s)
-        self._planner = Planner(store, outbox)
-        self._events: queue.Queue[tuple[str, object]] = queue.Queue()
+        self._held = Held()
+        self._planner = Planner(store, self._held, on_placed=self._placed)
+        self._ledger = Ledger()
+        self._backlog = Backlog()
+        self._rooms: dict[str, Room] | None = None  # the room known, for the chunk under way
+        self._events: queue.Queue[Event] = queue.Queue()
         self._wakes: list[tuple[int, str]] = []
+        self._wake_at: dict[str, int] = {}  # the latest wake each job asked for
+        self._carried: dict[str, None] = {}  # due jobs a pass had no budget left for
+        self._room_freed = False  # an execution ended on the worker thread in this pass
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._queued_checked = False
+        self._worker: int | None = None
         self._started_ns = 0
+        self._passes = 0
+        self._evaluations = 0
+        store.on_execution_ended(self._ended)
 
     # -- OrchestratorService -------------------------------------------------------------
 
@@ -105,7 +154,7 @@ class Orchestrator:
         log.info(
             "event=job_submitted job=%s count=%d engine=%s", job.id, job.count, job.task.engine.type
         )
-        self._events.put(("evaluate", job.id))
+        self._events.put(Evaluate(job.id))
         return SubmitResult(job_id=job.id, evaluation_id=evaluation_id, warnings=warnings)
 
     def stop(self, job_id: str, reason: str) -> str:
@@ -118,7 +167,8 @@ class Orchestrator:
             self._store.update_job_state(job.id, JobStateType.STOPPED, reason or "stopped by user")
         except StateTransitionError as exc:
             raise ValidationError("id", str(exc)) from None
-        self._events.put(("evaluate", job.id))
+        log.info("event=job_stopped job=%s reason=%r", job.id, reason or "stopped by user")
+        self._events.put(Evaluate(job.id))
         return new_evaluation_id()
 
     def nodes(self) -> list[NodeState]:
@@ -130,18 +180,32 @@ class Orchestrator:
     def self_info(self) -> NodeInfo:
         return self._info
 
+    def debug(self) -> dict[str, Any]:
+        """Counters of the store and of the worker, for benchmarks and operators."""
+        return {
+            "Store": self._store.stats(),
+            "Orchestrator": {
+                "Passes": self._passes,
+                "Evaluations": self._evaluations,
+                "Queued": len(self._backlog),
+                "Carried": len(self._carried),
+                "Placed": self._ledger.live_count(),
+                "Events": self._events.qsize(),
+            },
+        }
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
         self._started_ns = now_ns()
         for job in self._store.active_jobs():
-            self._events.put(("evaluate", job.id))
+            self._events.put(Evaluate(job.id))
         self._thread = threading.Thread(target=self._run, name="orchestrator", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         self._stopping.set()
-        self._events.put(("stop", None))
+        self._events.put(Stop())
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -149,48 +213,161 @@ class Orchestrator:
         """Bus handler (bus thread): gossip updates the node table, the rest is queued."""
         payload = envelope.payload
         if isinstance(payload, NodeInfoMessage):
-            fresh, restarted = self.node_table.on_info(payload.info)
-            self.node_table.on_heartbeat(payload.info.node_id, payload.executions)
+            node_id = payload.info.node_id
+            fresh, restarted = self.node_table.on_info(payload.info, payload.using)
+            self.node_table.on_heartbeat(node_id, payload.executions)
             if fresh:
-                log.info("event=node_joined node=%s", payload.info.node_id)
+                log.info("event=node_joined node=%s", node_id)
             if restarted:
-                log.warning("event=node_restarted node=%s", payload.info.node_id)
-                self._events.put(("node_restarted", payload.info.node_id))
-            self._events.put(("nodes_changed", None))
+                log.warning("event=node_restarted node=%s", node_id)
+                self._events.put(NodeRestarted(node_id))
+            self._events.put(RoomNews(node_id, joined=fresh))
         elif isinstance(payload, Heartbeat):
             self.node_table.on_heartbeat(payload.node_id, payload.executions)
         elif isinstance(payload, ShutdownNotice):
             self.node_table.on_shutdown(payload.node_id)
-            self._events.put(("node_left", payload.node_id))
-            self._events.put(("nodes_changed", None))
+            self._events.put(NodeLeft(payload.node_id))
         else:
-            self._events.put(("message", envelope))
+            self._events.put(Inbound(envelope))
 
     # -- the worker ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._worker = threading.get_ident()
         last_sweep = last_audit = time.monotonic()
         while not self._stopping.is_set():
-            due: set[str] = set()
-            self._queued_checked = False
-            try:
-                self._collect(self._events.get(timeout=self._next_timeout_s()), due)
-                while True:
-                    self._collect(self._events.get_nowait(), due)
-            except queue.Empty:
-                pass
-            now = now_ns()
-            while self._wakes and self._wakes[0][0] <= now:
-                due.add(heapq.heappop(self._wakes)[1])
+            work = self._take_events()
+            if work.stop:
+                return
+            due: dict[str, None] = {}
             if time.monotonic() - last_sweep >= self._config.tick_s:
                 last_sweep = time.monotonic()
-                if self.node_table.sweep():
-                    due.update(job.id for job in self._store.active_jobs())
+                lost = self.node_table.sweep()
+                for node_id in lost:
+                    self._ledger.forget_node(node_id)
+                if lost:
+                    due.update(dict.fromkeys(job.id for job in self._store.active_jobs()))
             if time.monotonic() - last_audit >= self._config.audit_s:
                 last_audit = time.monotonic()
-                due.update(self._jobs_with_disowned_executions())
-            for job_id in sorted(due):
-                self._evaluate_safely(job_id)
+                due.update(dict.fromkeys(sorted(self._jobs_with_disowned_executions())))
+            try:
+                self._pass(work, due)
+            except Exception:  # a failed commit, say: log it, the next pass starts afresh
+                log.exception("event=pass_failed")
+                self._held.take()
+
+    def _take_events(self) -> _Pass:
+        """Wait for the first event (or the next timer), then take all queued with it."""
+        work = _Pass()
+        timeout_s = 0.0 if self._carried else self._next_timeout_s()
+        try:
+            self._collect(self._events.get(timeout=timeout_s), work)
+            while True:
+                self._collect(self._events.get_nowait(), work)
+        except queue.Empty:
+            pass
+        return work
+
+    def _collect(self, event: Event, work: _Pass) -> None:
+        if isinstance(event, Evaluate):
+            work.submitted[event.job_id] = None
+        elif isinstance(event, Inbound):
+            work.messages.append(event.envelope)
+        elif isinstance(event, RoomNews):
+            work.room = True
+            work.census = work.census or event.joined
+        elif isinstance(event, ExecutionEnded):
+            self._ledger.ended(event.execution_id)
+            work.room = True
+        elif isinstance(event, NodeLeft):
+            work.left.append(event.node_id)
+            work.census = True
+        elif isinstance(event, NodeRestarted):
+            work.restarted.append(event.node_id)
+        elif isinstance(event, Stop):
+            work.stop = True
+
+    def _pass(self, work: _Pass, due: dict[str, None]) -> None:
+        self._passes += 1
+        replied: dict[str, None] = {}
+        for start in range(0, len(work.messages), PASS_CHUNK):
+            with self._store.batch():
+                for envelope in work.messages[start : start + PASS_CHUNK]:
+                    job_id = self._on_message(envelope)
+                    if job_id:
+                        replied[job_id] = None
+            self._send_held()
+        if work.left or work.restarted:
+            with self._store.batch():
+                for node_id in work.restarted:
+                    self._ledger.forget_node(node_id)
+                    replied.update(dict.fromkeys(sorted(self._forget_executions_on(node_id))))
+                for node_id in work.left:
+                    self._ledger.forget_node(node_id)
+                    replied.update(
+                        dict.fromkeys(
+                            e.job_id for e in self._store.live_executions() if e.node_id == node_id
+                        )
+                    )
+            self._send_held()
+        now = now_ns()
+        while self._wakes and self._wakes[0][0] <= now:
+            at, job_id = heapq.heappop(self._wakes)
+            if self._wake_at.get(job_id) == at:
+                del self._wake_at[job_id]
+                due[job_id] = None
+        if work.census:
+            self._backlog.open_to_all()
+        room = work.room or self._room_freed or bool(replied)
+        self._room_freed = False
+        order = {**replied, **self._carried, **due}
+        if room and self._backlog:
+            rooms = self._ledger.rooms(self.node_table.capacity_reports())
+            order.update(dict.fromkeys(self._backlog.due(rooms, PASS_BUDGET)))
+        if work.census or (work.room and now < self._settle_until_ns()):
+            order.update(dict.fromkeys(self._queued_jobs(everything=work.census)))
+        order.update(work.submitted)
+        jobs = list(order)
+        self._carried = dict.fromkeys(jobs[PASS_BUDGET:])
+        self._evaluate_all(jobs[:PASS_BUDGET])
+
+    def _queued_jobs(self, everything: bool) -> Iterable[str]:
+        """Jobs a change of nodes may unblock: every queued job when the set of nodes
+        changed; while settling after a start, those from before it (see ``_settling``)."""
+        for job in self._store.active_jobs():
+            if (everything and job.state.state_type == JobStateType.QUEUED) or self._settling(job):
+                yield job.id
+
+    def _evaluate_all(self, jobs: list[str]) -> None:
+        for start in range(0, len(jobs), PASS_CHUNK):
+            with self._store.batch():
+                self._rooms = self._ledger.rooms(self.node_table.capacity_reports())
+                try:
+                    for job_id in jobs[start : start + PASS_CHUNK]:
+                        self._evaluate_safely(job_id)
+                finally:
+                    self._rooms = None
+            self._send_held()
+
+    def _send_held(self) -> None:
+        """The chunk committed: its messages may leave."""
+        messages = self._held.take()
+        if messages:
+            self._outbox.send_all(messages)
+
+    def _placed(self, node_id: str, execution_id: str, needs: Resources) -> None:
+        self._ledger.placed(node_id, execution_id, needs)
+        rooms = self._rooms
+        if rooms is not None and node_id in rooms:
+            rooms[node_id] = rooms[node_id].plus(needs, -1)
+
+    def _ended(self, execution: Execution) -> None:
+        """Store listener: an execution ended, its room is free again."""
+        if threading.get_ident() == self._worker:
+            self._ledger.ended(execution.id)
+            self._room_freed = True
+        else:
+            self._events.put(ExecutionEnded(execution.id))
 
     def _jobs_with_disowned_executions(self) -> set[str]:
         """Jobs with an execution its node no longer lists (see ``scheduler.disowned``)."""
@@ -206,54 +383,36 @@ class Orchestrator:
             timeout_s = min(timeout_s, max(0.0, (self._wakes[0][0] - now_ns()) / 1e9))
         return timeout_s
 
-    def _collect(self, event: tuple[str, object], due: set[str]) -> None:
-        kind, value = event
-        if kind == "evaluate" and isinstance(value, str):
-            due.add(value)
-        elif kind == "nodes_changed" and not self._queued_checked:
-            self._queued_checked = True
-            due.update(
-                job.id
-                for job in self._store.active_jobs()
-                if job.state.state_type == JobStateType.QUEUED or self._settling(job)
-            )
-        elif kind == "node_left" and isinstance(value, str):
-            due.update(e.job_id for e in self._store.live_executions() if e.node_id == value)
-        elif kind == "node_restarted" and isinstance(value, str):
-            due.update(self._forget_executions_on(value))
-        elif kind == "message" and isinstance(value, Envelope):
-            job_id = self._on_message(value)
-            if job_id:
-                due.add(job_id)
-
     def _forget_executions_on(self, node_id: str) -> set[str]:
         """A restarted node lost its executions: fail them (retryable) so others run them."""
         touched = set()
-        for job in self._store.active_jobs():
-            for execution in self._store.executions(job.id):
-                if execution.node_id == node_id and not execution.state.terminal:
-                    try:
-                        self._store.update_execution(
-                            execution.id,
-                            state=S.FAILED,
-                            desired=D.STOPPED,
-                            message=f"node {node_id} restarted",
-                            expect=(execution.state,),
-                            details={
-                                RETRYABLE: "true",
-                                **({NEVER_RAN: "true"} if execution.state in ASKING else {}),
-                            },
-                        )
-                    except StateTransitionError:
-                        continue
-                    touched.add(job.id)
+        for execution in self._store.live_executions():
+            if execution.node_id != node_id:
+                continue
+            try:
+                self._store.update_execution(
+                    execution.id,
+                    state=S.FAILED,
+                    desired=D.STOPPED,
+                    message=f"node {node_id} restarted",
+                    expect=(execution.state,),
+                    details={
+                        RETRYABLE: "true",
+                        **({NEVER_RAN: "true"} if execution.state in ASKING else {}),
+                    },
+                )
+            except StateTransitionError:
+                continue
+            touched.add(execution.job_id)
         return touched
 
     def _evaluate_safely(self, job_id: str) -> None:
+        self._evaluations += 1
         try:
             self._evaluate(job_id)
         except NotFoundError:
             log.warning("event=evaluate_unknown_job job=%s", job_id)
+            self._backlog.discard(job_id)
         except Exception:
             log.exception("event=evaluate_failed job=%s", job_id)
 
@@ -289,14 +448,23 @@ class Orchestrator:
             reports,
             settle_until_ns,
             announced,
+            self._rooms,
         )
-        if plan.empty and plan.wake_at_ns is None:
+        if plan.wait_for_room:
+            eligible = frozenset(plan.eligible)
+            self._backlog.wait(job.id, job.priority, job_needs(job, config), eligible)
+        else:
+            self._backlog.discard(job.id)
+        if plan.wake_at_ns is None:
+            self._wake_at.pop(job_id, None)
+        elif self._wake_at.get(job_id) != plan.wake_at_ns:
+            self._wake_at[job_id] = plan.wake_at_ns
+            heapq.heappush(self._wakes, (plan.wake_at_ns, job_id))
+        if plan.empty:
             return
         # Only asks need the job's size (and schedule() failed a job whose size is unreadable).
         needs = job_needs(job, config) if plan.ask else Resources()
         self._planner.apply(plan, job, needs)
-        if plan.wake_at_ns is not None:
-            heapq.heappush(self._wakes, (plan.wake_at_ns, job_id))
         if plan.job_state is not None and plan.job_state.terminal:
             log.info(
                 "event=job_ended job=%s state=%s message=%r",
@@ -310,10 +478,11 @@ class Orchestrator:
     def _on_message(self, envelope: Envelope) -> str | None:
         payload = envelope.payload
         try:
-            if not self._from_its_node(envelope):
+            execution = self._of_its_node(envelope)
+            if execution is None:
                 return None
             if isinstance(payload, BidResult):
-                return self._on_bid(envelope.sender, payload)
+                return self._on_bid(envelope.sender, payload, execution)
             if isinstance(payload, ExecutionStarted):
                 self._store.update_execution(
                     payload.execution_id, state=S.RUNNING, expect=(S.BID_ACCEPTED,)
@@ -332,7 +501,7 @@ class Orchestrator:
                 )
                 return failed.job_id
         except (StateTransitionError, NotFoundError) as exc:
-            log.info(
+            log.debug(
                 "event=stale_message type=%s sender=%s reason=%r",
                 envelope.type,
                 envelope.sender,
@@ -342,25 +511,28 @@ class Orchestrator:
         log.warning("event=unexpected_message type=%s sender=%s", envelope.type, envelope.sender)
         return None
 
-    def _from_its_node(self, envelope: Envelope) -> bool:
-        """Only the node an execution was given to may speak for it."""
+    def _of_its_node(self, envelope: Envelope) -> Execution | None:
+        """The execution the message is about, if its sender is the node it was given to:
+        only that node may speak for it."""
         execution_id = getattr(envelope.payload, "execution_id", None)
         if not isinstance(execution_id, str):
-            return True
-        owner = self._store.get_execution(execution_id).node_id
-        if owner == envelope.sender:
-            return True
+            log.warning(
+                "event=unexpected_message type=%s sender=%s", envelope.type, envelope.sender
+            )
+            return None
+        execution = self._store.get_execution(execution_id)
+        if execution.node_id == envelope.sender:
+            return execution
         log.warning(
             "event=message_from_wrong_node type=%s execution=%s sender=%s owner=%s",
             envelope.type,
             execution_id,
             envelope.sender,
-            owner,
+            execution.node_id,
         )
-        return False
+        return None
 
-    def _on_bid(self, sender: str, bid: BidResult) -> str | None:
-        execution = self._store.get_execution(bid.execution_id)
+    def _on_bid(self, sender: str, bid: BidResult, execution: Execution) -> str | None:
         if execution.state != S.ASK_FOR_BID:
             # A bid for an execution that ended (its ask timed out, say) frees the node's
             # reservation; a repeated bid for a live one is a duplicate and changes nothing.
@@ -371,9 +543,13 @@ class Orchestrator:
                     BidRejected(execution_id=bid.execution_id, job_id=bid.job_id, reason=reason),
                 )
             return None
+        # Placed directly (no approval round), a positive bid means the run has started.
+        state = S.ASK_FOR_BID_ACCEPTED if bid.accepted else S.ASK_FOR_BID_REJECTED
+        if bid.accepted and is_direct(execution):
+            state = S.BID_ACCEPTED
         updated = self._store.update_execution(
             bid.execution_id,
-            state=S.ASK_FOR_BID_ACCEPTED if bid.accepted else S.ASK_FOR_BID_REJECTED,
+            state=state,
             message=bid.reason or ("bid received" if bid.accepted else "bid refused"),
             expect=(S.ASK_FOR_BID,),
             details={BUSY: "true"} if bid.busy else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from protocol.errors import StateTransitionError, TransportError
@@ -19,14 +20,41 @@ from requester.store import JobStore
 log = logging.getLogger("bacalao.requester")
 
 
-class Outbox(Protocol):
+class Sender(Protocol):
     def send(self, node_id: str, message: Message) -> None: ...
 
 
+class Outbox(Sender, Protocol):
+    """Where the orchestrator's messages leave: :class:`protocol.outbox.Outbox` in a node."""
+
+    def send_all(self, messages: Sequence[tuple[str, Message]]) -> None: ...
+
+
+class Held:
+    """Messages held back until the pass that planned them has committed its writes: a
+    reply must never find the store without the row it answers."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, Message]] = []
+
+    def send(self, node_id: str, message: Message) -> None:
+        self.messages.append((node_id, message))
+
+    def take(self) -> list[tuple[str, Message]]:
+        taken, self.messages = self.messages, []
+        return taken
+
+
+Placed = Callable[[str, str, Resources], None]
+
+
 class Planner:
-    def __init__(self, store: JobStore, outbox: Outbox) -> None:
+    """``on_placed(node_id, execution_id, needs)`` hears of every ask sent (its room taken)."""
+
+    def __init__(self, store: JobStore, outbox: Sender, on_placed: Placed | None = None) -> None:
         self._store = store
         self._outbox = outbox
+        self._on_placed = on_placed
 
     def apply(self, plan: Plan, job: Job, needs: Resources) -> None:
         for execution_id, reason in plan.fail:
@@ -48,7 +76,7 @@ class Planner:
         for execution_id, reason in plan.cancel:
             self._cancel(execution_id, job.id, reason)
         for node in plan.ask:
-            self._ask(job, node.node_id, needs)
+            self._ask(job, node.node_id, needs, plan.direct)
         if plan.job_state is not None:
             current = job.state
             same = current.state_type == plan.job_state and (
@@ -82,7 +110,7 @@ class Planner:
                 details=details,
             )
         except StateTransitionError as exc:
-            log.info(
+            log.debug(
                 "event=execution_update_skipped execution=%s reason=%r", execution_id, str(exc)
             )
             return None
@@ -122,7 +150,9 @@ class Planner:
             message = CancelExecution(execution_id=execution_id, job_id=job_id, reason=reason)
         self._send(execution, message)
 
-    def _ask(self, job: Job, node_id: str, needs: Resources) -> None:
+    def _ask(self, job: Job, node_id: str, needs: Resources, direct: bool) -> None:
+        """Ask ``node_id`` to bid; ``direct``: to start at once if it bids (the requester
+        knows it has room), so no slot waits for an accept."""
         execution = Execution(
             id=new_execution_id(),
             namespace=job.namespace,
@@ -130,12 +160,15 @@ class Planner:
             node_id=node_id,
             job_id=job.id,
             allocated_resources={"Tasks": {job.task.name: needs.to_wire()}},
-            desired_state=DesiredState(state_type=D.PENDING),
+            desired_state=DesiredState(state_type=D.RUNNING if direct else D.PENDING),
             compute_state=ComputeState(state_type=S.ASK_FOR_BID),
         )
         stored = self._store.create_execution(execution)
-        log.info("event=ask_for_bid job=%s execution=%s node=%s", job.id, stored.id, node_id)
-        self._send(stored, AskForBid(execution=stored.model_copy(update={"job": job})))
+        if self._on_placed is not None:
+            self._on_placed(node_id, stored.id, needs)
+        log.debug("event=ask_for_bid job=%s execution=%s node=%s", job.id, stored.id, node_id)
+        with_job = stored.model_copy(update={"job": job})
+        self._send(stored, AskForBid(execution=with_job, wait_for_approval=not direct))
 
     def _send(self, execution: Execution, message: Message) -> None:
         self.send_to(execution.node_id, message)

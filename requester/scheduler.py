@@ -18,7 +18,9 @@ from protocol.execution import Execution
 from protocol.job import Job, JobStateType
 from protocol.node import NodeInfo
 from protocol.resources import Resources
+from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
+from requester.room import Room
 from requester.selection import Selection, select, source_types
 
 RETRYABLE = "Retryable"
@@ -33,7 +35,10 @@ ASKING = (S.ASK_FOR_BID, S.ASK_FOR_BID_ACCEPTED)
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    over_ask: int = 3
+    # 1: place each execution on a node known to have room, which starts it at once
+    # (AskForBid with WaitForApproval false). More: ask Count x over_ask nodes, each reserving
+    # until the requester accepts the first Count positive bids in rank order.
+    over_ask: int = 1
     bid_timeout_s: float = 10.0
     default_queue_timeout_s: float = 600.0
     max_attempts_per_count: int = 3
@@ -60,6 +65,13 @@ class Plan:
     job_message: str = ""
     job_details: dict[str, str] | None = None
     wake_at_ns: int | None = None
+    direct: bool = False  # asks start the run at once when the node has room
+    # Nodes that could take an execution of the job (filters passed, none of it yet): a
+    # queued job is looked at again when one of them has room for it.
+    eligible: tuple[str, ...] = ()
+    # Every able node is known to be full: the job waits in the requester's queue for room
+    # (a result, a node's announcement), not for a timer.
+    wait_for_room: bool = False
 
     @property
     def empty(self) -> bool:
@@ -77,6 +89,8 @@ class Wait:
     lost: bool  # an execution was lost, or a silent node could run the job: it may come back
     settle_until_ns: int  # nodes may not have announced themselves yet: decide nothing before
     announced: Mapping[str, int]  # when each node last announced itself
+    room: Mapping[str, Room] | None  # each node's room as the requester knows it (None: unknown)
+    placed: frozenset[str]  # direct asks not yet answered: they hold their node's room
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,11 @@ def job_needs(job: Job, config: SchedulerConfig) -> Resources:
     return job.task.resources.parsed().with_defaults(config.default_job_resources)
 
 
+def is_direct(execution: Execution) -> bool:
+    """Asked to start at once (no approval round): it counts as placed until answered."""
+    return execution.state == S.ASK_FOR_BID and execution.desired_state.state_type == D.RUNNING
+
+
 def _is_retryable(execution: Execution) -> bool:
     return execution.compute_state.details.get(RETRYABLE) == "true"
 
@@ -133,13 +152,16 @@ def schedule(
     reports: Mapping[str, NodeReport] = NO_REPORTS,
     settle_until_ns: int = 0,
     announced: Mapping[str, int] = NO_NEWS,
+    room: Mapping[str, Room] | None = None,
 ) -> Plan:
     """``nodes`` are connected; ``away`` went silent lately and may come back, so a job
     only they could run waits (until its queue timeout) instead of failing. Until
     ``settle_until_ns`` (a requester that restarted with this job, before every node has
     announced itself again) a job nobody can run yet is looked at again later, not failed.
     ``announced`` says when each node last announced itself: a node that refused as busy and
-    announced since may have room now, and is asked again without waiting for a new round."""
+    announced since may have room now, and is asked again without waiting for a new round.
+    ``room`` says how much each node has free (see :mod:`requester.room`): a node known to
+    lack room for the job is not asked; the job waits, queued, for room to free."""
     plan = Plan(job_id=job.id)
     connected = {node.node_id for node in nodes}
     live = [e for e in executions if not e.state.terminal]
@@ -214,9 +236,10 @@ def schedule(
         plan.job_message = f"gave up after {attempts} failed attempts ({reasons})"
         return plan
 
-    active = [e for e in live if e.state.active]
+    placed = frozenset(e.id for e in live if is_direct(e))
+    active = [e for e in live if e.state.active or e.id in placed]
     needed = job.count - len(completed) - len(active)
-    asking = [e for e in live if e.state in (S.ASK_FOR_BID, S.ASK_FOR_BID_ACCEPTED)]
+    asking = [e for e in live if e.state in ASKING and e.id not in placed]
     waiting_on_better = False
     undecided = 0
     for execution in asking:
@@ -238,7 +261,7 @@ def schedule(
     # every execution it needs; a partly placed job shows Queued, as on its first round.
     if (active or plan.accept) and (job.state.state_type != JobStateType.QUEUED or needed <= 0):
         plan.job_state = JobStateType.RUNNING
-    for execution in asking:
+    for execution in live:
         if execution.state == S.ASK_FOR_BID and execution.node_id in connected:
             _wake(plan, execution.modify_time + int(config.bid_timeout_s * 1e9) + 1)
     if needed <= 0:
@@ -246,7 +269,9 @@ def schedule(
 
     lost = bool(failed_now)
     lost = lost or bool(select(job, away, {}, rng, job_needs(job, config)).ranked)
-    wait = Wait(needed, undecided, lost, settle_until_ns if settling else 0, announced)
+    wait = Wait(
+        needed, undecided, lost, settle_until_ns if settling else 0, announced, room, placed
+    )
     _plan_asks(plan, job, executions, live, nodes, now_ns, config, rng, wait)
     return plan
 
@@ -311,17 +336,26 @@ def _plan_asks(
     taken = {
         e.node_id
         for e in executions
-        if (e.state.active and e.id not in failing) or e.state == S.COMPLETED or e.id in plan.accept
+        if ((e.state.active or e.id in wait.placed) and e.id not in failing)
+        or e.state == S.COMPLETED
+        or e.id in plan.accept
     }
     possible = [node for node in selection.ranked if node.node_id not in taken]
+    plan.eligible = tuple(node.node_id for node in possible)
     summary = _shortage(job, needed, selection, holders, refused, len(possible))
     if len(possible) < needed and not may_wait:
         _fail(plan, live, f"no node could run the job: {summary}")
         return
     candidates = [node for node in selection.ranked if node.node_id not in busy_nodes]
+    roomy = candidates
+    if wait.room is not None:
+        needs = job_needs(job, config)
+        rooms = wait.room
+        roomy = [n for n in candidates if n.node_id not in rooms or rooms[n.node_id].fits(needs)]
     want = needed * config.over_ask - undecided
-    if want > 0 and candidates:
-        plan.ask = candidates[:want]
+    if want > 0 and roomy:
+        plan.ask = roomy[:want]
+        plan.direct = config.over_ask <= 1
         # Look again when these bids are due, even if every ask or answer is lost.
         _wake(plan, now_ns + int(config.bid_timeout_s * 1e9) + 1)
         return
@@ -334,6 +368,12 @@ def _plan_asks(
     queue_timeout_s = job.task.timeouts.queue_timeout or config.default_queue_timeout_s
     queued_since = int(job.state.details.get(QUEUED_SINCE, "0")) or now_ns
     could_ever = bool(possible) or may_wait
+    if want > 0 and candidates and now_ns - queued_since < queue_timeout_s * 1e9:
+        # Able nodes, all known to be full: wait in the requester's queue for room to free
+        # (a result, a node's announcement), not for a timer.
+        message = f"waiting for room: {len(candidates)} able node(s) full"
+        _wait_for_room(plan, now_ns, queued_since, queue_timeout_s, message)
+        return
     if not could_ever:
         _fail(plan, live, f"no node could run the job: {summary}")
     elif now_ns - queued_since >= queue_timeout_s * 1e9:
@@ -382,6 +422,17 @@ def _fail(plan: Plan, live: Sequence[Execution], message: str) -> None:
         for e in live
         if e.state != S.ASK_FOR_BID_ACCEPTED and e.id not in cancelled
     )
+
+
+def _wait_for_room(
+    plan: Plan, now_ns: int, queued_since: int, queue_timeout_s: float, message: str
+) -> None:
+    """Queue the job until a node has room; woken for its queue timeout only."""
+    plan.wait_for_room = True
+    plan.job_state = JobStateType.QUEUED
+    plan.job_message = message
+    plan.job_details = {QUEUED_SINCE: str(queued_since)}
+    _wake(plan, queued_since + int(queue_timeout_s * 1e9) + 1)
 
 
 def _queue(

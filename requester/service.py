@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from protocol.job import Job
 from protocol.node import NodeInfo, NodeState
@@ -38,4 +38,8 @@ class OrchestratorService(Protocol):
 
     def self_info(self) -> NodeInfo:
         """This requester's own NodeInfo."""
+        ...
+
+    def debug(self) -> dict[str, Any]:
+        """Counters: store transactions, passes, jobs waiting for room (JSON-ready)."""
         ...

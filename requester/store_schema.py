@@ -209,12 +209,15 @@ def update_execution(conn: sqlite3.Connection, execution: Execution) -> None:
     )  # fmt: skip
 
 
-def insert_history(conn: sqlite3.Connection, entry: JobHistory) -> None:
+def insert_history(
+    conn: sqlite3.Connection, entry: JobHistory, *, time_ns: int | None = None
+) -> None:
+    """Append ``entry``; ``time_ns``, when the caller has it, is ``entry.time`` unparsed."""
     conn.execute(
         "INSERT INTO history (job_id, execution_id, node_id, type, time_ns, json)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (entry.job_id, entry.execution_id, entry.node_id, entry.type.value, entry.time_ns,
-         entry.model_dump_json(by_alias=True)),
+        (entry.job_id, entry.execution_id, entry.node_id, entry.type.value,
+         entry.time_ns if time_ns is None else time_ns, entry.model_dump_json(by_alias=True)),
     )  # fmt: skip
 
 

@@ -85,12 +85,12 @@ def test_job_runs_on_the_node_that_has_its_data(
         results = client.get(f"/api/v1/orchestrator/jobs/{job_id}/results").json()["Items"]
     ran = [e for e in executions["Items"] if e["ComputeState"]["StateType"] == 7]
     assert [e["NodeID"] for e in ran] == [stack.computes[0].node_id]
+    # compute-1 was asked only if it ranked first (one node is asked at a time, placed
+    # directly): it then refused, naming the data it lacks, and compute-0 was asked next.
     others = [e for e in executions["Items"] if e["NodeID"] == stack.computes[1].node_id]
-    assert others, "compute-1 was asked too"
-    # Its refusal is on record, unless compute-0 ranked first and its bid was accepted before
-    # compute-1 answered (the ask is then withdrawn); the next test checks the reason itself.
-    message = others[0]["ComputeState"]["Message"]
-    assert message == "enough bids accepted" or f"local {here} (at /inputs) is not on" in message
+    assert len(others) <= 1
+    for other in others:
+        assert f"local {here} (at /inputs) is not on" in other["ComputeState"]["Message"]
 
     download_result(SpecConfig.model_validate(results[0]), tmp_path / "job")
     assert (tmp_path / "job" / "outputs" / "copy.txt").read_text() == "only on compute-0\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from protocol.messages import Message
 
@@ -18,6 +19,10 @@ class Recorder:
     def send(self, node_id: str, message: Message) -> None:
         with self._lock:
             self.addressed.append((node_id, message))
+
+    def send_all(self, messages: Sequence[tuple[str, Message]]) -> None:
+        with self._lock:
+            self.addressed.extend(messages)
 
     def broadcast(self, message: Message) -> None:
         self.send("*", message)

@@ -75,6 +75,9 @@ class FakeService:
     def self_info(self) -> NodeInfo:
         return self.info
 
+    def debug(self) -> dict[str, Any]:
+        return {"Store": self.store.stats()}
+
 
 def add_job(store: JobStore, namespace: str = "default", **labels: str) -> Job:
     job = Job.from_wire(

@@ -175,6 +175,7 @@ def test_snapshot_is_consistent(tracker: CapacityTracker) -> None:
         available=res(cpu=1, memory=7 * GI, disk=100 * GI, gpu=1),
         reserved_count=1,
         running_count=1,
+        holders=frozenset({"e-1", "e-2"}),
     )
 
 

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import pytest
 
 from protocol.envelope import Envelope
+from protocol.execution import RunCommandResult
 from protocol.job import Job, JobStateType
 from protocol.messages import (
     AskForBid,
@@ -16,6 +17,7 @@ from protocol.messages import (
     BidResult,
     Message,
     NodeInfoMessage,
+    RunResult,
     ShutdownNotice,
 )
 from protocol.node import ComputeNodeInfo, NodeInfo, NodeType
@@ -71,6 +73,27 @@ def orchestrator() -> Iterator[tuple[Orchestrator, Recorder]]:
         yield started
 
 
+@pytest.fixture(params=[1, 2], ids=["direct", "with-approval"])
+def either_way(request: pytest.FixtureRequest) -> Iterator[tuple[Orchestrator, Recorder]]:
+    """Placed directly (over-ask 1: a positive bid has started the run) or asked with an
+    approval round (over-ask 2: the requester accepts the bid)."""
+    scheduler = SchedulerConfig(over_ask=request.param)
+    with running(RequesterConfig(scheduler=scheduler, settle_s=0)) as started:
+        yield started
+
+
+def bid_taken(service: Orchestrator, sent: Recorder, execution_id: str) -> None:
+    """Wait until a positive bid for ``execution_id`` was taken: accepted, or (placed
+    directly) its execution recorded as started."""
+    asks = [m for _, m in sent.to_whom(AskForBid) if isinstance(m, AskForBid)]
+    ask = next(m for m in asks if m.execution.id == execution_id)
+    if ask.wait_for_approval:
+        wait_until(lambda: sent.to_whom(BidAccepted), 10, message="the accept")
+    else:
+        state = lambda: service.store.get_execution(execution_id).state  # noqa: E731
+        wait_until(lambda: state() == S.BID_ACCEPTED, 10, message="the bid recorded")
+
+
 def test_submitted_jobs_name_their_requester_in_meta(
     orchestrator: tuple[Orchestrator, Recorder],
 ) -> None:
@@ -80,9 +103,9 @@ def test_submitted_jobs_name_their_requester_in_meta(
 
 
 def test_only_the_execution_s_own_node_may_answer_for_it(
-    orchestrator: tuple[Orchestrator, Recorder],
+    either_way: tuple[Orchestrator, Recorder],
 ) -> None:
-    service, sent = orchestrator
+    service, sent = either_way
     job_id = service.submit(Job.model_validate(noop_job())).job_id
     asks = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")
     node_id, ask = asks[0]
@@ -93,23 +116,25 @@ def test_only_the_execution_s_own_node_may_answer_for_it(
 
     service.handle(envelope("n-impostor", refusal))
     service.handle(envelope("n-a", bid))  # queued behind the impostor's: handled in order
-    accepts = wait_until(lambda: sent.to_whom(BidAccepted), 10, message="the accept")
-    assert [node for node, _ in accepts] == ["n-a"]
+    bid_taken(service, sent, ask.execution.id)
+    assert [node for node, _ in sent.to_whom(BidAccepted)] == (
+        ["n-a"] if ask.wait_for_approval else []
+    )
     executions = service.store.executions(job_id)
     assert [(e.node_id, e.state) for e in executions] == [("n-a", S.BID_ACCEPTED)]
 
 
 def test_a_repeated_bid_for_a_live_execution_is_ignored_not_rejected(
-    orchestrator: tuple[Orchestrator, Recorder],
+    either_way: tuple[Orchestrator, Recorder],
 ) -> None:
     """A redelivered BidResult must not make the node drop the run it was given."""
-    service, sent = orchestrator
+    service, sent = either_way
     job_id = service.submit(Job.model_validate(noop_job())).job_id
     _, ask = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")[0]
     assert isinstance(ask, AskForBid)
     bid = BidResult(execution_id=ask.execution.id, job_id=job_id, accepted=True)
     service.handle(envelope("n-a", bid))
-    wait_until(lambda: sent.to_whom(BidAccepted), 10, message="the accept")
+    bid_taken(service, sent, ask.execution.id)
     service.handle(envelope("n-a", bid))
     # Events are handled in order: once the next job's ask is out, the repeat was handled.
     service.submit(Job.model_validate(noop_job()))
@@ -123,7 +148,7 @@ def accepted_on_a(service: Orchestrator, sent: Recorder) -> str:
     assert isinstance(ask, AskForBid)
     bid = BidResult(execution_id=ask.execution.id, job_id=job_id, accepted=True)
     service.handle(envelope("n-a", bid))
-    wait_until(lambda: sent.to_whom(BidAccepted), 10, message="the accept")
+    bid_taken(service, sent, ask.execution.id)
     return ask.execution.id
 
 
@@ -174,3 +199,53 @@ def test_a_queued_job_s_message_follows_the_latest_reasons() -> None:
         )
         Planner(store, Recorder()).apply(plan, job, Resources())
         assert store.get_job(job.id).state.message == "a: busy; b: not enough disk"
+
+
+def test_a_full_node_is_not_asked_and_each_result_lets_one_queued_job_in() -> None:
+    """Room for two jobs of 0.1 CPU: five submissions get two asks; the rest wait, Queued,
+    in arrival order, and every result that comes back lets exactly the next one in."""
+    capacity = Resources(cpu=0.2, memory=8 * 1024**3)
+    info = compute_info("n-a")
+    assert info.compute_node_info is not None
+    info.compute_node_info.max_capacity = capacity
+    info.compute_node_info.available_capacity = capacity
+    sent = Recorder()
+    with JobStore(":memory:") as store:
+        requester = NodeInfo(node_id="n-requester", node_type=NodeType.REQUESTER)
+        service = Orchestrator(requester, store, sent, RequesterConfig(settle_s=0))
+        service.handle(envelope("n-a", NodeInfoMessage(info=info, using=[])))
+        service.start()
+        try:
+            job_ids = [service.submit(Job.model_validate(noop_job())).job_id for _ in range(5)]
+
+            def asks() -> list[AskForBid]:
+                return [m for _, m in sent.to_whom(AskForBid) if isinstance(m, AskForBid)]
+
+            def queued() -> list[str]:
+                return [
+                    job_id
+                    for job_id in job_ids
+                    if store.get_job(job_id).state.state_type == JobStateType.QUEUED
+                ]
+
+            wait_until(lambda: len(queued()) == 3, 10, message="three jobs queued for room")
+            assert [ask.execution.job_id for ask in asks()] == job_ids[:2]
+            assert all(not ask.wait_for_approval for ask in asks())
+            assert "waiting for room" in store.get_job(job_ids[2]).state.message
+
+            for done in range(3):
+                first = asks()[done]
+                ran = RunResult(
+                    execution_id=first.execution.id,
+                    job_id=first.execution.job_id,
+                    run_output=RunCommandResult(stdout="ok\n"),
+                )
+                service.handle(envelope("n-a", BidResult(
+                    execution_id=first.execution.id, job_id=first.execution.job_id, accepted=True
+                )))  # fmt: skip
+                service.handle(envelope("n-a", ran))
+                want = 3 + done
+                wait_until(lambda: len(asks()) >= want, 10, message="the next job's ask")  # noqa: B023
+                assert [ask.execution.job_id for ask in asks()] == job_ids[:want]
+        finally:
+            service.close()
