@@ -138,6 +138,7 @@ class Bus:
         self._publisher_epoch = 0
         self._declared: set[str] = set()
         self._epoch = 0
+        self._acks = True  # False while consuming with no_ack (acking would cost a round trip)
         self._connected = threading.Event()
         self._producer: Producer | None = None
         self._thread: threading.Thread | None = None
@@ -347,6 +348,7 @@ class Bus:
             # return, so it was acknowledged on arrival in effect; what a lost message costs
             # is covered by the protocol's own timeouts and heartbeat holdings.
             no_ack = scheme_of(self.current_url) in REDIS_SCHEMES
+            self._acks = not no_ack
             consumer = Consumer(channel, queues=queues, on_message=self._on_message, no_ack=no_ack)
             consumer.consume()
             with suppress(TimeoutError):
@@ -384,7 +386,13 @@ class Bus:
     def _drop(self, message: Any, reason: str) -> None:
         self.dropped += 1
         log.warning("event=message_dropped node=%s reason=%r", self.node_id, reason)
-        message.ack()
+        self._ack(message)
+
+    def _ack(self, message: Any) -> None:
+        # kombu's Redis channel still runs its ack emulation (MULTI ZREM HDEL EXEC) for a
+        # message a no_ack consumer got: ack only what needs it.
+        if self._acks:
+            message.ack()
 
     def _on_message(self, message: Any) -> None:
         try:
@@ -403,7 +411,7 @@ class Bus:
             for envelope in envelopes:
                 self._handle(envelope)
         finally:
-            message.ack()
+            self._ack(message)
 
     def _handle(self, envelope: Envelope) -> None:
         try:
