@@ -255,7 +255,7 @@ class JobStore:
                     comment=message,
                     details=new_details,
                 )
-                sql.insert_history(conn, entry)
+                sql.insert_history(conn, entry, time_ns=now)
         log.info(
             "event=job_state job_id=%s from=%s to=%s revision=%d message=%r",
             job_id, old.state_type.value, state.value, updated.revision, message,
@@ -283,7 +283,7 @@ class JobStore:
             entry = execution_entry(
                 stored, ExecutionStateType.UNDEFINED, time_ns=now, comment="Execution created"
             )
-            sql.insert_history(conn, entry)
+            sql.insert_history(conn, entry, time_ns=now)
         log.debug(
             "event=execution_created execution_id=%s job_id=%s node_id=%s state=%s",
             stored.id, stored.job_id, stored.node_id, stored.state.label,
@@ -372,7 +372,8 @@ class JobStore:
                 changes["published_result"] = published_result
             updated = current.model_copy(update=changes)
             sql.update_execution(conn, updated)
-            sql.insert_history(conn, execution_entry(updated, old, time_ns=now, comment=message))
+            entry = execution_entry(updated, old, time_ns=now, comment=message)
+            sql.insert_history(conn, entry, time_ns=now)
         if updated.state.terminal and not old.terminal:
             for listener in self._ended_listeners:
                 listener(updated)
