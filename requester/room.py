@@ -15,7 +15,7 @@ Used on the orchestrator's thread only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from protocol.resources import Resources
@@ -114,7 +114,3 @@ class Ledger:
 
     def rooms(self, reports: Mapping[str, CapacityReport]) -> dict[str, Room]:
         return {node_id: self.room(node_id, report) for node_id, report in reports.items()}
-
-
-def any_fits(needs: Resources, rooms: Mapping[str, Room], nodes: Iterable[str]) -> bool:
-    return any(node_id in rooms and rooms[node_id].fits(needs) for node_id in nodes)

@@ -91,6 +91,7 @@ class Wait:
     announced: Mapping[str, int]  # when each node last announced itself
     room: Mapping[str, Room] | None  # each node's room as the requester knows it (None: unknown)
     placed: frozenset[str]  # direct asks not yet answered: they hold their node's room
+    needs: Resources  # the job's size, defaults filled in (job_needs)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def schedule(
         return plan
 
     try:
-        job_needs(job, config)
+        needs = job_needs(job, config)
         source_types(job)
     except ValueError as exc:  # stored before today's bounds: it cannot be placed anywhere
         _fail(plan, live, f"Tasks[0].Resources: {exc}")
@@ -268,9 +269,9 @@ def schedule(
         return plan
 
     lost = bool(failed_now)
-    lost = lost or bool(select(job, away, {}, rng, job_needs(job, config)).ranked)
+    lost = lost or bool(select(job, away, {}, rng, needs).ranked)
     wait = Wait(
-        needed, undecided, lost, settle_until_ns if settling else 0, announced, room, placed
+        needed, undecided, lost, settle_until_ns if settling else 0, announced, room, placed, needs
     )
     _plan_asks(plan, job, executions, live, nodes, now_ns, config, rng, wait)
     return plan
@@ -321,7 +322,7 @@ def _plan_asks(
     previous: dict[str, int] = {}
     for execution in executions:
         previous[execution.node_id] = previous.get(execution.node_id, 0) + 1
-    selection = select(job, nodes, previous, rng, job_needs(job, config))
+    selection = select(job, nodes, previous, rng, wait.needs)
     # Waiting may help: nodes were busy or lost, the job asked to queue, or it is queued.
     may_wait = (
         any_busy
@@ -349,8 +350,7 @@ def _plan_asks(
     candidates = [node for node in selection.ranked if node.node_id not in busy_nodes]
     roomy = candidates
     if wait.room is not None:
-        needs = job_needs(job, config)
-        rooms = wait.room
+        rooms, needs = wait.room, wait.needs
         roomy = [n for n in candidates if n.node_id not in rooms or rooms[n.node_id].fits(needs)]
     want = needed * config.over_ask - undecided
     if want > 0 and roomy:
