@@ -102,10 +102,14 @@ class Codec:
 
     def decode(self, data: bytes | str) -> Envelope:
         """One message; a ``Batch`` envelope is a :class:`MessageError` here."""
-        envelopes = self.decode_all(data)
-        if len(envelopes) != 1 or envelopes[0].type == BATCH:
+        try:
+            body = self._open(data)
+        except RecursionError:
+            raise MessageError("message is nested too deeply") from None
+        wire_type = str(body["Type"])
+        if wire_type == BATCH:
             raise MessageError("expected one message, got a batch")
-        return envelopes[0]
+        return self._envelope(body, wire_type, body.get("Payload"), str(body["ID"]))
 
     def decode_all(self, data: bytes | str) -> list[Envelope]:
         """Every message in ``data``: one, or each item of a batch."""

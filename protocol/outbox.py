@@ -41,14 +41,17 @@ class Outbox:
         self._thread.start()
 
     def send(self, node_id: str, message: Message) -> None:
-        with self._cond:
-            self._queue.append((node_id, message))
-            self._cond.notify_all()
+        self.send_all([(node_id, message)])
 
     def send_all(self, messages: Sequence[tuple[str, Message]]) -> None:
         if not messages:
             return
         with self._cond:
+            if self._stopping:
+                # Closed: the node is shutting down and nothing would ever send these.
+                self.failed += len(messages)
+                log.debug("event=outbox_closed dropped=%d", len(messages))
+                return
             self._queue.extend(messages)
             self._cond.notify_all()
 

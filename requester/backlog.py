@@ -11,7 +11,7 @@ Pure bookkeeping, used on the orchestrator's thread only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from protocol.resources import Resources
@@ -66,7 +66,9 @@ class Backlog:
         other. Stops after ``max_misses`` jobs that fit nowhere, or when no node has CPU left:
         the work per call is bounded whatever the backlog."""
         left = dict(rooms)
-        open_nodes = {node_id for node_id, room in left.items() if room.cpu > 1e-9}
+        # A dict, not a set: nodes are tried in the order ``rooms`` gives them, so which
+        # jobs wake does not depend on the hash seed.
+        open_nodes = {node_id: None for node_id, room in left.items() if room.cpu > 1e-9}
         picked: list[str] = []
         misses = 0
         for priority in sorted(self._queues, reverse=True):
@@ -80,14 +82,16 @@ class Backlog:
                 picked.append(waiter.job_id)
                 left[node_id] = room = left[node_id].plus(waiter.needs, -1)
                 if room.cpu <= 1e-9:
-                    open_nodes.discard(node_id)
+                    del open_nodes[node_id]
         return picked
 
 
-def _first_fit(waiter: Waiter, rooms: Mapping[str, Room], open_nodes: set[str]) -> str | None:
-    nodes = open_nodes
+def _first_fit(
+    waiter: Waiter, rooms: Mapping[str, Room], open_nodes: Mapping[str, None]
+) -> str | None:
+    nodes: Iterable[str] = open_nodes
     if waiter.eligible is not None and len(waiter.eligible) < len(open_nodes):
-        nodes = {node_id for node_id in waiter.eligible if node_id in open_nodes}
+        nodes = sorted(node_id for node_id in waiter.eligible if node_id in open_nodes)
     for node_id in nodes:
         if (waiter.eligible is None or node_id in waiter.eligible) and rooms[node_id].fits(
             waiter.needs
