@@ -76,6 +76,7 @@ class StoreCounters:
 class Snapshot:
     at: float
     cpu_ms: float
+    cpu_ms_by: dict[str, float]
     client_cpu_ms: float
     redis: RedisCounters
     store: StoreCounters | None
@@ -89,9 +90,11 @@ def snapshotter(
     """Reads the counters of one system: its processes (Redis included), Redis, its store."""
 
     def snapshot() -> Snapshot:
+        by = {p.name: cpu_ms(p.pid) for p in processes()}
         return Snapshot(
             at=time.monotonic(),
-            cpu_ms=sum(cpu_ms(p.pid) for p in processes()),
+            cpu_ms=sum(by.values()),
+            cpu_ms_by=by,
             client_cpu_ms=time.process_time() * 1000,
             redis=redis_counters(client),
             store=store(),
@@ -126,6 +129,7 @@ class Phase:
     client_cpu_ms: float
     redis: RedisCounters
     store: StoreCounters | None
+    cpu_ms_by: dict[str, float] = field(default_factory=dict)  # by process name
 
     def per_job(self, value: float | None) -> float | None:
         if value is None or not self.outcome.jobs:
@@ -159,6 +163,11 @@ def measure(
         client_cpu_ms=after.client_cpu_ms - before.client_cpu_ms,
         redis=after.redis.minus(before.redis),
         store=store,
+        cpu_ms_by={
+            name: ms - before.cpu_ms_by[name]
+            for name, ms in after.cpu_ms_by.items()
+            if name in before.cpu_ms_by
+        },
     )
 
 

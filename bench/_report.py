@@ -115,7 +115,14 @@ def _notes(blocks: dict[str, dict[str, Phase]]) -> list[str]:
     for label in largest:
         for system, phase in blocks[label].items():
             lines.append(f"  redis commands/job, {system}, {label}: {top_commands(phase)}")
+            if phase.cpu_ms_by:
+                lines.append(f"  CPU-ms/job by process, {system}, {label}: {cpu_split(phase)}")
     return lines
+
+
+def cpu_split(phase: Phase) -> str:
+    shown = [f"{name} {number(phase.per_job(ms))}" for name, ms in phase.cpu_ms_by.items()]
+    return ", ".join(shown) + f", client {number(phase.per_job(phase.client_cpu_ms))}"
 
 
 def top_commands(phase: Phase) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from protocol.errors import NotFoundError, StateTransitionError, ValidationError
 from protocol.execution import ComputeState, DesiredState, Execution, RunCommandResult
@@ -38,9 +38,11 @@ from protocol.states import (
 )
 from protocol.wire import STORED
 from requester import store_schema as sql
+from requester.store_cache import RowCache
 from requester.store_schema import ORDER_COLUMNS, PageToken
 
 log = logging.getLogger("bacalao.store")
+T = TypeVar("T")
 
 DEFAULT_LIMIT = 100
 SCAN_BATCH = 256  # jobs read per query while a label selector filters them
@@ -71,6 +73,7 @@ class JobStore:
         self.statements = 0  # statements run on the writer connection, reads included
         self._conn.set_trace_callback(self._count_statement)
         self._ended_listeners: list[Callable[[Execution], None]] = []
+        self._cache = RowCache()
 
     def close(self) -> None:
         with self._lock:
@@ -126,12 +129,16 @@ class JobStore:
                 details={"EvaluationID": evaluation_id} if evaluation_id else None,
             )
             sql.insert_history(conn, entry, time_ns=now)
+            self._cache.put_job(stored, [])
         # the orchestrator logs the submission at INFO; this is the store's detail of it
         log.debug("event=job_created job_id=%s namespace=%s", stored.id, stored.namespace)
         return stored
 
     def get_job(self, job_id: str) -> Job:
         """The job with this ID, or with this unique ID prefix of at least 4 characters."""
+        cached = self._cached(lambda cache: cache.job(job_id))
+        if cached is not None:
+            return cached
         with self._read() as conn:
             row = conn.execute("SELECT json FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is not None:
@@ -245,6 +252,7 @@ class JobStore:
                 }
             )
             sql.update_job(conn, updated)
+            self._cache.put_job(updated)
             if not same_state or old.message != message:
                 entry = job_entry(
                     job_id,
@@ -284,6 +292,7 @@ class JobStore:
                 stored, ExecutionStateType.UNDEFINED, time_ns=now, comment="Execution created"
             )
             sql.insert_history(conn, entry, time_ns=now)
+            self._cache.put_execution(stored)
         log.debug(
             "event=execution_created execution_id=%s job_id=%s node_id=%s state=%s",
             stored.id, stored.job_id, stored.node_id, stored.state.label,
@@ -291,23 +300,34 @@ class JobStore:
         return stored
 
     def get_execution(self, execution_id: str, include_job: bool = False) -> Execution:
+        execution = self._cached(lambda cache: cache.execution(execution_id))
+        if execution is not None and not include_job:
+            return execution
         with self._read() as conn:
-            execution = self._load_execution(conn, execution_id)
+            if execution is None:
+                execution = self._load_execution(conn, execution_id)
             if include_job:
-                execution.job = self._load_job(conn, execution.job_id)
+                job = self._load_job(conn, execution.job_id)
+                execution = execution.model_copy(update={"job": job})
         return execution
 
     def executions(self, job_id: str, include_job: bool = False) -> list[Execution]:
         """The job's executions in the order they were created."""
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT json FROM executions WHERE job_id = ? ORDER BY created_ns, id", (job_id,)
-            ).fetchall()
-            job = self._load_job(conn, job_id) if include_job and rows else None
-        found = [Execution.model_validate_json(row[0], context=STORED) for row in rows]
-        for execution in found:
-            execution.job = job.model_copy(deep=True) if job is not None else None
-        return found
+        found = self._cached(lambda cache: cache.executions(job_id))
+        if found is None:
+            with self._read() as conn:
+                rows = conn.execute(
+                    "SELECT json FROM executions WHERE job_id = ? ORDER BY created_ns, id",
+                    (job_id,),
+                ).fetchall()
+                found = [Execution.model_validate_json(row[0], context=STORED) for row in rows]
+                if self._batch_owner == threading.get_ident():
+                    # inside this thread's batch: the rows are the transaction's, journalled
+                    self._cache.put_job(self._load_job(conn, job_id), found)
+        if not include_job or not found:
+            return found
+        job = self.get_job(job_id)
+        return [e.model_copy(update={"job": job.model_copy(deep=True)}) for e in found]
 
     def live_executions(self) -> list[Execution]:
         """Every execution not yet in a terminal state, across jobs (one indexed query)."""
@@ -374,6 +394,7 @@ class JobStore:
             sql.update_execution(conn, updated)
             entry = execution_entry(updated, old, time_ns=now, comment=message)
             sql.insert_history(conn, entry, time_ns=now)
+            self._cache.put_execution(updated)
         if updated.state.terminal and not old.terminal:
             for listener in self._ended_listeners:
                 listener(updated)
@@ -461,14 +482,15 @@ class JobStore:
             if self._batch_owner == threading.get_ident():
                 self._conn.execute("SAVEPOINT change")
                 try:
-                    yield self._conn
+                    with self._cache.change():
+                        yield self._conn
                 except BaseException:
                     self._conn.execute("ROLLBACK TO change")
                     self._conn.execute("RELEASE change")
                     raise
                 self._conn.execute("RELEASE change")
                 return
-            with self._conn:
+            with self._cache_kept_in_step(), self._conn:
                 self.transactions += 1
                 self._conn.execute("BEGIN IMMEDIATE")
                 yield self._conn
@@ -482,7 +504,7 @@ class JobStore:
             if self._batch_owner is not None:  # nested: the outer batch commits
                 yield
                 return
-            with self._conn:
+            with self._cache_kept_in_step(), self._conn:
                 self.transactions += 1
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._batch_owner = threading.get_ident()
@@ -490,6 +512,27 @@ class JobStore:
                     yield
                 finally:
                     self._batch_owner = None
+
+    @contextmanager
+    def _cache_kept_in_step(self) -> Iterator[None]:
+        """Around a transaction: the cache keeps its changes if it commits, and drops them if
+        it (or its COMMIT) fails."""
+        try:
+            yield
+        except BaseException:
+            self._cache.rolled_back()
+            raise
+        self._cache.committed()
+
+    def _cached(self, read: Callable[[RowCache], T | None]) -> T | None:
+        """``read`` of the cache, if the writer lock is free (the cache is then what was
+        committed) or this thread's; None (read SQLite) while another thread writes."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return read(self._cache)
+        finally:
+            self._lock.release()
 
     def on_execution_ended(self, listener: Callable[[Execution], None]) -> None:
         """Call ``listener`` with every execution this store moves to a terminal state."""
@@ -500,6 +543,9 @@ class JobStore:
             "Transactions": self.transactions,
             "Statements": self.statements,
             "RowsChanged": self._conn.total_changes,
+            "CachedJobs": len(self._cache),
+            "CacheHits": self._cache.hits,
+            "CacheMisses": self._cache.misses,
         }
 
     def _count_statement(self, _statement: str) -> None:
@@ -510,15 +556,21 @@ class JobStore:
         self._last_ns = max(now_ns(), self._last_ns + 1)
         return self._last_ns
 
-    @staticmethod
-    def _load_job(conn: sqlite3.Connection, job_id: str) -> Job:
+    def _load_job(self, conn: sqlite3.Connection, job_id: str) -> Job:
+        if conn is self._conn:  # the writer's lock is held: the cache is the writer's view
+            cached = self._cache.job(job_id)
+            if cached is not None:
+                return cached
         row = conn.execute("SELECT json FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"job {job_id} not found")
         return Job.model_validate_json(row[0], context=STORED)
 
-    @staticmethod
-    def _load_execution(conn: sqlite3.Connection, execution_id: str) -> Execution:
+    def _load_execution(self, conn: sqlite3.Connection, execution_id: str) -> Execution:
+        if conn is self._conn:
+            cached = self._cache.execution(execution_id)
+            if cached is not None:
+                return cached
         row = conn.execute("SELECT json FROM executions WHERE id = ?", (execution_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"execution {execution_id} not found")
