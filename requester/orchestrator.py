@@ -466,7 +466,7 @@ class Orchestrator:
         needs = job_needs(job, config) if plan.ask else Resources()
         self._planner.apply(plan, job, needs)
         if plan.job_state is not None and plan.job_state.terminal:
-            log.info(
+            log.debug(  # the store logs the state change itself at INFO
                 "event=job_ended job=%s state=%s message=%r",
                 job_id,
                 plan.job_state.value,

@@ -57,7 +57,7 @@ class NoopExecutor:
             outcome = ctl.outcome() if stopped else RunOutcome(exit_code=params.exit_code)
         stdout_path.write_text("" if stopped else params.stdout, encoding="utf-8")
         stderr_path.write_text("" if stopped else params.stderr, encoding="utf-8")
-        log.info(
+        log.debug(
             "event=noop_run execution=%s exit_code=%d error=%r duration_s=%.3f",
             request.execution_id,
             outcome.exit_code,

@@ -23,5 +23,5 @@ class NoopPublisher:
     def publish(
         self, spec: SpecConfig, job_id: str, execution_id: str, results_dir: Path
     ) -> SpecConfig | None:
-        log.info("event=noop_published job_id=%s execution_id=%s", job_id, execution_id)
+        log.debug("event=noop_published job_id=%s execution_id=%s", job_id, execution_id)
         return None
