@@ -16,6 +16,7 @@ import httpx
 from bench._measure import Outcome, StoreCounters, throughput
 from bench._procs import LOOPBACK, Processes, Started, executable, free_port, wait_until
 from cli.jobspec import WasmRunSpec, build_wasm_job
+from protocol.admission import generate_token
 
 JOBS = "/api/v1/orchestrator/jobs"
 NODES = "/api/v1/orchestrator/nodes"
@@ -32,6 +33,7 @@ class ClusterOptions:
     log_level: str = "info"
     limit_total_cpu: str = ""  # "" leaves the node's default (80% of the cores)
     ready_timeout_s: float = 60.0
+    insecure: bool = False  # unsigned messages: what signing costs, by difference
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ def start_cluster(procs: Processes, broker: str, data: Path, options: ClusterOpt
     """Start the nodes and wait until the requester lists every compute node as connected."""
     exe = executable("bacalao")
     common = ["serve", "--broker", broker, "--log-level", options.log_level]
+    # Separate data dirs: the nodes are given the cluster's token, as on separate hosts.
+    common += ["--insecure"] if options.insecure else ["--cluster-token", generate_token()]
     api_port = free_port()
     requester = procs.start(
         "requester",

@@ -68,6 +68,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--compute-nodes", type=int, default=2, help="compute nodes, and Celery workers")
     add("--limit-total-cpu", default="", help="passed to the compute nodes (default: theirs)")
     add("--log-level", default="info", help="log level of the bacalao nodes")
+    add("--insecure", action="store_true", help="bacalao nodes unsigned (what signing costs)")
     add("--keep-dir", type=Path, help="keep data and logs in this directory")
     args = parser.parse_args(argv)
     args.size_list = [int(size) for size in args.sizes.split(",") if size.strip()]
@@ -149,6 +150,7 @@ class Bench:
             compute_nodes=self.args.compute_nodes,
             log_level=self.args.log_level,
             limit_total_cpu=self.args.limit_total_cpu,
+            insecure=self.args.insecure,
         )
         poll_s = self.args.poll_ms / 1000
         progress("starting a requester and compute nodes ...")

@@ -46,8 +46,10 @@ from bench.scale_procs import (
 )
 from bench.scale_profile import start_profile, stop_profile, summarize
 from bench.scale_report import Rates, SizeResult, print_size, print_summary
+from protocol.admission import generate_token
 
 TARGET_RATIO = 1.5
+CLUSTER_TOKEN = generate_token()  # the requester and every simulated node share it
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -129,7 +131,7 @@ def rates(before: Sample, after: Sample) -> Rates:
 
 def start_requester(args: argparse.Namespace, redis: RedisServer, folder: Path) -> Cluster:
     port = free_port()
-    options = ["--heartbeat-interval", str(args.heartbeat)]
+    options = ["--heartbeat-interval", str(args.heartbeat), "--cluster-token", CLUSTER_TOKEN]
     options += ["--disconnect-after", str(args.heartbeat * 3), "--log-level", args.log_level]
     argv = requester_argv(redis.url, port, folder / "requester", options)
     child = start("requester", argv, folder / "requester.log", cwd=repo_root())
@@ -156,6 +158,7 @@ def start_workers(args: argparse.Namespace, cluster: Cluster, size: int, folder:
         place = folder / f"worker-{index}"
         place.mkdir(parents=True)
         options = ["--heartbeat", str(args.heartbeat), "--cpu", args.node_cpu]
+        options += ["--cluster-token", CLUSTER_TOKEN]
         options += ["--known-requester", known]
         options += ["--via-exchange"] if args.via_exchange else []
         options += ["--batch"] if args.batch else []

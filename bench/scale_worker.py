@@ -37,11 +37,14 @@ from kombu.entity import Exchange
 from kombu.messaging import Consumer, Producer
 
 from bench.scale_nodes import FakeNode, Reply, Tally, encode_replies, open_envelopes
+from protocol.admission import ClusterToken
 from protocol.envelope import CONTENT_TYPE, Codec
 from protocol.errors import MessageError
+from protocol.identity import NodeIdentity
 from protocol.messages import AskForBid, Heartbeat, Message, NodeInfoMessage
 from protocol.node import NodeInfo, NodeType
 from protocol.resources import Resources
+from protocol.signing import Signer
 from protocol.transport import (
     DIRECT,
     GOSSIP,
@@ -71,6 +74,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--hear-gossip", action="store_true", help="subscribe to gossip, to hear requesters"
     )
+    parser.add_argument("--cluster-token", required=True, help="the requester's, to sign with")
     parser.add_argument("--ready-file", type=Path, required=True)
     parser.add_argument("--stats-file", type=Path, required=True)
     return parser.parse_args(argv)
@@ -80,9 +84,17 @@ class Worker:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         capacity = Resources(cpu=parse_cpu(args.cpu), memory=parse_bytes(args.memory))
-        created = [FakeNode.create(capacity, {"bench": "scale"}) for _ in range(args.nodes)]
-        self.nodes = {node.node_id: node for node in created}
-        self.codecs = {node_id: Codec(node_id) for node_id in self.nodes}
+        # Each simulated node signs as a real one does: its own key, the cluster's token.
+        token = ClusterToken(args.cluster_token)
+        identities = [NodeIdentity.generate() for _ in range(args.nodes)]
+        self.nodes = {
+            i.node_id: FakeNode(node_id=i.node_id, capacity=capacity, labels={"bench": "scale"})
+            for i in identities
+        }
+        self.codecs = {
+            i.node_id: Codec(i.node_id, signer=Signer(i, token.credential(i.public_key)))
+            for i in identities
+        }
         self.reader = Codec("")
         self.tally = Tally()
         self.due: list[tuple[float, str]] = []  # heap of (next beat, node ID)

@@ -73,6 +73,37 @@ OverAsk = Annotated[
         ),
     ),
 ]
+ClusterTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster-token",
+        "--cluster-secret",
+        envvar="BACALAO_CLUSTER_TOKEN",
+        show_default=False,
+        help="The token that admits nodes to this cluster (any string of 16+ characters). "
+        "Default: the one in the data dir; a requester makes and prints one on its first "
+        "start. Every message is signed by its node's key, and only nodes that know the "
+        "token (or that --allow-nodes names) are listened to.",
+    ),
+]
+AllowNodesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--allow-nodes",
+        show_default=False,
+        help="File of node IDs (n-...) or base64 public keys, one per line, admitted "
+        "without the token.",
+    ),
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        envvar="BACALAO_INSECURE",
+        help="Turn node identity off: unsigned messages from anyone are accepted. "
+        "Only for local experiments.",
+    ),
+]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
 DockerHost = Annotated[
     str | None,
@@ -259,9 +290,9 @@ def serve(
             "ever run fail at once).",
         ),
     ] = 600.0,
-    cluster_secret: Annotated[
-        str | None, typer.Option("--cluster-secret", envvar="BACALAO_CLUSTER_SECRET")
-    ] = None,
+    cluster_token: ClusterTokenOption = None,
+    allow_nodes: AllowNodesOption = None,
+    insecure: InsecureOption = False,
     local_publisher_address: LocalPublisherAddress = "127.0.0.1",
     local_publisher_listen: LocalPublisherListen = None,
     local_publisher_port: Annotated[
@@ -309,7 +340,9 @@ def serve(
             bid_timeout_s=bid_timeout,
             over_ask=over_ask,
             default_queue_timeout_s=default_queue_timeout,
-            cluster_secret=cluster_secret,
+            cluster_token=cluster_token,
+            allow_nodes=allow_nodes,
+            insecure=insecure,
             local_publisher_host=local_publisher_address,
             local_publisher_port=local_publisher_port,
             local_publisher_listen=local_publisher_listen,
@@ -325,6 +358,14 @@ def serve(
         _fail(exc)
         return
     _say_port_notices(node.port_notices)
+    if node.security.notice:
+        typer.secho(f"Cluster: {node.security.notice}", fg=typer.colors.GREEN, err=True)
+    if node.security.insecure:
+        typer.secho(
+            "Warning: --insecure: this node accepts unsigned messages from anyone.",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     where = f" API on http://{api_host}:{node.api_port}" if node.api_port else ""
     typer.echo(f"bacalao {node.node_type.value} node {node.node_id} on {broker}.{where}", err=True)
     try:

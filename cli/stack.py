@@ -22,6 +22,7 @@ from cli.listen import (
     bind_default,
     fallback_notice,
 )
+from cli.security import security_for
 from compute.bidding.locality import DataLocality
 from compute.executors.registry import default_executors
 from compute.node import ComputeConfig, ComputeNode
@@ -33,7 +34,7 @@ from protocol.dispatch import Dispatcher
 from protocol.envelope import Codec, Envelope
 from protocol.errors import ValidationError
 from protocol.gossip import Announcer
-from protocol.ids import node_id_from_key
+from protocol.identity import NodeIdentity
 from protocol.messages import NodeInfoMessage
 from protocol.node import NodeInfo, NodeType
 from protocol.outbox import Outbox
@@ -52,16 +53,6 @@ def default_data_dir() -> Path:
     import os
 
     return Path(os.environ.get("BACALAO_DIR") or Path.home() / ".bacalao")
-
-
-def load_node_key(folder: Path) -> bytes:
-    """The node's secret key, created on first start; the node ID derives from it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "node.key"
-    if not path.exists():
-        path.write_bytes(secrets.token_bytes(32))
-        path.chmod(0o600)
-    return path.read_bytes()
 
 
 def detect_capacity(fraction: float = 0.8) -> Resources:
@@ -101,7 +92,11 @@ class NodeOptions:
     reservation_ttl_s: float = 30.0
     lost_execution_grace_s: float = 10.0
     finished_memory_s: float = 30.0
-    cluster_secret: str | None = None
+    # Node identity (cli/security.py): the cluster token (None: the data dir's, or a new one
+    # on a requester), an allow-list file, or no checks at all.
+    cluster_token: str | None = None
+    allow_nodes: Path | None = None
+    insecure: bool = False
     local_publisher_host: str = "127.0.0.1"  # put in result URLs
     local_publisher_port: int | None = None  # None: DEFAULT_LOCAL_PUBLISHER_PORT, as api_port
     local_publisher_listen: str | None = None  # bound; None: local_publisher_host
@@ -121,15 +116,24 @@ class NodeProcess:
     def __init__(self, options: NodeOptions) -> None:
         self.options = options
         self.folder = options.data_dir / options.name
-        self.node_id = node_id_from_key(load_node_key(self.folder))
-        secret = options.cluster_secret.encode() if options.cluster_secret else None
+        identity = NodeIdentity.load_or_create(self.folder)
+        self.node_id = identity.node_id
+        self.security = security_for(
+            identity,
+            options.data_dir,
+            requester=options.requester,
+            token=options.cluster_token,
+            allow_nodes=options.allow_nodes,
+            insecure=options.insecure,
+        )
         self.dispatcher = Dispatcher()
+        token = self.security.token
         self.bus = Bus(
             options.broker,
             self.node_id,
             self.dispatcher,
-            Codec(self.node_id, secret),
-            BusOptions(),
+            Codec(self.node_id, signer=self.security.signer, verifier=self.security.verifier),
+            BusOptions(peer_secret=token.encode() if token else None),
         )
         # Every point-to-point message leaves through one sender thread, batched per node.
         self.outbox = Outbox(self.bus, name=f"outbox-{self.node_id[:10]}")

@@ -117,7 +117,7 @@ class ComputeNode:
         self._finished: dict[str, float] = {}  # execution ID -> when its run left _held
         # Asks withdrawn (rejected or cancelled) while their bid was still being decided on
         # a bid worker: the decision must not then reserve capacity for them.
-        self._withdrawn: dict[str, float] = {}
+        self._withdrawn: dict[str, tuple[float, str]] = {}  # -> (when, by which requester)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(config.max_parallel_runs, thread_name_prefix="run")
         # Bidding may ask storage about inputs (sizes, locality) over the network: off the
@@ -171,11 +171,13 @@ class ComputeNode:
     def _prune_finished(self) -> None:
         """Forget executions finished, or asks withdrawn, longer ago than
         ``finished_memory_s`` (lock held)."""
-        now = self._clock()
-        for memory in (self._finished, self._withdrawn):
-            for execution_id, at in list(memory.items()):
-                if now - at > self._config.finished_memory_s:
-                    del memory[execution_id]
+        horizon = self._clock() - self._config.finished_memory_s
+        for execution_id, at in list(self._finished.items()):
+            if at < horizon:
+                del self._finished[execution_id]
+        for execution_id, (at, _) in list(self._withdrawn.items()):
+            if at < horizon:
+                del self._withdrawn[execution_id]
 
     def _installed(self) -> Installed:
         """Engines, publishers and sources that answer now (a Docker daemon or an IPFS API
@@ -254,9 +256,10 @@ class ComputeNode:
         elif isinstance(payload, BidAccepted):
             self._on_accepted(envelope.sender, payload.execution_id)
         elif isinstance(payload, BidRejected):
-            self._on_cancel(payload.execution_id, f"bid rejected: {payload.reason}")
+            reason = f"bid rejected: {payload.reason}"
+            self._on_cancel(payload.execution_id, reason, envelope.sender)
         elif isinstance(payload, CancelExecution):
-            self._on_cancel(payload.execution_id, f"cancelled: {payload.reason}")
+            self._on_cancel(payload.execution_id, f"cancelled: {payload.reason}", envelope.sender)
 
     def _reply(self, requester: str, message: Message) -> None:
         try:
@@ -308,7 +311,8 @@ class ComputeNode:
         reserved = False
         run: _Held | None = None
         with self._lock:  # one step with _on_cancel: a withdrawal lands before or after it
-            if self._withdrawn.pop(execution.id, None) is not None:
+            withdrawn = self._withdrawn.pop(execution.id, None)
+            if withdrawn is not None and withdrawn[1] == requester:
                 log.debug("event=bid_dropped execution=%s reason='ask withdrawn'", execution.id)
                 return
             if execution.id in self._held or execution.id in self._finished:
@@ -354,6 +358,9 @@ class ComputeNode:
     def _on_accepted(self, requester: str, execution_id: str) -> None:
         with self._lock:  # one step, as the sweep and a cancel are: no half-way states
             held = self._held.get(execution_id)
+            if held is not None and held.requester != requester:
+                _not_its_requester("BidAccepted", execution_id, requester, held.requester)
+                return
             if (held is None and execution_id in self._finished) or (held and held.running):
                 log.info("event=accept_ignored execution=%s reason='ran already'", execution_id)
                 return
@@ -399,14 +406,18 @@ class ComputeNode:
             )
         self._reply(held.requester, result)
 
-    def _on_cancel(self, execution_id: str, reason: str) -> None:
+    def _on_cancel(self, execution_id: str, reason: str, sender: str) -> None:
         """Cancel (or reject) an execution: withdraw an ask still being decided, free a bid's
-        reservation, stop a run. Decided under the lock, as BidAccepted is."""
+        reservation, stop a run. Decided under the lock, as BidAccepted is. Only the
+        requester that asked may: another node's word about it is ignored."""
         with self._lock:
             held = self._held.get(execution_id)
             if held is None:
                 if execution_id not in self._finished:
-                    self._withdrawn[execution_id] = self._clock()
+                    self._withdrawn[execution_id] = (self._clock(), sender)
+                return
+            if held.requester != sender:
+                _not_its_requester("a cancel", execution_id, sender, held.requester)
                 return
             if not held.running:
                 self._forget(execution_id)
@@ -428,3 +439,13 @@ class ComputeNode:
         if self.capacity.release(execution_id):
             log.debug("event=capacity_released execution=%s why=%r", execution_id, why)
             self._changed()
+
+
+def _not_its_requester(what: str, execution_id: str, sender: str, requester: str) -> None:
+    log.warning(
+        "event=message_from_wrong_node what=%r execution=%s sender=%s requester=%s",
+        what,
+        execution_id,
+        sender,
+        requester,
+    )

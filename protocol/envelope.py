@@ -1,7 +1,7 @@
 """The versioned envelope every bprotocol message travels in, and its JSON codec.
 
-``{Version, Type, ID, Sender, SentAt, Payload, Auth}``: ``Auth`` is an HMAC-SHA256 of the rest
-when the cluster shares a secret, empty otherwise. Decoding never raises anything but
+``{Version, Type, ID, Sender, SentAt, Payload}``, framed and signed by the sender's key when
+the node has one (:mod:`protocol.signing`). Decoding never raises anything but
 :class:`MessageError`, so a node can log and drop whatever arrives malformed.
 
 Several messages to one node may travel in one envelope of type ``Batch`` (payload
@@ -13,8 +13,6 @@ message, in order, with the batch's sender; an item that does not validate is sk
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Sequence
@@ -26,6 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 from protocol.errors import MessageError
 from protocol.ids import new_message_id, now_ns
 from protocol.messages import MESSAGE_TYPES, WIRE_NAMES, Message
+from protocol.signing import MAGIC, Signer, Verifier, load_object, split
 from protocol.wire import STORED, validation_error
 
 log = logging.getLogger("bacalao.transport")
@@ -49,16 +48,27 @@ class Envelope:
 
 
 class Codec:
-    """Encodes messages into envelopes and back, signing when given a secret."""
+    """Encodes messages into envelopes and back.
 
-    def __init__(self, sender: str, secret: bytes | None = None) -> None:
+    With a ``signer`` every envelope leaves signed by the node's key (the sender is then the
+    key's node ID); with a ``verifier`` only signed envelopes from admitted nodes, not seen
+    before, are decoded (:mod:`protocol.signing`).
+    """
+
+    def __init__(
+        self,
+        sender: str,
+        *,
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
+    ) -> None:
+        if signer is not None and signer.identity.node_id != sender:
+            owner = signer.identity.node_id
+            raise ValueError(f"sender {sender!r} is not the signing key's ({owner})")
         self.sender = sender
-        self._secret = secret
+        self.signer = signer
+        self.verifier = verifier
         self.skipped = 0  # batch items dropped as malformed
-
-    @property
-    def secret(self) -> bytes | None:
-        return self._secret
 
     def encode(self, message: Message) -> bytes:
         return self._seal(WIRE_NAMES[type(message)], message.to_wire())
@@ -97,8 +107,8 @@ class Codec:
             "SentAt": now_ns(),
             "Payload": payload,
         }
-        body["Auth"] = self._sign(body)
-        return json.dumps(body, separators=(",", ":")).encode()
+        encoded = json.dumps(body, separators=(",", ":")).encode()
+        return encoded if self.signer is None else self.signer.frame(encoded)
 
     def decode(self, data: bytes | str) -> Envelope:
         """One message; a ``Batch`` envelope is a :class:`MessageError` here."""
@@ -142,22 +152,19 @@ class Codec:
 
     def _open(self, data: bytes | str) -> dict[str, Any]:
         """The envelope's checked outer fields (version, type, authentication, identity)."""
-        try:
-            body = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MessageError(f"not JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise MessageError("envelope is not a JSON object")
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        if self.verifier is not None:
+            body = self.verifier.open(raw)
+        else:
+            if raw.startswith(MAGIC):  # signed, but this node checks no signatures
+                _, raw = split(raw)
+            body = load_object(raw)
         version = body.get("Version")
         if version != PROTOCOL_VERSION:
             raise MessageError(f"unsupported protocol version {version!r}")
         wire_type = body.get("Type")
         if wire_type != BATCH and str(wire_type) not in MESSAGE_TYPES:
             raise MessageError(f"unknown message type {wire_type!r}")
-        if self._secret is not None and not hmac.compare_digest(
-            str(body.get("Auth", "")), self._sign(body)
-        ):
-            raise MessageError(f"{wire_type} from {body.get('Sender')!r} failed authentication")
         for key, kind in (("ID", str), ("Sender", str), ("SentAt", int)):
             if not isinstance(body.get(key), kind):
                 raise MessageError(f"envelope field {key} is missing or not a {kind.__name__}")
@@ -182,10 +189,3 @@ class Codec:
             payload=message,
             version=PROTOCOL_VERSION,
         )
-
-    def _sign(self, body: dict[str, Any]) -> str:
-        if self._secret is None:
-            return ""
-        unsigned = {key: value for key, value in body.items() if key != "Auth"}
-        canonical = json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode()
-        return hmac.new(self._secret, canonical, hashlib.sha256).hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 
@@ -21,12 +20,6 @@ def new_evaluation_id() -> str:
 
 def new_message_id() -> str:
     return uuid.uuid4().hex
-
-
-def node_id_from_key(key: bytes) -> str:
-    """A node's ID is derived from its secret key, so a restarted node keeps its identity."""
-    digest = hashlib.sha256(b"bacalao-node-id\x00" + key).digest()
-    return f"n-{uuid.UUID(bytes=digest[:16], version=4)}"
 
 
 def now_ns() -> int:

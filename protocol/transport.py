@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kombu.connection import Connection
@@ -30,6 +30,7 @@ from protocol.envelope import CONTENT_TYPE, Codec, Envelope
 from protocol.errors import MessageError, TransportError, UnknownPeerError, ValidationError
 from protocol.messages import Message
 from protocol.peer.config import parse_peer_url
+from protocol.signing import RefusedMessageError
 
 peer.register()
 
@@ -54,6 +55,9 @@ class BusOptions:
     amqp_heartbeat_s: float = 10.0
     peer_settle_s: float = 3.0
     memory_polling_interval_s: float = 0.005
+    # What peer:// links prove they know to join (the cluster token), when the codec has no
+    # shared secret of its own.
+    peer_secret: bytes | None = field(default=None, repr=False)
 
 
 KNOWN_SCHEMES = frozenset({"memory", "redis", "rediss", "amqp", "pyamqp", "amqps", "peer"})
@@ -81,7 +85,7 @@ def split_urls(url: str) -> list[str]:
     return urls
 
 
-def transport_options(url: str, options: BusOptions, secret: bytes | None = None) -> dict[str, Any]:
+def transport_options(url: str, options: BusOptions) -> dict[str, Any]:
     scheme = scheme_of(url)
     if scheme in ("redis", "rediss"):
         return {"fanout_prefix": True, "fanout_patterns": True}
@@ -92,8 +96,8 @@ def transport_options(url: str, options: BusOptions, secret: bytes | None = None
         # broker silent for connect_timeout_s is an error to retry, not a send that hangs.
         timeout_s = options.connect_timeout_s
         return {"confirm_publish": True, "read_timeout": timeout_s, "write_timeout": timeout_s}
-    if scheme == "peer" and secret:
-        return {"cluster_secret": secret}  # peers prove they know it to join
+    if scheme == "peer" and options.peer_secret:
+        return {"cluster_secret": options.peer_secret}  # peers prove they know it to join
     return {}
 
 
@@ -155,7 +159,7 @@ class Bus:
     def _connection(self, url: str, heartbeat_s: float = 0.0) -> Connection:
         return Connection(
             url,
-            transport_options=transport_options(url, self._options, self._codec.secret),
+            transport_options=transport_options(url, self._options),
             connect_timeout=self._options.connect_timeout_s,
             heartbeat=heartbeat_s if scheme_of(url).endswith("amqp") else 0.0,
         )
@@ -399,6 +403,13 @@ class Bus:
             skipped = self._codec.skipped
             envelopes = self._codec.decode_all(message.body)
             self.dropped += self._codec.skipped - skipped
+        except RefusedMessageError as exc:
+            # Counted by sender in the codec's verifier; logged once per sender.
+            self.dropped += 1
+            level = logging.DEBUG if exc.repeat else logging.WARNING
+            log.log(level, "event=message_refused node=%s reason=%r", self.node_id, str(exc))
+            self._ack(message)
+            return
         except MessageError as exc:
             self._drop(message, str(exc))
             return

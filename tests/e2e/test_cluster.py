@@ -7,16 +7,18 @@ The same scenario runs unchanged over a real Redis, a real RabbitMQ and broker-f
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from protocol.envelope import Codec
-from protocol.ids import node_id_from_key
-from protocol.transport import Bus
+from cli.security import read_token_file
+from protocol.identity import NodeIdentity
+from protocol.transport import Bus, BusOptions
 from tests.support.brokers import TRANSPORTS, Broker, peer_broker, shared_broker
+from tests.support.identities import signed_codec
 from tests.support.jobs import noop_job, wasm_job
 from tests.support.nodes import NodeProc, start_node
 from tests.support.wait import wait_until
@@ -118,16 +120,24 @@ def test_malformed_message_on_a_node_queue_is_dropped_and_node_keeps_serving(
 ) -> None:
     requester, computes = cluster
     victim = computes[0]
-    node_id = node_id_from_key((victim.data_dir / "node.key").read_bytes())
-    sender = Bus(broker.url_for(9), "n-tester", lambda envelope: None, Codec("n-tester"))
+    node_id = NodeIdentity.load_or_create(victim.data_dir).node_id
+    token = read_token_file(victim.data_dir.parent)
+    assert token is not None
+    insider = NodeIdentity.generate()
+    codec = signed_codec(insider, token)
+    assert codec.signer is not None
+    options = BusOptions(peer_secret=token.encode())
+    sender = Bus(broker.url_for(9), insider.node_id, lambda envelope: None, codec, options)
     sender.start()
+    envelope = {"Sender": insider.node_id, "ID": "m-1", "SentAt": time.time_ns()}
     try:
+        sender.publish_raw(b'{"Version": 1, "Type": "AskForBid", "Payload": {}}', node_id)
         for body in (
             b"\x00not json",
-            b'{"Version": 1, "Type": "AskForBid", "Payload": 7}',
-            b'{"Version": 99}',
-        ):
-            sender.publish_raw(body, node_id)
+            json.dumps({**envelope, "Version": 1, "Type": "AskForBid", "Payload": 7}).encode(),
+            json.dumps({**envelope, "ID": "m-2", "Version": 99}).encode(),
+        ):  # signed by an admitted node, so they reach the decoder
+            sender.publish_raw(codec.signer.frame(body), node_id)
     finally:
         sender.close()
     wait_until(
@@ -135,6 +145,7 @@ def test_malformed_message_on_a_node_queue_is_dropped_and_node_keeps_serving(
         30,
         message="three dropped messages in the compute log",
     )
+    assert "event=message_refused" in victim.log(), "the unsigned one refused before decoding"
     job = noop_job(count=3)
     state = requester.wait_terminal(requester.submit(job), 60)["State"]
     assert state["StateType"] == "Completed"
@@ -145,7 +156,10 @@ def test_two_requesters_never_over_commit_a_compute_node(
     broker: Broker, cluster: tuple[NodeProc, list[NodeProc]], tmp_path: Path
 ) -> None:
     first, computes = cluster
-    second = start_node(tmp_path, "requester-2", broker.url_for(5), "requester", api=True)
+    token = read_token_file(first.data_dir.parent)
+    assert token is not None
+    join = ("--cluster-token", token)
+    second = start_node(tmp_path, "requester-2", broker.url_for(5), "requester", *join, api=True)
     try:
         wait_until(lambda: second.compute_count() == 3, 30, message="second requester sees nodes")
         job = noop_job(count=1, sleep_s=0.3, Resources={"CPU": "1"}, Timeouts={"QueueTimeout": 120})

@@ -26,6 +26,7 @@ from protocol.errors import ExecutionError, RetryableExecutionError
 from protocol.job import NetworkConfig, NetworkType, SpecConfig
 from protocol.resources import Resources
 from tests.support.docker_engine import DockerEngine
+from tests.support.identities import TOKEN
 from tests.support.services import free_port
 from tests.support.socket_proxy import UnixSocketProxy
 from tests.support.wait import wait_until
@@ -461,6 +462,7 @@ def test_compute_node_reports_docker_only_with_a_daemon(
             compute=True,
             docker_host=host,
             local_publisher_port=0,
+            cluster_token=TOKEN,
         )
     )
     node.start()

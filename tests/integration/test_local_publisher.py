@@ -25,6 +25,7 @@ from protocol.job import SpecConfig
 from protocol.results import download_result
 from requester.server import APIServer
 from tests.support.files import files_under
+from tests.support.identities import TOKEN
 from tests.support.jobs import wasm_job
 from tests.support.wait import wait_until
 
@@ -165,7 +166,11 @@ def test_a_busy_results_port_is_a_clear_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         options = NodeOptions(
-            name="compute", data_dir=tmp_path, requester=False, local_publisher_port=port
+            name="compute",
+            data_dir=tmp_path,
+            requester=False,
+            local_publisher_port=port,
+            cluster_token=TOKEN,
         )
         node = NodeProcess(options)
         try:

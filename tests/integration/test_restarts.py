@@ -12,6 +12,7 @@ import pytest
 
 from cli.devstack import Devstack
 from cli.stack import NodeOptions, NodeProcess
+from tests.support.identities import TOKEN
 from tests.support.jobs import noop_job
 from tests.support.services import RedisServer
 from tests.support.wait import wait_until
@@ -57,7 +58,9 @@ def test_a_requester_restarted_under_a_running_job_waits_for_its_node_instead_of
 ) -> None:
     """The compute node keeps running while the requester is away; the restarted requester
     must not fail the execution for a node it has simply not heard from yet."""
-    common = NodeOptions(name="-", data_dir=tmp_path, broker=redis.url, heartbeat_interval_s=0.2)
+    common = NodeOptions(
+        name="-", data_dir=tmp_path, broker=redis.url, heartbeat_interval_s=0.2, cluster_token=TOKEN
+    )
     requester_options = replace(common, name="requester", compute=False, api_port=0)
     compute = NodeProcess(replace(common, name="compute", requester=False))
     first = NodeProcess(requester_options)
@@ -93,7 +96,9 @@ def test_a_requester_restarted_under_a_running_job_waits_for_its_node_instead_of
 def test_a_new_requester_learns_of_running_compute_nodes_at_once(tmp_path: Path) -> None:
     """Compute nodes announce themselves again when they hear a requester they do not know
     (new, or restarted): it need not wait for their next periodic NodeInfo."""
-    slow = NodeOptions(name="-", data_dir=tmp_path, heartbeat_interval_s=600.0)  # every 30 min
+    slow = NodeOptions(  # NodeInfo every 30 min
+        name="-", data_dir=tmp_path, heartbeat_interval_s=600.0, cluster_token=TOKEN
+    )
     compute = NodeProcess(replace(slow, name="compute", requester=False))
     compute.start()
     requester = NodeProcess(replace(slow, name="requester", compute=False, api_port=0))

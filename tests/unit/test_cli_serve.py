@@ -101,6 +101,8 @@ def test_the_flag_is_in_the_help() -> None:
     assert "--allow-listed-local-paths" in result.stdout
 
 
+TOKEN_FLAGS = ["--cluster-token", "bct-a-token-for-these-tests"]
+
 LISTEN_FLAGS = [
     "--local-publisher-listen",
     "0.0.0.0",
@@ -140,7 +142,7 @@ def test_serve_binds_the_listen_address_and_advertises_the_publisher_address(
         cli.serve, "_wait_for_signal", lambda: answers.extend(map(results_server_answers, started))
     )
     monkeypatch.setattr(cli.serve, "setup_logging", lambda level: None)
-    args = ["serve", "--node-type", "compute", "--data-dir", str(tmp_path)]
+    args = ["serve", "--node-type", "compute", "--data-dir", str(tmp_path), *TOKEN_FLAGS]
 
     result = CliRunner().invoke(create_app(), [*args, "--local-publisher-port", "0", *LISTEN_FLAGS])
 
@@ -264,7 +266,7 @@ def test_a_compute_node_does_not_need_an_api_address(
 ) -> None:
     monkeypatch.setattr(cli.serve, "_wait_for_signal", lambda: None)
     monkeypatch.setattr(cli.serve, "setup_logging", lambda level: None)
-    args = ["serve", "--node-type", "compute", "--api-port", str(busy_port)]
+    args = ["serve", "--node-type", "compute", "--api-port", str(busy_port), *TOKEN_FLAGS]
     result = CliRunner().invoke(create_app(), [*args, "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
 

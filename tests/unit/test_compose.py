@@ -37,3 +37,22 @@ def test_service_command_parses(name: str) -> None:
     context = command.make_context(command_name, list(args))
     assert context.params["broker"] is None or "://" in context.params["broker"]
     assert spec["environment"]["BACALAO_BROKER"].startswith("${BACALAO_BROKER:-redis://")
+
+
+def data_dir(spec: dict[str, Any]) -> str:
+    command = spec["command"]
+    return str(command[command.index("--data-dir") + 1])
+
+
+def test_compute_nodes_find_the_requesters_cluster_token() -> None:
+    # Identity is on by default: a compute node without the token cannot join. The
+    # requester writes its token in its data dir, so every node must share that folder.
+    services = node_services()
+    requester = next(s for s in services.values() if "requester" in s["command"])
+    folder = data_dir(requester)
+    for name, spec in services.items():
+        assert data_dir(spec) == folder, name
+        assert any(volume.split(":")[1] == folder for volume in spec["volumes"]), name
+        assert "--insecure" not in spec["command"], name
+        if spec is not requester:
+            assert "requester" in spec["depends_on"], name

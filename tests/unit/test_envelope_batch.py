@@ -11,6 +11,7 @@ import pytest
 from protocol import envelope as envelope_module
 from protocol.envelope import BATCH, PROTOCOL_VERSION, Codec
 from protocol.errors import MessageError
+from protocol.identity import NodeIdentity
 from protocol.messages import (
     WIRE_NAMES,
     BidAccepted,
@@ -20,6 +21,7 @@ from protocol.messages import (
     Message,
     ShutdownNotice,
 )
+from tests.support.identities import checking_codec, signed_codec
 
 MESSAGES: list[Message] = [
     BidResult(execution_id="e-1", job_id="j-1", accepted=True),
@@ -38,7 +40,6 @@ def batch_body(items: Any, **fields: Any) -> bytes:
         "Sender": "n-a",
         "SentAt": 123,
         "Payload": {"Messages": items},
-        "Auth": "",
     }
     body.update(fields)
     return json.dumps(body).encode()
@@ -139,14 +140,15 @@ def test_a_message_larger_than_the_limit_still_travels_alone(
 
 
 def test_a_signed_batch_is_checked_once_for_all_its_messages() -> None:
-    body = Codec("n-a", b"secret").encode_many(MESSAGES)[0]
-    assert [e.payload for e in Codec("n-b", b"secret").decode_all(body)] == MESSAGES
-    with pytest.raises(MessageError, match="failed authentication"):
-        Codec("n-b", b"other").decode_all(body)
-    tampered = json.loads(body)
-    tampered["Payload"]["Messages"][0]["Payload"]["Accepted"] = False
-    with pytest.raises(MessageError, match="failed authentication"):
-        Codec("n-b", b"secret").decode_all(json.dumps(tampered).encode())
+    sender = NodeIdentity.generate()
+    body = signed_codec(sender).encode_many(MESSAGES)[0]
+    assert [e.payload for e in checking_codec().decode_all(body)] == MESSAGES
+    with pytest.raises(MessageError, match="not admitted"):
+        checking_codec("bct-the-token-of-another-cluster").decode_all(body)
+    tampered = body.replace(b'"Accepted":true', b'"Accepted":false', 1)
+    assert tampered != body
+    with pytest.raises(MessageError, match="bad signature"):
+        checking_codec().decode_all(tampered)
 
 
 def test_a_truncated_batch_is_a_message_error() -> None:

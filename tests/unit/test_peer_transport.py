@@ -237,10 +237,11 @@ def test_only_nodes_with_the_cluster_secret_join(hubs: list[hub.PeerHub]) -> Non
 
 def test_a_bus_passes_its_cluster_secret_to_peer_links() -> None:
     from protocol.envelope import Codec
-    from protocol.transport import Bus
+    from protocol.transport import Bus, BusOptions
 
     url = f"peer://127.0.0.1:{free_port()}"
-    bus = Bus(url, "n-x", lambda envelope: None, Codec("n-x", b"ours"))
+    options = BusOptions(peer_secret=b"ours")
+    bus = Bus(url, "n-x", lambda envelope: None, Codec("n-x"), options)
     bus.start()
     try:
         hubs_in_use = [h for h, _ in hub._hubs.values() if h.address == url.removeprefix("peer://")]

@@ -72,11 +72,18 @@ def results_notice(wanted: int, port: int) -> str:
     )
 
 
+TOKEN = "bct-a-token-for-these-tests"
+
+
 def compute_options(
     tmp_path: Path, name: str = "compute", local_publisher_port: int | None = None
 ) -> NodeOptions:
     return NodeOptions(
-        name=name, data_dir=tmp_path, requester=False, local_publisher_port=local_publisher_port
+        name=name,
+        data_dir=tmp_path,
+        requester=False,
+        local_publisher_port=local_publisher_port,
+        cluster_token=TOKEN,
     )
 
 
