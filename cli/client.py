@@ -28,6 +28,7 @@ DEFAULT_API_PORT = 1234
 DEFAULT_TIMEOUT_S = 30.0
 ENV_API_HOST = "BACALAO_API_HOST"
 ENV_API_PORT = "BACALAO_API_PORT"
+ENV_API_TOKEN = "BACALAO_API_TOKEN"  # noqa: S105 (the variable's name)
 _JOBS = "/api/v1/orchestrator/jobs"
 _NODES = "/api/v1/orchestrator/nodes"
 _AGENT = "/api/v1/agent"
@@ -122,9 +123,18 @@ class APIClient:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url(host, port)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
+        self.authenticate(token)
+
+    def authenticate(self, token: str | None) -> None:
+        """Send ``token`` as the bearer token of every request from now on (None: none)."""
+        if token:
+            self._http.headers["Authorization"] = f"Bearer {token.strip()}"
+        else:
+            self._http.headers.pop("Authorization", None)
 
     def __enter__(self) -> Self:
         return self

@@ -49,9 +49,12 @@ class Settings:
     api_port: int
     client_factory: ClientFactory
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    api_token: str | None = None
 
     def client(self, api_host: str | None = None, api_port: int | None = None) -> APIClient:
-        return self.client_factory(api_host or self.api_host, api_port or self.api_port)
+        client = self.client_factory(api_host or self.api_host, api_port or self.api_port)
+        client.authenticate(self.api_token)
+        return client
 
 
 def settings(ctx: typer.Context) -> Settings:

@@ -19,7 +19,14 @@ from rich.console import RenderableType
 from typer.core import TyperGroup
 
 from cli import docker, jobs, nodes, wasm
-from cli.client import DEFAULT_API_HOST, DEFAULT_API_PORT, ENV_API_HOST, ENV_API_PORT, APIClient
+from cli.client import (
+    DEFAULT_API_HOST,
+    DEFAULT_API_PORT,
+    ENV_API_HOST,
+    ENV_API_PORT,
+    ENV_API_TOKEN,
+    APIClient,
+)
 from cli.context import (
     CONNECTION_PANEL,
     DEFAULT_POLL_INTERVAL_S,
@@ -94,12 +101,23 @@ def create_app(
                 rich_help_panel=CONNECTION_PANEL,
             ),
         ] = DEFAULT_API_PORT,
+        api_token: Annotated[
+            str | None,
+            typer.Option(
+                "--api-token",
+                envvar=ENV_API_TOKEN,
+                show_default=False,
+                help="Bearer token for a requester that asks for one (its --api-token).",
+                rich_help_panel=CONNECTION_PANEL,
+            ),
+        ] = None,
     ) -> None:
         ctx.obj = Settings(
             api_host=api_host,
             api_port=api_port,
             client_factory=client_factory,
             poll_interval_s=poll_interval_s,
+            api_token=api_token,
         )
 
     app.command("version")(version)

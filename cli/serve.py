@@ -100,8 +100,26 @@ InsecureOption = Annotated[
     typer.Option(
         "--insecure",
         envvar="BACALAO_INSECURE",
-        help="Turn node identity off: unsigned messages from anyone are accepted. "
-        "Only for local experiments.",
+        help="Turn node identity off (unsigned messages from anyone are accepted) and let "
+        "an API without a token listen beyond loopback. Only for local experiments.",
+    ),
+]
+ApiTokenOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--api-token",
+        envvar="BACALAO_API_TOKEN",
+        show_default=False,
+        help="A bearer token the requester's API asks for (16+ characters; repeat the flag "
+        "for several). Without one the API is open, which only a loopback --api-host may be.",
+    ),
+]
+ApiTokensFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--api-tokens-file",
+        show_default=False,
+        help="File of API bearer tokens, one per line (# comments).",
     ),
 ]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
@@ -293,6 +311,8 @@ def serve(
     cluster_token: ClusterTokenOption = None,
     allow_nodes: AllowNodesOption = None,
     insecure: InsecureOption = False,
+    api_token: ApiTokenOption = None,
+    api_tokens_file: ApiTokensFileOption = None,
     local_publisher_address: LocalPublisherAddress = "127.0.0.1",
     local_publisher_listen: LocalPublisherListen = None,
     local_publisher_port: Annotated[
@@ -315,6 +335,7 @@ def serve(
 ) -> None:
     """Run one node (requester, compute, or both) until Ctrl-C."""
     from cli.stack import NodeOptions, NodeProcess, default_data_dir
+    from requester.api_auth import api_tokens
 
     setup_logging(log_level)
     node: NodeProcess | None = None
@@ -343,6 +364,7 @@ def serve(
             cluster_token=cluster_token,
             allow_nodes=allow_nodes,
             insecure=insecure,
+            api_tokens=api_tokens(api_token or (), api_tokens_file) if requester else (),
             local_publisher_host=local_publisher_address,
             local_publisher_port=local_publisher_port,
             local_publisher_listen=local_publisher_listen,
@@ -362,7 +384,9 @@ def serve(
         typer.secho(f"Cluster: {node.security.notice}", fg=typer.colors.GREEN, err=True)
     if node.security.insecure:
         typer.secho(
-            "Warning: --insecure: this node accepts unsigned messages from anyone.",
+            "Warning: --insecure: this node accepts unsigned messages from anyone"
+            + ("" if node.options.api_tokens or not requester else ", and its API has no token")
+            + ".",
             fg=typer.colors.YELLOW,
             err=True,
         )
@@ -389,12 +413,15 @@ def devstack(
     docker_host: DockerHost = None,
     ipfs_connect: IpfsConnect = None,
     over_ask: OverAsk = 1,
+    api_token: ApiTokenOption = None,
+    api_tokens_file: ApiTokensFileOption = None,
     data_dir: DataDir = None,
     log_level: LogLevel = "warning",
 ) -> None:
     """One requester and N compute nodes in this process, for development and demos."""
     from cli.devstack import Devstack
     from cli.stack import NodeOptions, default_data_dir
+    from requester.api_auth import api_tokens
 
     setup_logging(log_level)
     try:
@@ -413,6 +440,7 @@ def devstack(
             heartbeat_interval_s=1.0,
             disconnect_after_s=5.0,
             over_ask=over_ask,
+            api_tokens=api_tokens(api_token or (), api_tokens_file),
             local_publisher_host=local_publisher_address,
             local_publisher_listen=local_publisher_listen,
             data_locality=parse_data_locality(data_locality),

@@ -26,6 +26,7 @@ from cli.security import security_for
 from compute.bidding.locality import DataLocality
 from compute.executors.registry import default_executors
 from compute.node import ComputeConfig, ComputeNode
+from compute.publishers.capability import ResultLinks
 from compute.publishers.local_server import results_app
 from compute.publishers.registry import default_publishers
 from compute.runner import Plugins
@@ -41,6 +42,7 @@ from protocol.outbox import Outbox
 from protocol.resources import Resources
 from protocol.transport import Bus, BusOptions
 from requester.api import create_app
+from requester.api_auth import check_exposure
 from requester.orchestrator import Orchestrator, RequesterConfig
 from requester.scheduler import SchedulerConfig
 from requester.server import APIServer
@@ -97,6 +99,9 @@ class NodeOptions:
     cluster_token: str | None = None
     allow_nodes: Path | None = None
     insecure: bool = False
+    # Bearer tokens the requester's API asks for; none: open, which only a loopback API may be
+    # (unless insecure).
+    api_tokens: tuple[str, ...] = ()
     local_publisher_host: str = "127.0.0.1"  # put in result URLs
     local_publisher_port: int | None = None  # None: DEFAULT_LOCAL_PUBLISHER_PORT, as api_port
     local_publisher_listen: str | None = None  # bound; None: local_publisher_host
@@ -116,8 +121,12 @@ class NodeProcess:
     def __init__(self, options: NodeOptions) -> None:
         self.options = options
         self.folder = options.data_dir / options.name
+        if options.requester:  # before anything starts
+            check_exposure(options.api_host, options.api_tokens, options.insecure)
         identity = NodeIdentity.load_or_create(self.folder)
         self.node_id = identity.node_id
+        # The local results server serves a result only through the URL published for it.
+        self.result_links = ResultLinks(identity.derive_key("results-server"))
         self.security = security_for(
             identity,
             options.data_dir,
@@ -234,7 +243,8 @@ class NodeProcess:
         sock, fell_back = bind_default(  # errors name the flag: in use, not this host...
             options.api_host, wanted, fallback=options.api_port is None
         )
-        self.api = APIServer(create_app(orchestrator), options.api_host, name="api", sock=sock)
+        app = create_app(orchestrator, options.api_tokens)
+        self.api = APIServer(app, options.api_host, name="api", sock=sock)
         try:
             self.api_port = self.api.start()
         except RuntimeError as exc:
@@ -268,7 +278,7 @@ class NodeProcess:
                 "0 for any free port)",
             ) from None
         self.results_server = APIServer(
-            results_app(folder), listen, name="results_server", sock=sock
+            results_app(folder, self.result_links), listen, name="results_server", sock=sock
         )
         try:
             port = self.results_server.start()
@@ -312,6 +322,7 @@ class NodeProcess:
             publishers=default_publishers(
                 self.folder / "results",
                 local_base_url=self.local_publisher_url,
+                result_links=self.result_links,
                 node_id=self.node_id,
                 ipfs_api=options.ipfs_api,
             ),

@@ -8,6 +8,7 @@ that a message's signing key hashes to the sender it names, and needs no key dir
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
 from functools import lru_cache
@@ -33,6 +34,7 @@ class NodeIdentity:
     def __init__(self, seed: bytes) -> None:
         if len(seed) != SEED_BYTES:
             raise ValueError(f"a node key is {SEED_BYTES} bytes, not {len(seed)}")
+        self._seed = seed
         self._private = Ed25519PrivateKey.from_private_bytes(seed)
         self.public_key = self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.node_id = node_id_for(self.public_key)
@@ -57,6 +59,11 @@ class NodeIdentity:
 
     def sign(self, data: bytes) -> bytes:
         return self._private.sign(data)
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte secret for ``purpose``, the same on every start, known only to this node
+        (HMAC-SHA256 of the purpose under the private key's seed)."""
+        return hmac.new(self._seed, b"bacalao-derived\x00" + purpose.encode(), "sha256").digest()
 
 
 def verify(public_key: bytes, signature: bytes, data: bytes) -> bool:

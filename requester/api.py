@@ -14,6 +14,7 @@ BuildVersionInfo fields inline (as Bacalhau embeds them) beside ``NodeInfo``/``V
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from protocol import __version__
 from protocol.states import ExecutionStateType
+from requester.api_auth import BearerTokens
 from requester.api_body import parse_put_job, read_body
 from requester.api_errors import install_error_handlers
 from requester.api_nodes import find_node, node_query, select_nodes
@@ -48,8 +50,12 @@ Text = Annotated[str | None, Query()]
 Texts = Annotated[list[str] | None, Query()]
 
 
-def create_app(service: OrchestratorService) -> FastAPI:
+def create_app(service: OrchestratorService, tokens: Sequence[str] = ()) -> FastAPI:
+    """The API; with ``tokens``, only requests bearing one of them are served
+    (:mod:`requester.api_auth`)."""
     app = FastAPI(title="bacalao requester API", version=__version__)
+    if tokens:
+        app.add_middleware(BearerTokens, tokens=tokens)
     install_error_handlers(app)
     app.include_router(_jobs_router(service))
     app.include_router(_nodes_router(service))

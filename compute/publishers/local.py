@@ -4,8 +4,9 @@ As Bacalhau's local publisher does, each execution's results folder is packed in
 ``<base_dir>/<execution_id>.tar.gz`` (written under a hidden temporary name, then renamed, so
 a reader never sees half an archive) and the node's results server
 (:mod:`compute.publishers.local_server`) serves that folder. The result spec is
-``{Type: urlDownload, Params: {URL: <base_url>/<execution_id>.tar.gz}}``, which
-``bacalao job get`` downloads and unpacks from any host that reaches ``base_url``.
+``{Type: urlDownload, Params: {URL: <base_url>/<execution_id>.tar.gz?sig=<capability>}}``,
+which ``bacalao job get`` downloads and unpacks from any host that reaches ``base_url``
+(:mod:`compute.publishers.capability`: the server serves no result without its ``sig``).
 
 Without a ``base_url`` (no server: a folder shared between hosts) the spec is
 ``{Type: local, Params: {URL: file:///.../<execution_id>.tar.gz}}``.
@@ -26,6 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from compute.publishers.archive import write_archive
+from compute.publishers.capability import ResultLinks
 from protocol.errors import ExecutionError, ValidationError
 from protocol.job import SpecConfig
 from protocol.specs.publishers import LocalPublisherParams, LocalResultParams
@@ -54,11 +56,15 @@ def result_url(base_url: str, name: str) -> str:
 
 
 class LocalPublisher:
-    """Packs each execution's results into ``base_dir``; served at ``base_url`` if given."""
+    """Packs each execution's results into ``base_dir``; served at ``base_url`` if given,
+    with each URL carrying its capability when the server asks for ``links``'."""
 
-    def __init__(self, base_dir: Path, base_url: str | None = None) -> None:
+    def __init__(
+        self, base_dir: Path, base_url: str | None = None, links: ResultLinks | None = None
+    ) -> None:
         self.base_dir = base_dir
         self.base_url = base_url
+        self.links = links
 
     @property
     def type(self) -> str:
@@ -97,5 +103,9 @@ class LocalPublisher:
         )
         if self.base_url is None:
             return SpecConfig(type="local", params=LocalResultParams(url=final.as_uri()).to_wire())
-        result = URLDownloadParams(url=result_url(self.base_url, name))
+        if self.links is not None:
+            url = self.links.url(self.base_url, name)
+        else:
+            url = result_url(self.base_url, name)
+        result = URLDownloadParams(url=url)
         return SpecConfig(type="urlDownload", params=result.to_wire())

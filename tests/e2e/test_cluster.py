@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cli.security import read_token_file
@@ -76,6 +77,22 @@ def test_every_node_reports_the_transport_in_use(
     assert {item["Info"]["Transport"] for item in items} == {expected}
     if broker.name == "peer":
         assert all(item["Info"]["PeerAddress"].startswith("127.0.0.1:") for item in items)
+
+
+def test_the_requester_api_serves_only_its_token(
+    cluster: tuple[NodeProc, list[NodeProc]],
+) -> None:
+    requester, _ = cluster
+    before = requester.api.get("/api/v1/orchestrator/jobs").json()["Items"]
+    with httpx.Client(base_url=requester.api_url, timeout=10) as stranger:
+        assert stranger.get("/api/v1/agent/alive").status_code == 200
+        put = stranger.put("/api/v1/orchestrator/jobs", json={"Job": noop_job()})
+        assert put.status_code == 401, put.text
+        wrong = {"Authorization": "Bearer not-the-token-of-this-requester"}
+        listed = stranger.get("/api/v1/orchestrator/jobs", headers=wrong)
+        assert listed.status_code == 401
+    after = requester.api.get("/api/v1/orchestrator/jobs").json()["Items"]
+    assert [job["ID"] for job in after] == [job["ID"] for job in before]
 
 
 def test_twenty_jobs_with_count_two_each_complete_with_exactly_two_executions(

@@ -26,9 +26,15 @@ ENTRY = [sys.executable, "-c", "from cli.main import main; main()"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
-def bacalao(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def bacalao(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [*ENTRY, *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=90, check=False)
+    inherited = {k: v for k, v in os.environ.items() if k != "BACALAO_API_TOKEN"}
+    environment = {**inherited, **(env or {})}
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=90, check=False, env=environment
+    )
 
 
 def test_readme_quick_start_runs_a_real_wasm_job(tmp_path: Path) -> None:
@@ -53,10 +59,21 @@ def test_a_hybrid_node_from_serve_runs_a_job(tmp_path: Path) -> None:
     try:
         port = str(node.api_port)
         wait_until(lambda: node.compute_count() == 1, 30, message="the node's compute role")
-        ran = bacalao("--api-port", port, "wasm", "run", str(HELLO_WAT), "Hybrid", cwd=tmp_path)
+        # Its API asks for a token: the CLI sends BACALAO_API_TOKEN, or --api-token.
+        refused = bacalao("--api-port", port, "job", "list", cwd=tmp_path)
+        assert refused.returncode == 1
+        assert "needs an API token" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+        token = {"BACALAO_API_TOKEN": node.api_token}
+        wasm = ("wasm", "run", str(HELLO_WAT), "Hybrid")
+        ran = bacalao("--api-port", port, *wasm, cwd=tmp_path, env=token)
         assert ran.returncode == 0, ran.stderr + node.log()
         assert ran.stdout == "Hello, Hybrid!\n"
-        listed = bacalao("node", "list", "--output", "json", "--api-port", port, cwd=tmp_path)
+        flag = ("--api-token", node.api_token)
+        listed = bacalao(
+            *flag, "node", "list", "--output", "json", "--api-port", port, cwd=tmp_path
+        )
+        assert listed.returncode == 0, listed.stderr
         nodes = json.loads(listed.stdout)
         assert [item["Info"]["NodeType"] for item in nodes] == ["Hybrid"]
     finally:

@@ -7,6 +7,7 @@ import http.client
 import socket
 import tarfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -18,9 +19,11 @@ from typer.testing import CliRunner
 from cli.devstack import embedded
 from cli.main import create_app
 from cli.stack import NodeOptions, NodeProcess
+from compute.publishers.capability import ResultLinks
 from compute.publishers.local import LocalPublisher
 from compute.publishers.local_server import results_app
 from protocol.errors import ValidationError
+from protocol.identity import NodeIdentity
 from protocol.job import SpecConfig
 from protocol.results import download_result
 from requester.server import APIServer
@@ -43,17 +46,33 @@ def results(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A results folder and the base URL of a results server over it."""
-    folder = tmp_path / "published"
-    folder.mkdir()
-    server = APIServer(results_app(folder), "127.0.0.1", 0)
+LINKS = ResultLinks(NodeIdentity.generate().derive_key("results-server"))
+
+
+@contextmanager
+def results_server(folder: Path, links: ResultLinks | None) -> Iterator[str]:
+    folder.mkdir(exist_ok=True)
+    server = APIServer(results_app(folder, links), "127.0.0.1", 0)
     port = server.start()
     try:
-        yield folder, f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A results folder and the base URL of a results server over it that asks for no
+    capability (what is and is not served at all)."""
+    with results_server(tmp_path / "published", None) as base_url:
+        yield tmp_path / "published", base_url
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """The same, serving each result only through its capability URL, as nodes do."""
+    with results_server(tmp_path / "published", LINKS) as base_url:
+        yield tmp_path / "published", base_url
 
 
 def raw_get(base_url: str, path: str, method: str = "GET") -> int:
@@ -68,20 +87,23 @@ def raw_get(base_url: str, path: str, method: str = "GET") -> int:
 
 
 def test_published_archive_is_served_and_downloaded(
-    served: tuple[Path, str], results: Path, tmp_path: Path
+    guarded: tuple[Path, str], results: Path, tmp_path: Path
 ) -> None:
-    folder, base_url = served
-    spec = LocalPublisher(folder, base_url).publish(SpecConfig(type="local"), "j-1", "e-1", results)
-    assert spec == SpecConfig(type="urlDownload", params={"URL": f"{base_url}/e-1.tar.gz"})
+    folder, base_url = guarded
+    publisher = LocalPublisher(folder, base_url, LINKS)
+    spec = publisher.publish(SpecConfig(type="local"), "j-1", "e-1", results)
+    assert spec is not None
+    url = f"{base_url}/e-1.tar.gz?sig={LINKS.token('e-1.tar.gz')}"
+    assert spec == SpecConfig(type="urlDownload", params={"URL": url})
 
-    response = httpx.get(f"{base_url}/e-1.tar.gz")
+    response = httpx.get(url)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/gzip"
     assert int(response.headers["content-length"]) == (folder / "e-1.tar.gz").stat().st_size
-    head = httpx.head(f"{base_url}/e-1.tar.gz")
+    head = httpx.head(url)
     assert head.status_code == 200
     assert head.content == b""
-    ranged = httpx.get(f"{base_url}/e-1.tar.gz", headers={"Range": "bytes=0-1"})
+    ranged = httpx.get(url, headers={"Range": "bytes=0-1"})
     assert ranged.status_code == 206
     assert ranged.content == b"\x1f\x8b"
 
@@ -116,6 +138,43 @@ def test_results_server_serves_only_published_archives(
         assert raw_get(base_url, path) == 404, path
     for method in ["PUT", "POST", "DELETE"]:
         assert raw_get(base_url, "/missing.tar.gz", method) == 405, method
+
+
+def test_a_result_is_served_only_with_its_capability(
+    guarded: tuple[Path, str], results: Path
+) -> None:
+    folder, base_url = guarded
+    for execution_id in ("e-1", "e-2"):
+        LocalPublisher(folder, base_url, LINKS).publish(
+            SpecConfig(type="local"), "j-1", execution_id, results
+        )
+    other_node = ResultLinks(NodeIdentity.generate().derive_key("results-server"))
+    for query in [
+        "",
+        "?sig=",
+        "?sig=0123456789abcdef0123456789abcdef",
+        f"?sig={LINKS.token('e-2.tar.gz')}",  # another result's
+        f"?sig={other_node.token('e-1.tar.gz')}",  # another node's
+        f"?SIG={LINKS.token('e-1.tar.gz')}",
+    ]:
+        response = httpx.get(f"{base_url}/e-1.tar.gz{query}")
+        assert response.status_code == 403, query
+        assert b"\x1f\x8b" not in response.content
+    # Without the capability, whether a result exists is not told either.
+    assert httpx.get(f"{base_url}/e-9.tar.gz").status_code == 403
+    assert httpx.get(f"{base_url}/e-9.tar.gz?sig={LINKS.token('e-9.tar.gz')}").status_code == 404
+    assert httpx.get(f"{base_url}/e-2.tar.gz?sig={LINKS.token('e-2.tar.gz')}").status_code == 200
+
+
+def test_a_node_signs_the_same_links_after_a_restart(tmp_path: Path) -> None:
+    first = NodeIdentity.load_or_create(tmp_path / "node")
+    again = NodeIdentity.load_or_create(tmp_path / "node")
+    key = first.derive_key("results-server")
+    assert key == again.derive_key("results-server")
+    assert key != first.derive_key("something-else")
+    assert ResultLinks(key).token("e-1.tar.gz") == ResultLinks(
+        again.derive_key("results-server")
+    ).token("e-1.tar.gz")
 
 
 def results_of(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,13 +26,20 @@ class NodeProc:
     log_path: Path
     data_dir: Path
     api_port: int | None = None
+    api_token: str = field(default="", repr=False)  # its API asks for it
     _client: httpx.Client | None = field(default=None, repr=False)
 
     @property
-    def api(self) -> httpx.Client:
+    def api_url(self) -> str:
         assert self.api_port is not None, f"{self.name} has no API"
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def api(self) -> httpx.Client:
+        """A client of the node's API that sends its token."""
         if self._client is None:
-            self._client = httpx.Client(base_url=f"http://127.0.0.1:{self.api_port}", timeout=10)
+            headers = {"Authorization": f"Bearer {self.api_token}"} if self.api_token else {}
+            self._client = httpx.Client(base_url=self.api_url, timeout=10, headers=headers)
         return self._client
 
     def log(self) -> str:
@@ -85,6 +93,8 @@ def start_node(
     data_dir = tmp / "data"
     log_path = tmp / f"{name}.log"
     port = free_port() if api else 0
+    # Every requester started here asks for an API token, as a shared one should.
+    token = f"api-token-of-{name}-{secrets.token_hex(8)}" if api else ""
     args = [
         sys.executable,
         "-c",
@@ -106,12 +116,13 @@ def start_node(
         "5",
         "--local-publisher-port",
         "0",
+        *(("--api-token", token) if token else ()),
         *extra,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-    node = NodeProc(name, process, log_path, data_dir / name, port or None)
+    node = NodeProc(name, process, log_path, data_dir / name, port or None, token)
     if api:
 
         def up() -> bool:

@@ -120,7 +120,7 @@ def results_server_answers(node: NodeProcess) -> dict[str, tuple[int, bytes]]:
     port = urlparse(node.local_publisher_url).port
     answers = {}
     for base in [node.local_publisher_url, f"http://127.0.0.1:{port}"]:
-        response = httpx.get(f"{base}/e-1.tar.gz", timeout=10)
+        response = httpx.get(node.result_links.url(base, "e-1.tar.gz"), timeout=10)
         answers[base] = (response.status_code, response.content)
     return answers
 

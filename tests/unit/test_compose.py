@@ -56,3 +56,11 @@ def test_compute_nodes_find_the_requesters_cluster_token() -> None:
         assert "--insecure" not in spec["command"], name
         if spec is not requester:
             assert "requester" in spec["depends_on"], name
+
+
+def test_the_requester_api_asks_for_the_token_the_cli_sends() -> None:
+    # Its API listens on 0.0.0.0 in its container: without a token it would refuse to start.
+    services = node_services()
+    requester = next(s for s in services.values() if "requester" in s["command"])
+    assert requester["command"][requester["command"].index("--api-host") + 1] == "0.0.0.0"
+    assert requester["environment"]["BACALAO_API_TOKEN"].startswith("${BACALAO_API_TOKEN:?")

@@ -137,7 +137,8 @@ def test_a_compute_node_on_a_taken_default_results_port_serves_on_another(
         port = results_port(node)
         assert port != taken_defaults
         (node.folder / "results" / "e-1.tar.gz").write_bytes(b"archive")
-        response = httpx.get(f"{node.local_publisher_url}/e-1.tar.gz", timeout=10)
+        url = node.result_links.url(str(node.local_publisher_url), "e-1.tar.gz")
+        response = httpx.get(url, timeout=10)
         assert (response.status_code, response.content) == (200, b"archive")
         assert node.port_notices == (results_notice(taken_defaults, port),)
     finally:
@@ -169,7 +170,8 @@ def test_two_compute_nodes_started_alike_share_the_host(
         assert second.port_notices == (results_notice(default, results_port(second)),)
         for node in (first, second):
             (node.folder / "results" / "e-1.tar.gz").write_bytes(node.node_id.encode())
-            answer = httpx.get(f"{node.local_publisher_url}/e-1.tar.gz", timeout=10)
+            url = node.result_links.url(str(node.local_publisher_url), "e-1.tar.gz")
+            answer = httpx.get(url, timeout=10)
             assert answer.content == node.node_id.encode()
     finally:
         second.stop()
