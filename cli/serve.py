@@ -8,15 +8,17 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from protocol.errors import BacalaoError, ValidationError
 from protocol.labels import key_problem, value_problem
 from protocol.units import parse_bytes, parse_cpu
+from requester.limits import SubmissionLimits
 
 NODE_TYPES = {"requester", "compute"}
+_LIMITS = SubmissionLimits()  # the defaults
 
 Broker = Annotated[
     str,
@@ -122,6 +124,28 @@ ApiTokensFileOption = Annotated[
         help="File of API bearer tokens, one per line (# comments).",
     ),
 ]
+LIMITS_PANEL = "Job limits (0: none)"
+
+
+def _limit(flag: str, help_text: str) -> Any:
+    return typer.Option(flag, min=0, help=help_text, rich_help_panel=LIMITS_PANEL)
+
+
+MaxExecutionTimeout = Annotated[
+    int,
+    _limit(
+        "--max-execution-timeout",
+        "Seconds a job's ExecutionTimeout may be at most: the requester refuses a job asking "
+        "more, a compute node does not bid on one.",
+    ),
+]
+MaxCount = Annotated[int, _limit("--max-count", "Executions one job may ask for.")]
+MaxInlineBytes = Annotated[
+    int,
+    _limit("--max-inline-bytes", "Bytes of inline input data (data: URLs, as sent) per job."),
+]
+MaxInputs = Annotated[int, _limit("--max-inputs", "Input sources per task.")]
+MaxResultPaths = Annotated[int, _limit("--max-result-paths", "Result paths per task.")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
 DockerHost = Annotated[
     str | None,
@@ -313,6 +337,11 @@ def serve(
     insecure: InsecureOption = False,
     api_token: ApiTokenOption = None,
     api_tokens_file: ApiTokensFileOption = None,
+    max_execution_timeout: MaxExecutionTimeout = _LIMITS.max_execution_timeout_s,
+    max_count: MaxCount = _LIMITS.max_count,
+    max_inline_bytes: MaxInlineBytes = _LIMITS.max_inline_bytes,
+    max_inputs: MaxInputs = _LIMITS.max_inputs,
+    max_result_paths: MaxResultPaths = _LIMITS.max_result_paths,
     local_publisher_address: LocalPublisherAddress = "127.0.0.1",
     local_publisher_listen: LocalPublisherListen = None,
     local_publisher_port: Annotated[
@@ -365,6 +394,13 @@ def serve(
             allow_nodes=allow_nodes,
             insecure=insecure,
             api_tokens=api_tokens(api_token or (), api_tokens_file) if requester else (),
+            limits=SubmissionLimits(
+                max_execution_timeout_s=max_execution_timeout,
+                max_count=max_count,
+                max_inline_bytes=max_inline_bytes,
+                max_inputs=max_inputs,
+                max_result_paths=max_result_paths,
+            ),
             local_publisher_host=local_publisher_address,
             local_publisher_port=local_publisher_port,
             local_publisher_listen=local_publisher_listen,

@@ -43,6 +43,7 @@ from protocol.resources import Resources
 from protocol.transport import Bus, BusOptions
 from requester.api import create_app
 from requester.api_auth import check_exposure
+from requester.limits import SubmissionLimits
 from requester.orchestrator import Orchestrator, RequesterConfig
 from requester.scheduler import SchedulerConfig
 from requester.server import APIServer
@@ -102,6 +103,9 @@ class NodeOptions:
     # Bearer tokens the requester's API asks for; none: open, which only a loopback API may be
     # (unless insecure).
     api_tokens: tuple[str, ...] = ()
+    # What one job may ask (requester/limits.py); compute nodes bid only on jobs whose
+    # ExecutionTimeout is within the same limit.
+    limits: SubmissionLimits = field(default_factory=SubmissionLimits)
     local_publisher_host: str = "127.0.0.1"  # put in result URLs
     local_publisher_port: int | None = None  # None: DEFAULT_LOCAL_PUBLISHER_PORT, as api_port
     local_publisher_listen: str | None = None  # bound; None: local_publisher_host
@@ -198,6 +202,7 @@ class NodeProcess:
                     lost_execution_grace_s=options.lost_execution_grace_s,
                 ),
                 disconnect_after_s=options.disconnect_after_s,
+                limits=options.limits,
             )
             self.orchestrator = Orchestrator(self.info(), self.store, self.outbox, config)
             self.dispatcher.requester = self.orchestrator.handle
@@ -335,6 +340,7 @@ class NodeProcess:
                 reservation_ttl_s=options.reservation_ttl_s,
                 finished_memory_s=options.finished_memory_s,
                 data_locality=DataLocality.parse(options.data_locality),
+                max_execution_timeout_s=float(options.limits.max_execution_timeout_s),
             ),
             plugins,
             self.outbox,

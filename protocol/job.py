@@ -15,7 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from protocol.labels import key_problem, parse_integer, value_problem
 from protocol.resources import Resources
-from protocol.units import INT64_MAX, parse_bytes, parse_cpu, parse_gpu, shown_number
+from protocol.units import INT64_MAX, parse_bytes, parse_cpu, parse_gpu, shown, shown_number
 from protocol.wire import FieldValueError, WireInt, WireModel, is_stored
 
 JOB_TYPES = ("batch", "ops", "daemon", "service")
@@ -35,11 +35,26 @@ def _name_problem(value: str) -> str | None:
     return None
 
 
+# What Linux file systems take: a name (one path segment) of at most 255 bytes, a path of
+# at most 4096. A task's paths become folders on the compute node, so longer ones are refused
+# at submission instead of failing the run.
+NAME_MAX_BYTES = 255
+PATH_MAX_BYTES = 4096
+
+
 def _path_problem(value: str) -> str | None:
     if not value.startswith("/"):
-        return f"{value!r} must be an absolute path inside the task"
+        return f"{shown(value)} must be an absolute path inside the task"
     if "\x00" in value:
         return "must not contain a NUL character"
+    if len(value.encode()) > PATH_MAX_BYTES:
+        return f"is {len(value.encode())} bytes long, over the {PATH_MAX_BYTES}-byte path limit"
+    for segment in value.split("/"):
+        if len(segment.encode()) > NAME_MAX_BYTES:
+            return (
+                f"has a segment of {len(segment.encode())} bytes ({shown(segment)}), over the "
+                f"{NAME_MAX_BYTES}-byte limit of a file name"
+            )
     return None
 
 
@@ -87,7 +102,12 @@ class ResultPath(WireModel):
         if is_stored(info):
             return value
         if not value or "/" in value or "\x00" in value or value in reserved:
-            raise ValueError(f"{value!r} is not a usable result name")
+            raise ValueError(f"{shown(value)} is not a usable result name")
+        if len(value.encode()) > NAME_MAX_BYTES:
+            raise ValueError(
+                f"is {len(value.encode())} bytes long, over the {NAME_MAX_BYTES}-byte limit of "
+                "a folder name"
+            )
         return value
 
     @field_validator("path")

@@ -55,6 +55,7 @@ from requester.events import (
     RoomNews,
     Stop,
 )
+from requester.limits import SubmissionLimits, check_limits
 from requester.nodes import NodeTable
 from requester.planner import Held, Outbox, Planner
 from requester.room import Ledger, Room
@@ -88,6 +89,7 @@ class RequesterConfig:
     # After a restart, jobs already in the store wait this long for the compute nodes to
     # announce themselves again before "nobody can run it" is believed.
     settle_s: float = 15.0
+    limits: SubmissionLimits = field(default_factory=SubmissionLimits)
 
 
 @dataclass
@@ -146,6 +148,7 @@ class Orchestrator:
 
     def submit(self, job: Job) -> SubmitResult:
         warnings = validate_job(job)
+        check_limits(job, self._config.limits)
         job.id = new_job_id()
         job.name = job.name or job.id
         job.meta[REQUESTER_ID_META] = self._info.node_id

@@ -21,6 +21,7 @@ from cli.client import APIClient
 from cli.devstack import Devstack
 from cli.main import create_app
 from cli.stack import NodeProcess
+from requester.limits import SubmissionLimits
 from tests.support.services import free_port
 from tests.support.wait import wait_until
 
@@ -340,3 +341,34 @@ def test_node_labels_follow_the_rules_constraints_match_by(
     assert words in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "devstack").exists()
+
+
+@pytest.mark.timeout(60)
+def test_serve_flags_reach_the_job_limits_and_the_api_tokens(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    started: list[NodeProcess] = []
+
+    class RecordedNode(NodeProcess):
+        def start(self) -> None:
+            super().start()
+            started.append(self)
+
+    monkeypatch.setattr(cli.stack, "NodeProcess", RecordedNode)
+    monkeypatch.setattr(cli.serve, "_wait_for_signal", lambda: None)
+    monkeypatch.setattr(cli.serve, "setup_logging", lambda level: None)
+    monkeypatch.delenv("BACALAO_API_TOKEN", raising=False)
+    args = ["serve", "--node-type", "requester,compute", "--data-dir", str(tmp_path)]
+    args += ["--api-port", "0", "--local-publisher-port", "0"]
+    limits = ["--max-execution-timeout", "60", "--max-count", "2", "--max-inline-bytes", "0"]
+    limits += ["--max-inputs", "3", "--max-result-paths", "4"]
+    tokens = ["--api-token", "tok-the-first-api-token", "--api-token", "tok-the-second-token"]
+
+    result = CliRunner().invoke(create_app(), [*args, *limits, *tokens])
+
+    assert result.exit_code == 0, result.output
+    (node,) = started
+    assert node.options.limits == SubmissionLimits(60, 2, 0, 3, 4)
+    assert node.options.api_tokens == ("tok-the-first-api-token", "tok-the-second-token")
+    assert node.compute is not None
+    assert node.compute._config.max_execution_timeout_s == 60
