@@ -94,6 +94,7 @@ class NodeOptions:
     default_queue_timeout_s: float = 600.0
     reservation_ttl_s: float = 30.0
     lost_execution_grace_s: float = 10.0
+    queue_backoff_s: float = 1.0  # a job no bid came for waits this, doubling, up to 15x
     finished_memory_s: float = 30.0
     # Node identity (cli/security.py): the cluster token (None: the data dir's, or a new one
     # on a requester), an allow-list file, or no checks at all.
@@ -200,6 +201,8 @@ class NodeProcess:
                     bid_timeout_s=options.bid_timeout_s,
                     default_queue_timeout_s=options.default_queue_timeout_s,
                     lost_execution_grace_s=options.lost_execution_grace_s,
+                    queue_backoff_s=options.queue_backoff_s,
+                    queue_backoff_max_s=15 * options.queue_backoff_s,
                 ),
                 disconnect_after_s=options.disconnect_after_s,
                 limits=options.limits,
