@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from protocol.identity import KEY_FILE, NodeIdentity
 from tests.support.services import free_port
 from tests.support.wait import wait_until
 
@@ -41,6 +42,11 @@ class NodeProc:
             headers = {"Authorization": f"Bearer {self.api_token}"} if self.api_token else {}
             self._client = httpx.Client(base_url=self.api_url, timeout=10, headers=headers)
         return self._client
+
+    def node_id(self) -> str:
+        """The node's ID, from the key it made in its folder on its first start."""
+        seed = (self.data_dir / KEY_FILE).read_bytes()
+        return NodeIdentity(seed).node_id
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
