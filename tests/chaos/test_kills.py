@@ -31,6 +31,15 @@ def compute(tmp: Path, name: str, broker: str) -> NodeProc:
     )
 
 
+def start_cluster(tmp: Path, broker: str, nodes: list[NodeProc]) -> NodeProc:
+    """A requester and two compute nodes (10 slots each), all in ``nodes``."""
+    requester = start_node(tmp, "requester", broker, "requester", api=True)
+    nodes.append(requester)
+    nodes.extend(compute(tmp, f"compute-{n}", broker) for n in range(2))
+    wait_until(lambda: requester.compute_count() == 2, 30, message="2 compute nodes")
+    return requester
+
+
 def all_ended(requester: NodeProc, job_ids: list[str]) -> bool:
     return all(requester.job(job_id)["State"]["StateType"] in TERMINAL for job_id in job_ids)
 
@@ -38,10 +47,7 @@ def all_ended(requester: NodeProc, job_ids: list[str]) -> bool:
 def test_a_compute_node_killed_mid_run_its_jobs_run_elsewhere(
     tmp_path: Path, redis: RedisServer, nodes: list[NodeProc]
 ) -> None:
-    requester = start_node(tmp_path, "requester", redis.url, "requester", api=True)
-    nodes.append(requester)
-    nodes.extend(compute(tmp_path, f"compute-{n}", redis.url) for n in range(2))
-    wait_until(lambda: requester.compute_count() == 2, 30, message="2 compute nodes")
+    requester = start_cluster(tmp_path, redis.url, nodes)
     job_ids = [requester.submit(noop_job(sleep_s=2.0)) for _ in range(20)]
 
     def running_on() -> str | None:
@@ -78,10 +84,7 @@ def test_a_compute_node_killed_mid_run_its_jobs_run_elsewhere(
 def test_a_requester_killed_mid_stream_and_restarted_finishes_every_job_once(
     tmp_path: Path, redis: RedisServer, nodes: list[NodeProc]
 ) -> None:
-    requester = start_node(tmp_path, "requester", redis.url, "requester", api=True)
-    nodes.append(requester)
-    nodes.extend(compute(tmp_path, f"compute-{n}", redis.url) for n in range(2))
-    wait_until(lambda: requester.compute_count() == 2, 30, message="2 compute nodes")
+    requester = start_cluster(tmp_path, redis.url, nodes)
     # 100 one-second jobs on 2 x 10 slots: about 5 s of work, killed a little way in.
     job_ids = [requester.submit(noop_job(sleep_s=1.0)) for _ in range(100)]
 
