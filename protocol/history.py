@@ -8,9 +8,12 @@ between those strings and the Unix nanoseconds bacalao keeps everywhere else.
 from __future__ import annotations
 
 import enum
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from pydantic import Field
 
@@ -72,7 +75,23 @@ class JobHistory(WireModel):
         return parse_time_ns(self.time)
 
 
-def job_entry(
+class HistoryRow(NamedTuple):
+    """One history entry as the job store keeps it: its columns, and its JSON as the API
+    shows it (the same :class:`JobHistory`, written without building the model: a job
+    writes half a dozen of these, on the scheduler's own thread)."""
+
+    job_id: str
+    execution_id: str
+    node_id: str
+    type: JobHistoryType
+    time_ns: int
+    json: str
+
+    def entry(self) -> JobHistory:
+        return JobHistory.model_validate_json(self.json)
+
+
+def job_row(
     job_id: str,
     previous: JobStateType,
     new: JobStateType,
@@ -82,57 +101,80 @@ def job_entry(
     comment: str,
     topic: str = TOPIC_JOB_STATE,
     details: Mapping[str, str] | None = None,
-) -> JobHistory:
-    """A JobLevel entry: the job went from ``previous`` to ``new`` (which may be equal)."""
-    return JobHistory(
-        type=JobHistoryType.JOB_LEVEL,
-        job_id=job_id,
-        job_state=JobStateChange(previous=previous, new=new),
-        new_revision=revision,
-        comment=comment,
-        time=format_time_ns(time_ns),
-        event=_event(comment, topic, time_ns, details),
-    )
+) -> HistoryRow:
+    """A JobLevel entry, as the row the store writes: the job went from ``previous`` to ``new``
+    (which may be equal)."""
+    time = format_time_ns(time_ns)
+    body = {
+        "Type": JobHistoryType.JOB_LEVEL.value,
+        "JobID": job_id,
+        "ExecutionID": "",
+        "NodeID": "",
+        "JobState": {"Previous": previous.value, "New": new.value},
+        "ExecutionState": None,
+        "NewRevision": revision,
+        "Comment": comment,
+        "Time": time,
+        "Event": _event_body(comment, topic, time, details),
+    }
+    return HistoryRow(job_id, "", "", JobHistoryType.JOB_LEVEL, time_ns, _dumps(body))
 
 
-def execution_entry(
+def execution_row(
     execution: Execution, previous: ExecutionStateType, *, time_ns: int, comment: str
-) -> JobHistory:
-    """An ExecutionLevel entry for ``execution`` as it is now, coming from ``previous``."""
+) -> HistoryRow:
+    """An ExecutionLevel entry for ``execution`` as it is now, coming from ``previous``, as the row
+    the store writes."""
+    time = format_time_ns(time_ns)
+    state = execution.compute_state.state_type
     details = {
         **execution.compute_state.details,
         "DesiredState": execution.desired_state.state_type.label,
     }
-    return JobHistory(
-        type=JobHistoryType.EXECUTION_LEVEL,
-        job_id=execution.job_id,
-        execution_id=execution.id,
-        node_id=execution.node_id,
-        execution_state=ExecutionStateChange(previous=previous, new=execution.state),
-        new_revision=execution.revision,
-        comment=comment,
-        time=format_time_ns(time_ns),
-        event=_event(
-            comment or f"Execution {execution.state.label}", TOPIC_EXECUTION, time_ns, details
-        ),
+    body = {
+        "Type": JobHistoryType.EXECUTION_LEVEL.value,
+        "JobID": execution.job_id,
+        "ExecutionID": execution.id,
+        "NodeID": execution.node_id,
+        "JobState": None,
+        "ExecutionState": {"Previous": int(previous), "New": int(state)},
+        "NewRevision": execution.revision,
+        "Comment": comment,
+        "Time": time,
+        "Event": _event_body(comment or f"Execution {state.label}", TOPIC_EXECUTION, time, details),
+    }
+    return HistoryRow(
+        execution.job_id,
+        execution.id,
+        execution.node_id,
+        JobHistoryType.EXECUTION_LEVEL,
+        time_ns,
+        _dumps(body),
     )
 
 
-def _event(message: str, topic: str, time_ns: int, details: Mapping[str, str] | None) -> Event:
-    return Event(
-        message=message,
-        topic=topic,
-        timestamp=format_time_ns(time_ns),
-        details=dict(details or {}),
-    )
+def _event_body(
+    message: str, topic: str, time: str, details: Mapping[str, str] | None
+) -> dict[str, Any]:
+    return {"Message": message, "Topic": topic, "Timestamp": time, "Details": dict(details or {})}
+
+
+def _dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
 def format_time_ns(time_ns: int) -> str:
     """Unix nanoseconds -> ``2024-05-01T12:00:00.123456789Z`` (Go's RFC3339Nano, UTC)."""
     seconds, nanos = divmod(time_ns, _NS_PER_S)
-    base = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    base = _second(seconds)
     fraction = f".{nanos:09d}".rstrip("0") if nanos else ""
     return f"{base}{fraction}Z"
+
+
+@lru_cache(maxsize=64)
+def _second(seconds: int) -> str:
+    """The whole-second part: the entries of a busy second share it."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_time_ns(text: str) -> int:

@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -24,8 +24,8 @@ from protocol.history import (
     TOPIC_SUBMISSION,
     JobHistory,
     JobHistoryType,
-    execution_entry,
-    job_entry,
+    execution_row,
+    job_row,
 )
 from protocol.ids import now_ns
 from protocol.job import Job, JobState, JobStateType, LabelSelectorRequirement, SpecConfig
@@ -118,7 +118,7 @@ class JobStore:
                 }
             )
             sql.insert_job(conn, stored)
-            entry = job_entry(
+            entry = job_row(
                 stored.id,
                 JobStateType.UNDEFINED,
                 JobStateType.PENDING,
@@ -128,7 +128,7 @@ class JobStore:
                 topic=TOPIC_SUBMISSION,
                 details={"EvaluationID": evaluation_id} if evaluation_id else None,
             )
-            sql.insert_history(conn, entry, time_ns=now)
+            sql.insert_history(conn, entry)
             self._cache.put_job(stored, [])
         # the orchestrator logs the submission at INFO; this is the store's detail of it
         log.debug("event=job_created job_id=%s namespace=%s", stored.id, stored.namespace)
@@ -223,6 +223,18 @@ class JobStore:
             ).fetchall()
         return [Job.model_validate_json(row[0], context=STORED) for row in rows]
 
+    def job_ids(self, states: Iterable[JobStateType] = ACTIVE_JOB_STATES) -> list[str]:
+        """IDs of the jobs in ``states`` (by default, those not ended), oldest first: what
+        :meth:`active_jobs` finds, without reading a job."""
+        wanted = tuple(state.value for state in states)
+        marks = ", ".join("?" * len(wanted))
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT id FROM jobs WHERE state IN ({marks}) ORDER BY created_ns, id",  # noqa: S608
+                wanted,
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def update_job_state(
         self,
         job_id: str,
@@ -254,7 +266,7 @@ class JobStore:
             sql.update_job(conn, updated)
             self._cache.put_job(updated)
             if not same_state or old.message != message:
-                entry = job_entry(
+                entry = job_row(
                     job_id,
                     old.state_type,
                     state,
@@ -263,7 +275,7 @@ class JobStore:
                     comment=message,
                     details=new_details,
                 )
-                sql.insert_history(conn, entry, time_ns=now)
+                sql.insert_history(conn, entry)
         log.info(
             "event=job_state job_id=%s from=%s to=%s revision=%d message=%r",
             job_id, old.state_type.value, state.value, updated.revision, message,
@@ -288,10 +300,10 @@ class JobStore:
                 update={"revision": 1, "create_time": now, "modify_time": now}, deep=True
             )
             sql.insert_execution(conn, stored)
-            entry = execution_entry(
+            entry = execution_row(
                 stored, ExecutionStateType.UNDEFINED, time_ns=now, comment="Execution created"
             )
-            sql.insert_history(conn, entry, time_ns=now)
+            sql.insert_history(conn, entry)
             self._cache.put_execution(stored)
         log.debug(
             "event=execution_created execution_id=%s job_id=%s node_id=%s state=%s",
@@ -392,8 +404,8 @@ class JobStore:
                 changes["published_result"] = published_result
             updated = current.model_copy(update=changes)
             sql.update_execution(conn, updated)
-            entry = execution_entry(updated, old, time_ns=now, comment=message)
-            sql.insert_history(conn, entry, time_ns=now)
+            entry = execution_row(updated, old, time_ns=now, comment=message)
+            sql.insert_history(conn, entry)
             self._cache.put_execution(updated)
         if updated.state.terminal and not old.terminal:
             for listener in self._ended_listeners:

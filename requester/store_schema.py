@@ -17,7 +17,7 @@ from pathlib import Path
 
 from protocol.errors import BacalaoError, ValidationError
 from protocol.execution import Execution
-from protocol.history import JobHistory
+from protocol.history import HistoryRow
 from protocol.job import Job
 
 log = logging.getLogger("bacalao.store")
@@ -209,16 +209,12 @@ def update_execution(conn: sqlite3.Connection, execution: Execution) -> None:
     )  # fmt: skip
 
 
-def insert_history(
-    conn: sqlite3.Connection, entry: JobHistory, *, time_ns: int | None = None
-) -> None:
-    """Append ``entry``; ``time_ns``, when the caller has it, is ``entry.time`` unparsed."""
+def insert_history(conn: sqlite3.Connection, row: HistoryRow) -> None:
     conn.execute(
         "INSERT INTO history (job_id, execution_id, node_id, type, time_ns, json)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (entry.job_id, entry.execution_id, entry.node_id, entry.type.value,
-         entry.time_ns if time_ns is None else time_ns, entry.model_dump_json(by_alias=True)),
-    )  # fmt: skip
+        (row.job_id, row.execution_id, row.node_id, row.type.value, row.time_ns, row.json),
+    )
 
 
 def _execution_json(execution: Execution) -> str:

@@ -23,7 +23,7 @@ from cli.errors import WaitTimeoutError
 from cli.main import create_app, main
 from cli.wait import wait_for_job
 from protocol.execution import ComputeState, Execution, RunCommandResult
-from protocol.history import job_entry
+from protocol.history import job_row
 from protocol.job import Job, JobState, JobStateType
 from protocol.node import ComputeNodeInfo, NodeInfo, NodeState
 from protocol.states import ExecutionStateType
@@ -108,14 +108,14 @@ class FakeRequester:
         if sub == "/results":
             return httpx.Response(200, json={"Items": self.results, "NextToken": ""})
         if sub == "/history":
-            entry = job_entry(
+            entry = job_row(
                 JOB_ID,
                 JobStateType.PENDING,
                 JobStateType.RUNNING,
                 revision=2,
                 time_ns=1_700_000_000_000_000_000,
                 comment="bids accepted",
-            )
+            ).entry()
             return httpx.Response(200, json={"Items": [entry.to_wire()], "NextToken": ""})
         job = self.job()
         self.job_gets += 1

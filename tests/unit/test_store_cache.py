@@ -12,7 +12,7 @@ import pytest
 
 from protocol.errors import StateTransitionError
 from protocol.execution import ComputeState, Execution, RunCommandResult
-from protocol.history import JobHistory
+from protocol.history import HistoryRow
 from protocol.ids import new_execution_id
 from protocol.job import Job, JobStateType
 from protocol.states import ExecutionDesiredStateType, ExecutionStateType
@@ -122,12 +122,10 @@ def test_a_change_that_fails_inside_a_batch_is_undone_and_the_rest_kept(
     execution = store.create_execution(make_execution(job.id))
     real_insert = store_schema.insert_history
 
-    def failing_for_jobs(
-        conn: sqlite3.Connection, entry: JobHistory, time_ns: int | None = None
-    ) -> None:
-        if entry.execution_id == "":
+    def failing_for_jobs(conn: sqlite3.Connection, row: HistoryRow) -> None:
+        if row.execution_id == "":
             raise OSError("disk full")  # the job's history entry, after its row was written
-        real_insert(conn, entry, time_ns=time_ns)
+        real_insert(conn, row)
 
     monkeypatch.setattr(store_schema, "insert_history", failing_for_jobs)
     with store.batch():
