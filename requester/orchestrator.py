@@ -136,6 +136,7 @@ class Orchestrator:
         self._thread: threading.Thread | None = None
         self._worker: int | None = None
         self._started_ns = 0
+        self._from_before: set[str] = set()  # jobs not ended at start, while settling
         self._passes = 0
         self._evaluations = 0
         store.on_execution_ended(self._ended)
@@ -201,8 +202,10 @@ class Orchestrator:
 
     def start(self) -> None:
         self._started_ns = now_ns()
-        for job in self._store.active_jobs():
-            self._events.put(Evaluate(job.id))
+        resumed = self._store.job_ids()
+        self._from_before = set(resumed)
+        for job_id in resumed:
+            self._events.put(Evaluate(job_id))
         self._thread = threading.Thread(target=self._run, name="orchestrator", daemon=True)
         self._thread.start()
 
@@ -249,7 +252,7 @@ class Orchestrator:
                 for node_id in lost:
                     self._ledger.forget_node(node_id)
                 if lost:
-                    due.update(dict.fromkeys(job.id for job in self._store.active_jobs()))
+                    due.update(dict.fromkeys(self._store.job_ids()))
             if time.monotonic() - last_audit >= self._config.audit_s:
                 last_audit = time.monotonic()
                 due.update(dict.fromkeys(sorted(self._jobs_with_disowned_executions())))
@@ -336,10 +339,21 @@ class Orchestrator:
 
     def _queued_jobs(self, everything: bool) -> Iterable[str]:
         """Jobs a change of nodes may unblock: every queued job when the set of nodes
-        changed; while settling after a start, those from before it (see ``_settling``)."""
-        for job in self._store.active_jobs():
-            if (everything and job.state.state_type == JobStateType.QUEUED) or self._settling(job):
-                yield job.id
+        changed; while settling after a start, those from before it, or every job not ended
+        while no compute node has spoken (see ``_settling``). Read as IDs: a backlog of
+        thousands must not be parsed on every pass."""
+        if everything:
+            yield from self._store.job_ids((JobStateType.QUEUED,))
+        if now_ns() >= self._settle_until_ns():
+            self._from_before = set()
+            return
+        if not any(node.is_compute for node in self.node_table.connected()):
+            yield from self._store.job_ids()
+            return
+        if self._from_before:
+            still = self._store.job_ids()
+            self._from_before.intersection_update(still)
+            yield from (job_id for job_id in still if job_id in self._from_before)
 
     def _evaluate_all(self, jobs: list[str]) -> None:
         for start in range(0, len(jobs), PASS_CHUNK):

@@ -215,6 +215,8 @@ def test_active_jobs_are_the_unfinished_ones_oldest_first(store: JobStore) -> No
     store.update_job_state(jobs[2].id, J.RUNNING)
     store.update_job_state(jobs[3].id, J.STOPPED)
     assert [job.id for job in store.active_jobs()] == [jobs[1].id, jobs[2].id, jobs[4].id]
+    assert store.job_ids() == [jobs[1].id, jobs[2].id, jobs[4].id]
+    assert store.job_ids((J.QUEUED, J.FAILED)) == [jobs[0].id, jobs[1].id]
 
 
 # -- executions ---------------------------------------------------------------------------------
