@@ -12,6 +12,8 @@ engine ran it:
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -107,6 +109,78 @@ class RunControl:
         raise RuntimeError(f"execution {self.execution_id} was not stopped")
 
 
+class Deadlines:
+    """One thread that calls each callback when its time comes, for every run of a node: a
+    timer thread per run would cost a thread start (and a thread) per execution.
+
+    :meth:`call_at` returns a handle for :meth:`cancel`; a callback runs on a thread of its
+    own, and one that raises is logged. The watching thread starts with the first deadline
+    and lives as long as the process (daemon)."""
+
+    def __init__(self, name: str = "deadlines") -> None:
+        self._name = name
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._due: dict[int, Callable[[], object]] = {}
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> int:
+        """Call ``callback`` at ``when`` (``time.monotonic()`` seconds)."""
+        with self._cond:
+            handle = next(self._ids)
+            self._due[handle] = callback
+            heapq.heappush(self._heap, (when, handle))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            if self._heap[0][1] == handle:
+                self._cond.notify()
+            return handle
+
+    def cancel(self, handle: int) -> None:
+        with self._cond:
+            self._due.pop(handle, None)  # its heap entry is skipped when it comes up
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._due)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][1] not in self._due:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    when, handle = self._heap[0]
+                    wait_s = when - time.monotonic()
+                    if wait_s <= 0:
+                        heapq.heappop(self._heap)
+                        callback = self._due.pop(handle)
+                        break
+                    self._cond.wait(wait_s)
+            # On a thread of its own: a stop hook may block (a container engine slow to
+            # kill), and must not hold back the deadlines after it. Runs that time out are
+            # few; it is the runs that end in time that must not cost a thread.
+            threading.Thread(
+                target=self._call, args=(callback,), name=self._name, daemon=True
+            ).start()
+
+    @staticmethod
+    def _call(callback: Callable[[], object]) -> None:
+        try:
+            callback()
+        except Exception:
+            log.exception("event=deadline_callback_failed")
+
+
+DEADLINES = Deadlines()
+"""The process's deadline thread, shared by every executor's runs."""
+
+
 class RunControls:
     """The running executions of one executor, so that ``cancel(execution_id)`` reaches them.
 
@@ -127,8 +201,9 @@ class RunControls:
     def track(
         self, execution_id: str, timeout_s: float, *, watchdog: bool = True
     ) -> Iterator[RunControl]:
-        """Register a run for its duration. With ``watchdog``, a timer throws the switch at
-        the deadline; without, the run must call :meth:`RunControl.wait` to notice it."""
+        """Register a run for its duration. With ``watchdog``, :data:`DEADLINES` throws the
+        switch at the deadline; without, the run must call :meth:`RunControl.wait` to notice
+        it."""
         control = RunControl(execution_id, timeout_s)
         with self._lock:
             if execution_id in self._runs:
@@ -139,17 +214,16 @@ class RunControls:
                 del self._early_cancels[execution_id]
         if cancelled_early:
             control.stop(StopReason.CANCELLED)
-        timer: threading.Timer | None = None
+        timer: int | None = None
         if watchdog and timeout_s > 0:
-            timer = threading.Timer(timeout_s, control.stop, args=(StopReason.TIMEOUT,))
-            timer.name = f"deadline-{execution_id}"
-            timer.daemon = True
-            timer.start()
+            timer = DEADLINES.call_at(
+                time.monotonic() + timeout_s, lambda: control.stop(StopReason.TIMEOUT)
+            )
         try:
             yield control
         finally:
             if timer is not None:
-                timer.cancel()
+                DEADLINES.cancel(timer)
             with self._lock:
                 self._runs.pop(execution_id, None)
 
