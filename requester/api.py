@@ -14,9 +14,10 @@ BuildVersionInfo fields inline (as Bacalhau embeds them) beside ``NodeInfo``/``V
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -46,8 +47,23 @@ JOBS = "/api/v1/orchestrator/jobs"
 NODES = "/api/v1/orchestrator/nodes"
 AGENT = "/api/v1/agent"
 
+P = ParamSpec("P")
+
 Text = Annotated[str | None, Query()]
 Texts = Annotated[list[str] | None, Query()]
+
+
+def answers_json(handler: Callable[P, dict[str, Any]]) -> Callable[P, JSONResponse]:
+    """Encode the handler's body with ``json`` directly. A dict returned to FastAPI goes
+    through ``jsonable_encoder`` first, which cost more than the rest of a list request
+    together (12 of 20 ms for a page of 100 jobs); these bodies are JSON-ready already
+    (``to_wire()``). FastAPI reads the handler's parameters through ``__wrapped__``."""
+
+    @functools.wraps(handler)
+    def encoded(*args: P.args, **kwargs: P.kwargs) -> JSONResponse:
+        return JSONResponse(handler(*args, **kwargs))
+
+    return encoded
 
 
 def create_app(service: OrchestratorService, tokens: Sequence[str] = ()) -> FastAPI:
@@ -94,6 +110,7 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
         return await submit(request)
 
     @router.get(JOBS, response_model=None)
+    @answers_json
     def list_jobs(
         namespace: Text = None,
         limit: Text = None,
@@ -113,6 +130,7 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
         return listing((job.to_wire() for job in jobs), token)
 
     @router.get(JOBS + "/{job_id}", response_model=None)
+    @answers_json
     def get_job(job_id: str, include: Texts = None, limit: Text = None) -> dict[str, Any]:
         job = service.store.get_job(job_id)
         wanted = parse_include(include or [])
@@ -127,11 +145,13 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
         return body
 
     @router.delete(JOBS + "/{job_id}", response_model=None)
+    @answers_json
     def stop_job(job_id: str, reason: Text = None) -> dict[str, Any]:
         job = service.store.get_job(job_id)
         return {"EvaluationID": service.stop(job.id, reason or "")}
 
     @router.get(JOBS + "/{job_id}/executions", response_model=None)
+    @answers_json
     def job_executions(
         job_id: str,
         order_by: Text = None,
@@ -147,6 +167,7 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
         return listing((run.to_wire() for run in runs), token)
 
     @router.get(JOBS + "/{job_id}/history", response_model=None)
+    @answers_json
     def job_history(
         job_id: str,
         since: Text = None,
@@ -168,6 +189,7 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
         return listing((entry.to_wire() for entry in shown), token)
 
     @router.get(JOBS + "/{job_id}/results", response_model=None)
+    @answers_json
     def job_results(job_id: str) -> dict[str, Any]:
         job = service.store.get_job(job_id)
         results = [
@@ -184,6 +206,7 @@ def _nodes_router(service: OrchestratorService) -> APIRouter:
     router = APIRouter()
 
     @router.get(NODES, response_model=None)
+    @answers_json
     def list_nodes(
         request: Request,
         limit: Text = None,
@@ -209,6 +232,7 @@ def _nodes_router(service: OrchestratorService) -> APIRouter:
         return {"Nodes": items, "NextToken": token, "nodes": items}
 
     @router.get(NODES + "/{node_id}", response_model=None)
+    @answers_json
     def get_node(node_id: str) -> dict[str, Any]:
         state = find_node(service.nodes(), node_id).to_wire()
         return {"Node": state, "node": state}
@@ -220,25 +244,30 @@ def _agent_router(service: OrchestratorService) -> APIRouter:
     router = APIRouter()
 
     @router.get(AGENT + "/alive", response_model=None)
+    @answers_json
     def alive() -> dict[str, Any]:
         return {"Status": "OK"}
 
     @router.get(AGENT + "/version", response_model=None)
+    @answers_json
     def version() -> dict[str, Any]:
         info = service.self_info().bacalhau_version.to_wire()
         return {**info, "Version": info}
 
     @router.get(AGENT + "/node", response_model=None)
+    @answers_json
     def node() -> dict[str, Any]:
         info = service.self_info().to_wire()
         return {**info, "NodeInfo": info}
 
     @router.get(AGENT + "/debug", response_model=None)
+    @answers_json
     def debug() -> dict[str, Any]:
         """Counters for benchmarks and operators: store transactions, messages, queues."""
         return service.debug()
 
     @router.get("/api/v1/healthz", response_model=None)
+    @answers_json
     def healthz() -> dict[str, Any]:
         return {"Status": "OK"}
 
