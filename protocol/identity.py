@@ -22,6 +22,7 @@ KEY_FILE = "node.key"
 SEED_BYTES = 32
 
 
+@lru_cache(maxsize=4096)  # every message names its sender's key: hash each key once
 def node_id_for(public_key: bytes) -> str:
     """The node ID of ``public_key`` (raw 32 bytes): ``n-`` and a UUID-shaped digest."""
     digest = hashlib.sha256(b"bacalao-node-id\x00" + public_key).digest()
