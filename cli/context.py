@@ -2,7 +2,7 @@
 
 The root callback puts a :class:`Settings` on the click context; commands take it with
 :func:`settings` and open a client with :meth:`Settings.client`, letting their own
-``--api-host/--api-port`` win over the ones given before the command name.
+``--api-host/--api-port/--api-token`` win over the ones given before the command name.
 """
 
 from __future__ import annotations
@@ -29,6 +29,16 @@ ApiHostOption = Annotated[
         rich_help_panel=CONNECTION_PANEL,
     ),
 ]
+ApiTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-token",
+        help="Bearer token for a requester that asks for one. Overrides the value given "
+        "before the command and BACALAO_API_TOKEN.",
+        show_default=False,
+        rich_help_panel=CONNECTION_PANEL,
+    ),
+]
 ApiPortOption = Annotated[
     int | None,
     typer.Option(
@@ -51,9 +61,14 @@ class Settings:
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     api_token: str | None = None
 
-    def client(self, api_host: str | None = None, api_port: int | None = None) -> APIClient:
+    def client(
+        self,
+        api_host: str | None = None,
+        api_port: int | None = None,
+        api_token: str | None = None,
+    ) -> APIClient:
         client = self.client_factory(api_host or self.api_host, api_port or self.api_port)
-        client.authenticate(self.api_token)
+        client.authenticate(api_token or self.api_token)
         return client
 
 

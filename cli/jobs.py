@@ -12,7 +12,7 @@ from rich.console import RenderableType
 from rich.text import Text
 
 from cli.client import APIClient
-from cli.context import ApiHostOption, ApiPortOption, settings
+from cli.context import ApiHostOption, ApiPortOption, ApiTokenOption, settings
 from cli.errors import CLIError
 from cli.jobspec import load_job
 from cli.options import ShowFlags, SubmitFlags, with_flag_groups
@@ -204,9 +204,10 @@ def stop(
     ] = "",
     api_host: ApiHostOption = None,
     api_port: ApiPortOption = None,
+    api_token: ApiTokenOption = None,
 ) -> None:
     """Stop a job: its running executions are cancelled and it ends as Stopped."""
-    with settings(ctx).client(api_host, api_port) as client:
+    with settings(ctx).client(api_host, api_port, api_token) as client:
         evaluation_id = client.stop_job(job_id, reason)
     suffix = f" (evaluation {evaluation_id})" if evaluation_id else ""
     write_stdout(f"Stopping job {job_id}{suffix}\n")
@@ -226,13 +227,14 @@ def logs(
     ] = None,
     api_host: ApiHostOption = None,
     api_port: ApiPortOption = None,
+    api_token: ApiTokenOption = None,
 ) -> None:
     """Print what a job's program wrote: its stdout on stdout, its stderr on stderr.
 
     Output is captured when an execution ends (up to the node's truncation limit); an
     execution still running has none to show yet.
     """
-    with settings(ctx).client(api_host, api_port) as client:
+    with settings(ctx).client(api_host, api_port, api_token) as client:
         found = client.executions(job_id)
     execution: Execution | None
     if execution_id is not None:
@@ -289,8 +291,9 @@ def get(
     ] = None,
     api_host: ApiHostOption = None,
     api_port: ApiPortOption = None,
+    api_token: ApiTokenOption = None,
 ) -> None:
-    with settings(ctx).client(api_host, api_port) as client:
+    with settings(ctx).client(api_host, api_port, api_token) as client:
         written = fetch_results(client, job_id, output_dir, ipfs_api=ipfs_connect)
     write_stdout(f"Results for job {job_id} are in {written}\n")
 

@@ -32,6 +32,7 @@ from cli.context import (
     DEFAULT_POLL_INTERVAL_S,
     ApiHostOption,
     ApiPortOption,
+    ApiTokenOption,
     ClientFactory,
     Settings,
     settings,
@@ -134,13 +135,14 @@ def version(
     output: OutputOption = OutputFormat.TABLE,
     api_host: ApiHostOption = None,
     api_port: ApiPortOption = None,
+    api_token: ApiTokenOption = None,
 ) -> None:
     """Show the version of this client and, when it answers, of the requester."""
     client_version = BuildVersionInfo()
     server: BuildVersionInfo | None = None
     problem = ""
     try:
-        with settings(ctx).client(api_host, api_port) as client:
+        with settings(ctx).client(api_host, api_port, api_token) as client:
             server = client.version()
     except APIError as exc:
         problem = exc.message

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.context import ApiHostOption, ApiPortOption, settings
+from cli.context import ApiHostOption, ApiPortOption, ApiTokenOption, settings
 from cli.options import ShowFlags, with_flag_groups
 from cli.output import OutputFormat, OutputOption, emit
 from cli.tables import node_overview, nodes_table
@@ -34,8 +34,9 @@ def describe(
     output: OutputOption = OutputFormat.TABLE,
     api_host: ApiHostOption = None,
     api_port: ApiPortOption = None,
+    api_token: ApiTokenOption = None,
 ) -> None:
     """Show one node: its labels, engines, publishers, storage and capacity."""
-    with settings(ctx).client(api_host, api_port) as client:
+    with settings(ctx).client(api_host, api_port, api_token) as client:
         node = client.node(node_id)
     emit(output, node.to_wire, lambda: node_overview(node))

@@ -26,7 +26,7 @@ import typer
 from rich.console import RenderableType
 
 from cli.client import APIClient
-from cli.context import CONNECTION_PANEL, ApiHostOption, ApiPortOption, settings
+from cli.context import CONNECTION_PANEL, ApiHostOption, ApiPortOption, ApiTokenOption, settings
 from cli.jobspec import DEFAULT_PUBLISHER
 from cli.output import OutputFormat, OutputOption, WideOption, emit
 from cli.wait import DEFAULT_WAIT_TIMEOUT_S
@@ -204,6 +204,7 @@ class SubmitFlags:
     ] = False
     api_host: ApiHostOption = None
     api_port: ApiPortOption = None
+    api_token: ApiTokenOption = None
     embedded: Annotated[
         bool,
         typer.Option(
@@ -223,9 +224,10 @@ class ShowFlags:
     wide: WideOption = False
     api_host: ApiHostOption = None
     api_port: ApiPortOption = None
+    api_token: ApiTokenOption = None
 
     def client(self, ctx: typer.Context) -> APIClient:
-        return settings(ctx).client(self.api_host, self.api_port)
+        return settings(ctx).client(self.api_host, self.api_port, self.api_token)
 
     def show_items(
         self, items: Sequence[W], table: Callable[[Sequence[W], bool], RenderableType]

@@ -48,7 +48,7 @@ def run_job(ctx: typer.Context, built: BuiltJob, flags: SubmitFlags) -> None:
 
             stack = resources.enter_context(embedded(compute_nodes=EMBEDDED_COMPUTE_NODES))
             api_host, api_port = "127.0.0.1", stack.api_port
-        client = resources.enter_context(shared.client(api_host, api_port))
+        client = resources.enter_context(shared.client(api_host, api_port, flags.api_token))
         code = submit(client, built, options)
     if code:
         raise typer.Exit(code)

@@ -76,6 +76,14 @@ def test_a_hybrid_node_from_serve_runs_a_job(tmp_path: Path) -> None:
         assert listed.returncode == 0, listed.stderr
         nodes = json.loads(listed.stdout)
         assert [item["Info"]["NodeType"] for item in nodes] == ["Hybrid"]
+        # A token given after the command wins over BACALAO_API_TOKEN and the root flag.
+        wrong = {"BACALAO_API_TOKEN": "tok-of-another-cluster"}
+        stale = bacalao("--api-port", port, "job", "list", cwd=tmp_path, env=wrong)
+        assert stale.returncode == 1
+        assert "Traceback" not in stale.stderr
+        own = ("job", "list", "--api-token", node.api_token)
+        chosen = bacalao("--api-port", port, "--api-token", "tok-x", *own, cwd=tmp_path, env=wrong)
+        assert chosen.returncode == 0, chosen.stderr
     finally:
         node.stop()
     assert node.process.returncode == 0, node.log()  # Ctrl-C/SIGTERM: a clean stop
