@@ -1,9 +1,10 @@
 """How a node proves who it is and decides whom to listen to, from its options.
 
-Secure by default: the node signs every message with its key, and accepts only signed
-messages from admitted nodes (the cluster token's holders, or an allow-list). Without a
-token, a requester makes one on its first start and keeps it in the data dir (nodes sharing
-that data dir find it there); another host's nodes are given it with ``--cluster-token``.
+Secure by default: the node signs every message with its key (and seals a message to one
+node so that only that node can read it), and accepts only signed or sealed messages from
+admitted nodes (the cluster token's holders, or an allow-list). Without a token, a requester
+makes one on its first start and keeps it in the data dir (nodes sharing that data dir find
+it there); another host's nodes are given it with ``--cluster-token``.
 ``insecure`` turns all of it off.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from protocol.admission import Admission, AllowList, AnyOf, ClusterToken, generate_token
 from protocol.errors import ValidationError
 from protocol.identity import NodeIdentity
+from protocol.sealing import Agreement
 from protocol.signing import ReplayGuard, Signer, Verifier
 
 TOKEN_FILE = "cluster.token"  # noqa: S105 (a file name)
@@ -90,4 +92,6 @@ def security_for(
         rules.append(AllowList.from_file(allow_nodes))
     credential = cluster.credential(identity.public_key) if cluster is not None else b""
     replay = ReplayGuard(replay_window_s) if replay_window_s is not None else ReplayGuard()
-    return Security(Signer(identity, credential), Verifier(AnyOf(rules), replay), token, notice)
+    agreement = Agreement(identity)  # direct messages are sealed to their recipient
+    signer = Signer(identity, credential, agreement)
+    return Security(signer, Verifier(AnyOf(rules), replay, agreement), token, notice)

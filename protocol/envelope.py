@@ -1,7 +1,8 @@
 """The versioned envelope every bprotocol message travels in, and its JSON codec.
 
 ``{Version, Type, ID, Sender, SentAt, Payload}``, framed and signed by the sender's key when
-the node has one (:mod:`protocol.signing`). Decoding never raises anything but
+the node has one (:mod:`protocol.signing`), or sealed to its recipient when that is one node
+whose agreement key is known (:mod:`protocol.sealing`). Decoding never raises anything but
 :class:`MessageError`, so a node can log and drop whatever arrives malformed.
 
 Several messages to one node may travel in one envelope of type ``Batch`` (payload
@@ -24,6 +25,7 @@ from pydantic import ValidationError as PydanticValidationError
 from protocol.errors import MessageError
 from protocol.ids import new_message_id, now_ns
 from protocol.messages import MESSAGE_TYPES, WIRE_NAMES, Message
+from protocol.sealing import SEALED_MAGIC
 from protocol.signing import MAGIC, Signer, Verifier, load_object, split
 from protocol.wire import STORED, validation_error
 
@@ -35,6 +37,14 @@ BATCH = "Batch"
 # A batch closes once its payloads reach this size (a job may carry megabytes of inline
 # data); a single larger message still travels, alone.
 BATCH_MAX_BYTES = 1 << 20
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+def _json(value: Any) -> str:
+    """Compact JSON, as every envelope is written."""
+    return _JSON.encode(value)
 
 
 @dataclass(frozen=True)
@@ -51,8 +61,9 @@ class Codec:
     """Encodes messages into envelopes and back.
 
     With a ``signer`` every envelope leaves signed by the node's key (the sender is then the
-    key's node ID); with a ``verifier`` only signed envelopes from admitted nodes, not seen
-    before, are decoded (:mod:`protocol.signing`).
+    key's node ID), or sealed when it is addressed ``to`` a node the signer can seal to; with
+    a ``verifier`` only signed or sealed envelopes from admitted nodes, not seen before, are
+    decoded (:mod:`protocol.signing`).
     """
 
     def __init__(
@@ -70,45 +81,53 @@ class Codec:
         self.verifier = verifier
         self.skipped = 0  # batch items dropped as malformed
 
-    def encode(self, message: Message) -> bytes:
-        return self._seal(WIRE_NAMES[type(message)], message.to_wire())
+    def encode(self, message: Message, to: str | None = None) -> bytes:
+        """``message`` in an envelope; ``to``: the one node it is for (None: a broadcast)."""
+        return self._frame(WIRE_NAMES[type(message)], _json(message.to_wire()), to)
 
-    def encode_many(self, messages: Sequence[Message]) -> list[bytes]:
-        """``messages`` (to one node) in as few envelopes as :data:`BATCH_MAX_BYTES` allows:
-        one for a single message, ``Batch`` envelopes for more, order kept."""
+    def encode_many(self, messages: Sequence[Message], to: str | None = None) -> list[bytes]:
+        """``messages`` (to one node, ``to``) in as few envelopes as :data:`BATCH_MAX_BYTES`
+        allows: one for a single message, ``Batch`` envelopes for more, order kept."""
         if len(messages) == 1:
-            return [self.encode(messages[0])]
+            return [self.encode(messages[0], to)]
         bodies: list[bytes] = []
-        items: list[dict[str, Any]] = []
+        items: list[tuple[str, str]] = []  # (wire type, payload JSON)
         size = 0
         for message in messages:
-            item = {"Type": WIRE_NAMES[type(message)], "Payload": message.to_wire()}
-            item_size = len(json.dumps(item, separators=(",", ":")))
+            item = (WIRE_NAMES[type(message)], _json(message.to_wire()))
+            item_size = len(item[0]) + len(item[1])
             if items and size + item_size > BATCH_MAX_BYTES:
-                bodies.append(self._seal_items(items))
+                bodies.append(self._frame_items(items, to))
                 items, size = [], 0
             items.append(item)
             size += item_size
         if items:
-            bodies.append(self._seal_items(items))
+            bodies.append(self._frame_items(items, to))
         return bodies
 
-    def _seal_items(self, items: list[dict[str, Any]]) -> bytes:
+    def _frame_items(self, items: list[tuple[str, str]], to: str | None) -> bytes:
         if len(items) == 1:
-            return self._seal(items[0]["Type"], items[0]["Payload"])
-        return self._seal(BATCH, {"Messages": items})
+            return self._frame(*items[0], to)
+        # Each payload is JSON already: the batch is spliced from them, not encoded again.
+        listed = ",".join(
+            f'{{"Type":{_json(kind)},"Payload":{payload}}}' for kind, payload in items
+        )
+        return self._frame(BATCH, '{"Messages":[' + listed + "]}", to)
 
-    def _seal(self, wire_type: str, payload: Any) -> bytes:
-        body: dict[str, Any] = {
-            "Version": PROTOCOL_VERSION,
-            "Type": wire_type,
-            "ID": new_message_id(),
-            "Sender": self.sender,
-            "SentAt": now_ns(),
-            "Payload": payload,
-        }
-        encoded = json.dumps(body, separators=(",", ":")).encode()
-        return encoded if self.signer is None else self.signer.frame(encoded)
+    def _frame(self, wire_type: str, payload_json: str, to: str | None) -> bytes:
+        """The envelope around ``payload_json``: the same bytes as ``json.dumps`` of the whole
+        envelope with ``Payload`` last."""
+        head = _json(
+            {
+                "Version": PROTOCOL_VERSION,
+                "Type": wire_type,
+                "ID": new_message_id(),
+                "Sender": self.sender,
+                "SentAt": now_ns(),
+            }
+        )
+        encoded = (head[:-1] + ',"Payload":' + payload_json + "}").encode()
+        return encoded if self.signer is None else self.signer.frame(encoded, to)
 
     def decode(self, data: bytes | str) -> Envelope:
         """One message; a ``Batch`` envelope is a :class:`MessageError` here."""
@@ -158,6 +177,8 @@ class Codec:
         else:
             if raw.startswith(MAGIC):  # signed, but this node checks no signatures
                 _, raw = split(raw)
+            elif raw.startswith(SEALED_MAGIC):
+                raise MessageError("a sealed message, but this node has no key to open it")
             body = load_object(raw)
         version = body.get("Version")
         if version != PROTOCOL_VERSION:

@@ -193,12 +193,12 @@ class Bus:
 
     def send(self, node_id: str, message: Message) -> None:
         """Publish ``message`` to one node's queue."""
-        self._publish(self._codec.encode(message), DIRECT, node_id)
+        self._publish(self._codec.encode(message, node_id), DIRECT, node_id)
 
     def send_many(self, node_id: str, messages: Sequence[Message]) -> None:
         """Publish ``messages`` to one node's queue, in order, batched into as few envelopes
         (and broker round trips) as their size allows."""
-        for body in self._codec.encode_many(messages):
+        for body in self._codec.encode_many(messages, node_id):
             self._publish(body, DIRECT, node_id)
 
     def _declare_target(self, routing_key: str) -> list[Queue]:

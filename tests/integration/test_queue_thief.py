@@ -1,6 +1,7 @@
-"""A rogue consumer on a compute node's queue (real Redis, default security) reads what it
-steals but can change no job's outcome: the asks it swallows time out and are asked again,
-and every job completes on the real node with the real output."""
+"""A rogue consumer on a compute node's queue (real Redis, default security) can neither read
+what it steals (asks are sealed to the node) nor change any job's outcome: the asks it
+swallows time out and are asked again, and every job completes on the real node with the
+real output."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from cli.devstack import Devstack
 from cli.stack import NodeOptions
 from protocol.envelope import Codec, Envelope
-from protocol.messages import AskForBid
+from protocol.sealing import SEALED_MAGIC
 from protocol.transport import Bus, BusOptions
 from tests.support.jobs import noop_job
 from tests.support.services import RedisServer
@@ -23,7 +24,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 JOBS = "/api/v1/orchestrator/jobs"
 
 
-def test_a_queue_thief_delays_jobs_but_changes_no_outcome(
+class RecordingCodec(Codec):
+    """Keeps every frame it is handed, before decoding it (or failing to)."""
+
+    def __init__(self, sender: str) -> None:
+        super().__init__(sender)
+        self.frames: list[bytes] = []
+
+    def decode_all(self, data: bytes | str) -> list[Envelope]:
+        self.frames.append(data.encode() if isinstance(data, str) else bytes(data))
+        return super().decode_all(data)
+
+
+def test_a_queue_thief_reads_nothing_and_changes_no_outcome(
     tmp_path: Path, redis: RedisServer
 ) -> None:
     options = NodeOptions(
@@ -38,9 +51,10 @@ def test_a_queue_thief_delays_jobs_but_changes_no_outcome(
     stack = Devstack(options, compute_nodes=1)
     stack.start()
     compute_id = stack.computes[0].node_id
-    stolen: list[Envelope] = []
     # It reads the node's queue as the node would, with a codec that checks nothing.
-    thief = Bus(redis.url, compute_id, stolen.append, Codec(compute_id), BusOptions())
+    thief_codec = RecordingCodec(compute_id)
+    read: list[Envelope] = []
+    thief = Bus(redis.url, compute_id, read.append, thief_codec, BusOptions())
     try:
         thief.start()
         with httpx.Client(base_url=f"http://127.0.0.1:{stack.api_port}", timeout=30) as api:
@@ -55,10 +69,12 @@ def test_a_queue_thief_delays_jobs_but_changes_no_outcome(
             runs = {
                 job_id: api.get(f"{JOBS}/{job_id}/executions").json()["Items"] for job_id in job_ids
             }
-        asks = [e.payload for e in stolen if isinstance(e.payload, AskForBid)]
-        assert asks, "the thief swallowed no ask: the test proved nothing"
-        # It could read them: signed, not encrypted (the README says so).
-        assert {ask.execution.job_id for ask in asks} <= set(job_ids)
+        sealed = [frame for frame in thief_codec.frames if frame.startswith(SEALED_MAGIC)]
+        assert sealed, "the thief swallowed no direct message: the test proved nothing"
+        for frame in sealed:
+            assert not any(job_id.encode() in frame for job_id in job_ids), frame[:200]
+        # What it could decode is gossip (signed plaintext) only: never an ask or a job.
+        assert {e.type for e in read} <= {"NodeInfo", "Heartbeat"}, {e.type for e in read}
         assert [job["State"]["StateType"] for job in jobs] == ["Completed"] * 10, jobs
         for job_id, executions in runs.items():
             completed = [e for e in executions if e["ComputeState"]["StateType"] == 7]
