@@ -246,7 +246,16 @@ class ComputeNode:
     def handle(self, envelope: Envelope) -> None:
         payload = envelope.payload
         if isinstance(payload, AskForBid):
-            if not self._stopping.is_set():
+            if payload.execution.node_id != self.node_id:
+                # an ask for another node's execution: running it here would do that
+                # node's work under this node's name, and its results would be refused
+                log.warning(
+                    "event=ask_dropped execution=%s requester=%s reason='execution is for %s'",
+                    payload.execution.id,
+                    envelope.sender,
+                    payload.execution.node_id,
+                )
+            elif not self._stopping.is_set():
                 self._bidders.submit(
                     self._on_ask_safely,
                     envelope.sender,

@@ -279,6 +279,21 @@ def test_a_larger_allocation_and_the_node_defaults_both_count(tmp_path: Path) ->
     compute.close()
 
 
+def test_an_ask_for_another_nodes_execution_is_dropped_unanswered(tmp_path: Path) -> None:
+    compute, outbox = make_node(tmp_path)
+    theirs = sized_ask("e-theirs")
+    assert isinstance(theirs.payload, AskForBid)
+    misplaced = theirs.payload.execution.model_copy(update={"node_id": "n-other"})
+    compute.handle(
+        message(AskForBid(execution=misplaced, wait_for_approval=False))  # "run it at once"
+    )
+    assert bid_of(compute, outbox, sized_ask("e-mine")).accepted  # this node's own ask
+    compute.close()
+    assert sent(outbox, BidResult, "e-theirs") == []
+    assert sent(outbox, RunResult, "e-theirs") == []
+    assert sent(outbox, ExecutionStarted, "e-theirs") == []
+
+
 def test_a_duplicate_bid_accepted_is_ignored_and_the_run_completes(tmp_path: Path) -> None:
     compute, outbox = make_node(tmp_path)
     assert bid_of(compute, outbox, sized_ask("e-dup", sleep_s=0.2)).accepted
