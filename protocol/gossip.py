@@ -16,7 +16,12 @@ log = logging.getLogger("bacalao.gossip")
 
 
 class Broadcaster(Protocol):
-    def broadcast(self, message: Message) -> None: ...
+    def broadcast(self, message: Message, timeout_s: float | None = None) -> None: ...
+
+
+# A ShutdownNotice is a courtesy (peers notice the silence anyway): a node told to stop
+# while its broker is down waits this long for it, not the bus's whole publish timeout.
+SHUTDOWN_NOTICE_TIMEOUT_S = 2.0
 
 
 class Announcer:
@@ -78,7 +83,8 @@ class Announcer:
         if self._thread is not None:
             self._thread.join(timeout=5)
         node_id = self._info().node_id
-        self._broadcast(ShutdownNotice(node_id=node_id, reason=reason))
+        notice = ShutdownNotice(node_id=node_id, reason=reason)
+        self._broadcast(notice, SHUTDOWN_NOTICE_TIMEOUT_S)
 
     def _run(self) -> None:
         beats = 0
@@ -110,8 +116,13 @@ class Announcer:
         held = self._holding() if self._holding is not None else None
         self._broadcast(NodeInfoMessage(info=info, executions=held, using=using))
 
-    def _broadcast(self, message: Message) -> None:
+    def _broadcast(self, message: Message, timeout_s: float | None = None) -> None:
+        """Gossip is sent again every interval, so an announcement waits for a lost broker
+        no longer than one interval (at least a second): never a stale heartbeat queued
+        behind an outage."""
         try:
-            self._bus.broadcast(message)
+            self._bus.broadcast(
+                message, max(self._interval_s, 1.0) if timeout_s is None else timeout_s
+            )
         except TransportError as exc:
             log.warning("event=gossip_failed type=%s error=%r", type(message).__name__, str(exc))

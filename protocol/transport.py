@@ -213,23 +213,28 @@ class Bus:
             return []
         return [node_queue(routing_key)]
 
-    def broadcast(self, message: Message) -> None:
-        """Publish ``message`` to every node listening on gossip."""
-        self._publish(self._codec.encode(message), GOSSIP, "")
+    def broadcast(self, message: Message, timeout_s: float | None = None) -> None:
+        """Publish ``message`` to every node listening on gossip, retrying for ``timeout_s``
+        (default ``publish_timeout_s``)."""
+        self._publish(self._codec.encode(message), GOSSIP, "", timeout_s)
 
     def publish_raw(self, body: bytes, node_id: str) -> None:
         """Publish bytes as they are (tests use it to send malformed messages)."""
         self._publish(body, DIRECT, node_id)
 
-    def _publish(self, body: bytes, exchange: Exchange, routing_key: str) -> None:
-        """Publish, retrying through reconnects and failovers for ``publish_timeout_s``
-        (``unknown_peer_grace_s`` when no peer consumes the routing key yet)."""
+    def _publish(
+        self, body: bytes, exchange: Exchange, routing_key: str, timeout_s: float | None = None
+    ) -> None:
+        """Publish, retrying through reconnects and failovers for ``timeout_s`` (default
+        ``publish_timeout_s``; ``unknown_peer_grace_s`` when no peer consumes the routing
+        key yet)."""
+        deadline_s = self._options.publish_timeout_s if timeout_s is None else timeout_s
         started = time.monotonic()
         delay = 0.05
         with self._publish_lock:
             while True:
                 try:
-                    remaining = self._options.publish_timeout_s - (time.monotonic() - started)
+                    remaining = deadline_s - (time.monotonic() - started)
                     if not self._connected.wait(max(remaining, 0.0)):
                         raise TransportError(f"not connected to {scheme_of(self.current_url)}")
                     producer = self._ensure_producer()
@@ -254,7 +259,7 @@ class Bus:
                 except Exception as exc:
                     self._drop_publisher()
                     waited = time.monotonic() - started
-                    limit = self._options.publish_timeout_s
+                    limit = deadline_s
                     if isinstance(exc, UnknownPeerError):
                         limit = self._options.unknown_peer_grace_s
                     if waited >= limit or self._stopping.is_set():

@@ -106,3 +106,20 @@ def test_redis_killed_without_an_alternate_jobs_resume_after_restart(
         after = submit_stream(requester, 4)
         assert_all_completed(requester, before + during + after)
         assert transports(requester) == {"redis"}
+
+
+def test_nodes_told_to_stop_while_the_broker_is_down_stop_cleanly(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    with cluster(tmp_path, [own_redis.url] * 2) as nodes:
+        own_redis.kill()
+        wait_until(
+            lambda: all("event=bus_disconnected" in node.log() for node in nodes),
+            30,
+            message="every node to notice",
+        )
+        for node in nodes:
+            node.process.terminate()
+        for node in nodes:  # their goodbye cannot be delivered: they stop without it
+            assert node.process.wait(timeout=15) == 0, node.log()
+            assert "event=node_stopped" in node.log()

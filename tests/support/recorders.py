@@ -24,7 +24,7 @@ class Recorder:
         with self._lock:
             self.addressed.extend(messages)
 
-    def broadcast(self, message: Message) -> None:
+    def broadcast(self, message: Message, timeout_s: float | None = None) -> None:
         self.send("*", message)
 
     @property
