@@ -1,5 +1,5 @@
-"""What became of a stream of Count=1 jobs after a fault: one line to print, and the counts
-the tests assert on."""
+"""What became of a stream of jobs after a fault: one line to print, and the counts the
+tests assert on."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class Tally:
     completed: int
     failed: int
     lost: int  # not ended by the deadline
-    duplicated: int  # more than one completed execution for a Count=1 job
+    duplicated: int  # more completed executions than the job's Count
 
     def line(self, what: str) -> str:
         return (
@@ -26,7 +26,8 @@ class Tally:
         )
 
 
-def tally(requester: NodeProc, job_ids: Iterable[str]) -> Tally:
+def tally(requester: NodeProc, job_ids: Iterable[str], count: int = 1) -> Tally:
+    """Count ``job_ids`` (each asked to run ``count`` times) by how they ended."""
     ids = list(job_ids)
     completed = failed = lost = duplicated = 0
     for job_id in ids:
@@ -37,5 +38,5 @@ def tally(requester: NodeProc, job_ids: Iterable[str]) -> Tally:
         completed += state == "Completed"
         failed += state != "Completed"
         runs = requester.executions(job_id)
-        duplicated += sum(e["ComputeState"]["StateType"] == COMPLETED for e in runs) > 1
+        duplicated += sum(e["ComputeState"]["StateType"] == COMPLETED for e in runs) > count
     return Tally(len(ids), completed, failed, lost, duplicated)

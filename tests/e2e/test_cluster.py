@@ -18,6 +18,7 @@ import pytest
 from cli.security import read_token_file
 from protocol.identity import NodeIdentity
 from protocol.transport import Bus, BusOptions
+from tests.support.activity import peak_cpu, runs_of
 from tests.support.brokers import TRANSPORTS, Broker, peer_broker, shared_broker
 from tests.support.identities import signed_codec
 from tests.support.jobs import noop_job, wasm_job
@@ -191,15 +192,7 @@ def test_two_requesters_never_over_commit_a_compute_node(
     finally:
         second.stop()
     for node in computes:
-        runs = [
-            json.loads(line) for line in (node.data_dir / "activity.jsonl").read_text().splitlines()
-        ]
-        events = sorted(
-            [(r["start_ns"], r["cpu"]) for r in runs] + [(r["end_ns"], -r["cpu"]) for r in runs]
-        )
-        assert sum(1 for r in runs if r["cpu"] == 1) >= 1
-        running = peak = 0.0
-        for _, cpu in events:
-            running += cpu
-            peak = max(peak, running)
+        runs = runs_of(node.data_dir)
+        assert sum(1 for r in runs if r.cpu == 1) >= 1
+        peak = peak_cpu(runs)
         assert peak <= 1.0 + 1e-9, f"{node.name} ran {peak} CPUs of jobs at once on 1 CPU"
