@@ -1,6 +1,7 @@
 """Forged results, injected straight into the broker, change no job's outcome: an unsigned
 message naming the compute node, one signed by a node without the cluster token, and one
-from an admitted node that is not the execution's (real Redis, default security)."""
+from an admitted node that is not the execution's, which is then replayed byte for byte
+(real Redis, default security)."""
 
 from __future__ import annotations
 
@@ -70,8 +71,10 @@ def test_forged_results_change_no_outcome(tmp_path: Path, redis: RedisServer) ->
 
             execution_id = wait_until(running_execution, 30, message="the execution to run")
             dropped_before = requester.bus.dropped
-            for bus in buses:
-                bus.send(requester.node_id, forged_result(execution_id, job_id))
+            for bus, codec in zip(buses, forgers.values(), strict=True):
+                frame = codec.encode(forged_result(execution_id, job_id), requester.node_id)
+                bus.publish_raw(frame, requester.node_id)
+            buses[-1].publish_raw(frame, requester.node_id)  # the insider's, replayed
 
             def ended() -> dict[str, object] | None:
                 found = client.get(f"/api/v1/orchestrator/jobs/{job_id}").json()["Job"]
@@ -84,10 +87,12 @@ def test_forged_results_change_no_outcome(tmp_path: Path, redis: RedisServer) ->
         (run,) = executions["Items"]
         assert run["RunOutput"]["Stdout"] == "ok\n", "the real result, not a forged one"
         assert results["Items"], "the real node's published result"
-        assert requester.bus.dropped - dropped_before == 2, "refused before decoding"
+        assert requester.bus.dropped - dropped_before == 3, "refused before decoding"
         verifier = requester.bus._codec.verifier
         assert verifier is not None
-        assert set(verifier.refused) == {UNSIGNED, forgers["signed without the token"].sender}
+        insider_id = forgers["an admitted node, not the execution's"].sender
+        stranger_id = forgers["signed without the token"].sender
+        assert verifier.refused == {UNSIGNED: 1, stranger_id: 1, insider_id: 1}  # the replay
     finally:
         for bus in buses:
             bus.close()
