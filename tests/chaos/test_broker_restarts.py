@@ -40,12 +40,9 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
 
 
 @pytest.fixture
-def nodes(broker: Broker) -> Iterator[list[NodeProc]]:
-    """Nodes started by the test, stopped while their broker is still up."""
-    started: list[NodeProc] = []
-    yield started
-    for node in started:
-        node.stop()
+def nodes(broker: Broker, nodes: list[NodeProc]) -> list[NodeProc]:
+    """The chaos nodes, stopped while their broker is still up (it is torn down after)."""
+    return nodes
 
 
 def disconnected(node: NodeProc) -> bool:

@@ -3,7 +3,6 @@ job still ends Completed, exactly once. Each test prints what became of its jobs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,6 @@ from tests.support.services import RedisServer
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[list[NodeProc]]:
-    started: list[NodeProc] = []
-    yield started
-    for node in started:
-        node.stop()
 
 
 def compute(tmp: Path, name: str, broker: str) -> NodeProc:

@@ -4,7 +4,6 @@ no node, by its own records, ever ran more than its capacity."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -28,14 +27,6 @@ JOB_CPU = 0.5  # two slots a node
 def ended_tally(requester: NodeProc, job_ids: list[str]) -> Tally | None:
     result = tally(requester, job_ids, count=2)
     return result if result.lost == 0 else None
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[list[NodeProc]]:
-    started: list[NodeProc] = []
-    yield started
-    for node in started:
-        node.stop()
 
 
 def test_two_requesters_never_over_commit_three_two_slot_nodes(
