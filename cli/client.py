@@ -6,9 +6,11 @@ Responses are parsed into the :mod:`protocol` models; every failure becomes an
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
@@ -29,6 +31,7 @@ DEFAULT_TIMEOUT_S = 30.0
 ENV_API_HOST = "BACALAO_API_HOST"
 ENV_API_PORT = "BACALAO_API_PORT"
 ENV_API_TOKEN = "BACALAO_API_TOKEN"  # noqa: S105 (the variable's name)
+ENV_TLS_CA = "BACALAO_TLS_CA"
 _JOBS = "/api/v1/orchestrator/jobs"
 _NODES = "/api/v1/orchestrator/nodes"
 _AGENT = "/api/v1/agent"
@@ -113,6 +116,29 @@ def _error_message(response: httpx.Response) -> tuple[str, str]:
     return text or response.reason_phrase or f"HTTP {response.status_code}", ""
 
 
+def trusting(tls_ca: Path | None) -> ssl.SSLContext | bool:
+    """What the client verifies servers with: the system's CAs, or only ``tls_ca``'s."""
+    if tls_ca is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(tls_ca))
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        raise APIError(f"--tls-ca: no PEM CA certificate in {tls_ca}: {reason}") from None
+
+
+def _tls_problem(exc: BaseException) -> str:
+    """Why the TLS handshake failed, when that is why a connection failed ("" otherwise)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause.verify_message or str(cause)
+        if isinstance(cause, ssl.SSLError):
+            return cause.reason or str(cause)
+        cause = cause.__cause__ or cause.__context__
+    return ""
+
+
 class APIClient:
     """The requester's REST API. Use as a context manager, or call :meth:`close`."""
 
@@ -124,9 +150,14 @@ class APIClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
         token: str | None = None,
+        tls_ca: Path | None = None,
     ) -> None:
         self.base_url = base_url(host, port)
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
+        # also what the CLI trusts a results server's https:// URL with (`job get`)
+        self.trust = trusting(tls_ca)
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout_s, transport=transport, verify=self.trust
+        )
         self.authenticate(token)
 
     def authenticate(self, token: str | None) -> None:
@@ -253,10 +284,23 @@ class APIClient:
         url = f"{self.base_url}{path}"
         try:
             response = self._http.request(method, path, params=params, json=json)
-        except httpx.ConnectError:
+        except httpx.ConnectError as exc:
+            untrusted = _tls_problem(exc)
+            if untrusted:
+                raise APIError(
+                    f"cannot trust the requester at {self.base_url}: {untrusted} (a private "
+                    f"CA's certificate goes in --tls-ca or {ENV_TLS_CA})"
+                ) from None
             raise APIError(
                 f"cannot reach the requester at {self.base_url}: "
                 "is `bacalao serve` or `bacalao devstack` running?"
+            ) from None
+        except httpx.RemoteProtocolError:
+            hint = ""
+            if self.base_url.startswith("http://"):
+                hint = f" (if it serves HTTPS, give the host as https{self.base_url[4:]})"
+            raise APIError(
+                f"the requester at {self.base_url} closed the connection without an answer{hint}"
             ) from None
         except httpx.TimeoutException:
             raise APIError(f"the requester at {self.base_url} did not answer in time") from None

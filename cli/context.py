@@ -7,15 +7,19 @@ The root callback puts a :class:`Settings` on the click context; commands take i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Protocol
 
 import typer
 
 from cli.client import APIClient
 
-ClientFactory = Callable[[str, int], APIClient]
+
+class ClientFactory(Protocol):
+    def __call__(self, host: str, port: int, *, tls_ca: Path | None = None) -> APIClient: ...
+
+
 DEFAULT_POLL_INTERVAL_S = 0.5
 CONNECTION_PANEL = "Connection"
 
@@ -60,6 +64,7 @@ class Settings:
     client_factory: ClientFactory
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     api_token: str | None = None
+    tls_ca: Path | None = None  # the CA a requester's HTTPS certificate must chain to
 
     def client(
         self,
@@ -67,7 +72,9 @@ class Settings:
         api_port: int | None = None,
         api_token: str | None = None,
     ) -> APIClient:
-        client = self.client_factory(api_host or self.api_host, api_port or self.api_port)
+        client = self.client_factory(
+            api_host or self.api_host, api_port or self.api_port, tls_ca=self.tls_ca
+        )
         client.authenticate(api_token or self.api_token)
         return client
 

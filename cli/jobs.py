@@ -322,10 +322,16 @@ def fetch_results(
         raise CLIError(f"{target} already exists and is not empty; pick another --output-dir")
     with download_progress() as progress:
         if len(specs) == 1:
-            download_result(specs[0], target, progress=progress, ipfs_api=ipfs_api)
+            download_result(
+                specs[0], target, progress=progress, ipfs_api=ipfs_api, verify=client.trust
+            )
         else:
             for index, spec in enumerate(specs, start=1):
                 download_result(
-                    spec, target / f"execution-{index}", progress=progress, ipfs_api=ipfs_api
+                    spec,
+                    target / f"execution-{index}",
+                    progress=progress,
+                    ipfs_api=ipfs_api,
+                    verify=client.trust,
                 )
     return target

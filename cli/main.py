@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +26,7 @@ from cli.client import (
     ENV_API_HOST,
     ENV_API_PORT,
     ENV_API_TOKEN,
+    ENV_TLS_CA,
     APIClient,
 )
 from cli.context import (
@@ -112,6 +114,17 @@ def create_app(
                 rich_help_panel=CONNECTION_PANEL,
             ),
         ] = None,
+        tls_ca: Annotated[
+            Path | None,
+            typer.Option(
+                "--tls-ca",
+                envvar=ENV_TLS_CA,
+                show_default=False,
+                help="PEM certificate of the CA an https:// requester's certificate is "
+                "signed by (default: the system's CAs).",
+                rich_help_panel=CONNECTION_PANEL,
+            ),
+        ] = None,
     ) -> None:
         ctx.obj = Settings(
             api_host=api_host,
@@ -119,6 +132,7 @@ def create_app(
             client_factory=client_factory,
             poll_interval_s=poll_interval_s,
             api_token=api_token,
+            tls_ca=tls_ca,
         )
 
     app.command("version")(version)

@@ -124,6 +124,26 @@ ApiTokensFileOption = Annotated[
         help="File of API bearer tokens, one per line (# comments).",
     ),
 ]
+TlsCertOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-cert",
+        envvar="BACALAO_TLS_CERT",
+        show_default=False,
+        help="PEM certificate (with its chain) the requester's API and the local "
+        "publisher's results server serve HTTPS with; needs --tls-key. Clients reach the API "
+        "at https://HOST:PORT (with --tls-ca for a private CA).",
+    ),
+]
+TlsKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-key",
+        envvar="BACALAO_TLS_KEY",
+        show_default=False,
+        help="PEM private key (unencrypted) of --tls-cert.",
+    ),
+]
 LIMITS_PANEL = "Job limits (0: none)"
 
 
@@ -337,6 +357,8 @@ def serve(
     insecure: InsecureOption = False,
     api_token: ApiTokenOption = None,
     api_tokens_file: ApiTokensFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
     max_execution_timeout: MaxExecutionTimeout = _LIMITS.max_execution_timeout_s,
     max_count: MaxCount = _LIMITS.max_count,
     max_inline_bytes: MaxInlineBytes = _LIMITS.max_inline_bytes,
@@ -365,6 +387,7 @@ def serve(
     """Run one node (requester, compute, or both) until Ctrl-C."""
     from cli.stack import NodeOptions, NodeProcess, default_data_dir
     from requester.api_auth import api_tokens
+    from requester.tls import tls_files
 
     setup_logging(log_level)
     node: NodeProcess | None = None
@@ -394,6 +417,7 @@ def serve(
             allow_nodes=allow_nodes,
             insecure=insecure,
             api_tokens=api_tokens(api_token or (), api_tokens_file) if requester else (),
+            tls=tls_files(tls_cert, tls_key),
             limits=SubmissionLimits(
                 max_execution_timeout_s=max_execution_timeout,
                 max_count=max_count,
@@ -426,7 +450,7 @@ def serve(
             fg=typer.colors.YELLOW,
             err=True,
         )
-    where = f" API on http://{api_host}:{node.api_port}" if node.api_port else ""
+    where = f" API on {node.api_url}" if node.api_url else ""
     typer.echo(f"bacalao {node.node_type.value} node {node.node_id} on {broker}.{where}", err=True)
     try:
         _wait_for_signal()
@@ -451,6 +475,8 @@ def devstack(
     over_ask: OverAsk = 1,
     api_token: ApiTokenOption = None,
     api_tokens_file: ApiTokensFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
     data_dir: DataDir = None,
     log_level: LogLevel = "warning",
 ) -> None:
@@ -458,6 +484,7 @@ def devstack(
     from cli.devstack import Devstack
     from cli.stack import NodeOptions, default_data_dir
     from requester.api_auth import api_tokens
+    from requester.tls import tls_files
 
     setup_logging(log_level)
     try:
@@ -477,6 +504,7 @@ def devstack(
             disconnect_after_s=5.0,
             over_ask=over_ask,
             api_tokens=api_tokens(api_token or (), api_tokens_file),
+            tls=tls_files(tls_cert, tls_key),
             local_publisher_host=local_publisher_address,
             local_publisher_listen=local_publisher_listen,
             data_locality=parse_data_locality(data_locality),
@@ -491,7 +519,7 @@ def devstack(
     _say_port_notices(stack.requester.port_notices)
     typer.echo(
         f"devstack: 1 requester + {compute_nodes} compute nodes on {broker}; "
-        f"API on http://{api_host}:{stack.api_port}  (Ctrl-C to stop)",
+        f"API on {stack.requester.api_url}  (Ctrl-C to stop)",
         err=True,
     )
     try:

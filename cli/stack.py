@@ -48,6 +48,7 @@ from requester.orchestrator import Orchestrator, RequesterConfig
 from requester.scheduler import SchedulerConfig
 from requester.server import APIServer
 from requester.store import JobStore
+from requester.tls import TLSFiles
 
 log = logging.getLogger("bacalao.node")
 
@@ -104,6 +105,9 @@ class NodeOptions:
     # Bearer tokens the requester's API asks for; none: open, which only a loopback API may be
     # (unless insecure).
     api_tokens: tuple[str, ...] = ()
+    # The API and the local publisher's results server serve HTTPS with these
+    # (--tls-cert/--tls-key); None: plain HTTP.
+    tls: TLSFiles | None = None
     # What one job may ask (requester/limits.py); compute nodes bid only on jobs whose
     # ExecutionTimeout is within the same limit.
     limits: SubmissionLimits = field(default_factory=SubmissionLimits)
@@ -115,9 +119,9 @@ class NodeOptions:
     ipfs_api: str | None = None  # the IPFS daemon's RPC API multiaddr; None: no ipfs
 
 
-def http_base_url(host: str, port: int) -> str:
-    """``http://host:port``, with an IPv6 address in brackets."""
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def http_base_url(host: str, port: int, scheme: str = "http") -> str:
+    """``http://host:port`` (or ``https://``), with an IPv6 address in brackets."""
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 class NodeProcess:
@@ -160,6 +164,13 @@ class NodeProcess:
         self.results_server: APIServer | None = None
         self.local_publisher_url: str | None = None
         self.boot_id = secrets.token_hex(8)
+
+    @property
+    def api_url(self) -> str:
+        """Where the requester's API answers (empty before it listens, or on a compute node)."""
+        if self.api is None or self.api_port is None:
+            return ""
+        return http_base_url(self.options.api_host, self.api_port, self.api.scheme)
 
     @property
     def node_type(self) -> NodeType:
@@ -252,7 +263,7 @@ class NodeProcess:
             options.api_host, wanted, fallback=options.api_port is None
         )
         app = create_app(orchestrator, options.api_tokens)
-        self.api = APIServer(app, options.api_host, name="api", sock=sock)
+        self.api = APIServer(app, options.api_host, name="api", sock=sock, tls=options.tls)
         try:
             self.api_port = self.api.start()
         except RuntimeError as exc:
@@ -286,7 +297,11 @@ class NodeProcess:
                 "0 for any free port)",
             ) from None
         self.results_server = APIServer(
-            results_app(folder, self.result_links), listen, name="results_server", sock=sock
+            results_app(folder, self.result_links),
+            listen,
+            name="results_server",
+            sock=sock,
+            tls=options.tls,
         )
         try:
             port = self.results_server.start()
@@ -295,7 +310,9 @@ class NodeProcess:
         if fell_back:
             notice = fallback_notice("results server", wanted, port, LOCAL_PUBLISHER_PORT_FLAG)
             self._log_fallback("results_server", wanted, notice)
-        self.local_publisher_url = http_base_url(options.local_publisher_host, port)
+        self.local_publisher_url = http_base_url(
+            options.local_publisher_host, port, self.results_server.scheme
+        )
         log.info(
             "event=local_publisher_ready node=%s listen=%s:%d url=%s",
             self.node_id,

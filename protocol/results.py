@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import ssl
 import tarfile
 from dataclasses import dataclass
 from email.message import Message
@@ -123,6 +124,7 @@ class _Fetch:
     max_bytes: int | None
     progress: TransferProgress | None = None
     transport: httpx.BaseTransport | None = None
+    verify: ssl.SSLContext | bool = True  # whom an https:// server must prove it is
 
 
 def _fetch(url: str, dest: Path, how: _Fetch) -> tuple[Path, str]:
@@ -137,6 +139,7 @@ def _fetch(url: str, dest: Path, how: _Fetch) -> tuple[Path, str]:
                 timeout=how.timeout_s,
                 headers=headers,
                 transport=how.transport,
+                verify=how.verify,
             ) as client,
             client.stream("GET", url) as response,
         ):
@@ -188,11 +191,13 @@ def download_result(
     progress: TransferProgress | None = None,
     ipfs_api: str | None = None,
     transport: httpx.BaseTransport | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
     """Put the files of the result ``spec`` under ``dest`` (created if needed). ``ipfs_api``:
     the IPFS daemon that fetches ``ipfs`` results (default: ``BACALAO_IPFS_API``, else
     ``/ip4/127.0.0.1/tcp/5001``); ``transport``: httpx's transport for ``urlDownload``
-    results (default: the network)."""
+    results (default: the network); ``verify``: the CAs an https:// results server's
+    certificate must chain to (default: the system's)."""
     kind = RESULTS.canonical(spec.type)
     if kind not in SUPPORTED_TYPES:
         raise ValidationError(
@@ -214,4 +219,4 @@ def download_result(
         download_ipfs_result(ipfs_params, dest, ipfs_api, max_bytes=max_bytes, progress=progress)
     else:
         params = URLDownloadParams.from_wire(spec.params, prefix="Params")
-        _download_url(params, dest, _Fetch(timeout_s, max_bytes, progress, transport))
+        _download_url(params, dest, _Fetch(timeout_s, max_bytes, progress, transport, verify))

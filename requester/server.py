@@ -14,6 +14,8 @@ from typing import Any
 
 import uvicorn
 
+from requester.tls import TLSFiles
+
 log = logging.getLogger("bacalao.api")
 
 DEFAULT_START_TIMEOUT_S = 10.0
@@ -40,7 +42,8 @@ class APIServer:
 
     ``sock``, when given, is a socket already listening (the caller chose its port, e.g.
     falling back from a taken default): the server serves on it, owns it, and closes it
-    when it stops; ``port`` is then the socket's."""
+    when it stops; ``port`` is then the socket's. ``tls``, when given, is the certificate
+    and key it serves HTTPS with."""
 
     def __init__(
         self,
@@ -50,6 +53,7 @@ class APIServer:
         *,
         name: str = "api",
         sock: socket | None = None,
+        tls: TLSFiles | None = None,
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
     ) -> None:
         self.name = name
@@ -57,6 +61,7 @@ class APIServer:
         self.port = int(sock.getsockname()[1]) if sock is not None else port
         self._sock = sock
         self._start_timeout_s = start_timeout_s
+        self.scheme = "https" if tls is not None else "http"
         self._config = uvicorn.Config(
             app,
             host=host,
@@ -65,6 +70,8 @@ class APIServer:
             log_config=None,
             ws="none",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            ssl_certfile=None if tls is None else str(tls.cert),
+            ssl_keyfile=None if tls is None else str(tls.key),
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -97,7 +104,13 @@ class APIServer:
                 "(see the log for why)"
             )
         self.port = int(server.servers[0].sockets[0].getsockname()[1])
-        log.info("event=%s_listening host=%s port=%d", self.name, self.host, self.port)
+        log.info(
+            "event=%s_listening host=%s port=%d scheme=%s",
+            self.name,
+            self.host,
+            self.port,
+            self.scheme,
+        )
         return self.port
 
     def _serve(self, server: _Server) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.nodes import start_node
 from tests.support.services import RedisServer, free_port
+from tests.support.tls import make_tls
 from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +88,49 @@ def test_a_hybrid_node_from_serve_runs_a_job(tmp_path: Path) -> None:
     finally:
         node.stop()
     assert node.process.returncode == 0, node.log()  # Ctrl-C/SIGTERM: a clean stop
+
+
+def test_serve_with_a_certificate_answers_https_only_to_clients_that_trust_it(
+    tmp_path: Path,
+) -> None:
+    """`serve --tls-cert --tls-key`: the API speaks HTTPS; the CLI reaches it with --tls-ca
+    (and the token), and says why it will not otherwise."""
+    tls = make_tls(tmp_path / "tls")
+    node = start_node(tmp_path, "secure", "memory://", "requester,compute", api=True, tls=tls)
+    try:
+        url = node.api_url
+        assert url.startswith("https://")
+        wait_until(lambda: node.compute_count() == 1, 30, message="the node's compute role")
+        token = {"BACALAO_API_TOKEN": node.api_token}
+        trusted = ("--api-host", url, "--tls-ca", str(tls.ca))
+        ran = bacalao(*trusted, "wasm", "run", str(HELLO_WAT), "TLS", cwd=tmp_path, env=token)
+        assert ran.returncode == 0, ran.stderr + node.log()
+        assert ran.stdout == "Hello, TLS!\n"
+        # The results server serves HTTPS too, and `job get` trusts it with the same CA.
+        wasm = ("wasm", "run", "-p", "local", "--id-only", str(HELLO_WAT), "Files")
+        published = bacalao(*trusted, *wasm, cwd=tmp_path, env=token)
+        assert published.returncode == 0, published.stderr + node.log()
+        job_id = published.stdout.strip()
+        results = node.api.get(f"/api/v1/orchestrator/jobs/{job_id}/results").json()
+        assert results["Items"][0]["Params"]["URL"].startswith("https://"), results
+        out = tmp_path / "out"
+        got = bacalao(
+            *trusted, "job", "get", job_id, "--output-dir", str(out), cwd=tmp_path, env=token
+        )
+        assert got.returncode == 0, got.stderr + node.log()
+        assert (out / "stdout").read_text() == "Hello, Files!\n"
+        untrusted = bacalao("--api-host", url, "job", "list", cwd=tmp_path, env=token)
+        assert untrusted.returncode == 1
+        assert "cannot trust the requester" in untrusted.stderr, untrusted.stderr
+        plain = bacalao("--api-port", str(node.api_port), "job", "list", cwd=tmp_path, env=token)
+        assert plain.returncode == 1
+        assert url in plain.stderr, plain.stderr  # the hint: give the https:// URL
+        for result in (untrusted, plain):
+            assert "Traceback" not in result.stderr
+        assert f"API on {url}" in node.log()
+    finally:
+        node.stop()
+    assert node.process.returncode == 0, node.log()
 
 
 @contextmanager

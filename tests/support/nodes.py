@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import httpx
 
 from protocol.identity import KEY_FILE, NodeIdentity
 from tests.support.services import free_port
+from tests.support.tls import TLSPair
 from tests.support.wait import wait_until
 
 TERMINAL = {"Completed", "Failed", "Stopped"}
@@ -28,19 +30,24 @@ class NodeProc:
     data_dir: Path
     api_port: int | None = None
     api_token: str = field(default="", repr=False)  # its API asks for it
+    tls_ca: Path | None = None  # its API serves HTTPS with a certificate of this CA
     _client: httpx.Client | None = field(default=None, repr=False)
 
     @property
     def api_url(self) -> str:
         assert self.api_port is not None, f"{self.name} has no API"
-        return f"http://127.0.0.1:{self.api_port}"
+        scheme = "https" if self.tls_ca is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.api_port}"
 
     @property
     def api(self) -> httpx.Client:
         """A client of the node's API that sends its token."""
         if self._client is None:
             headers = {"Authorization": f"Bearer {self.api_token}"} if self.api_token else {}
-            self._client = httpx.Client(base_url=self.api_url, timeout=10, headers=headers)
+            verify = ssl.create_default_context(cafile=self.tls_ca) if self.tls_ca else True
+            self._client = httpx.Client(
+                base_url=self.api_url, timeout=10, headers=headers, verify=verify
+            )
         return self._client
 
     def node_id(self) -> str:
@@ -94,7 +101,13 @@ class NodeProc:
 
 
 def start_node(
-    tmp: Path, name: str, broker: str, node_type: str, *extra: str, api: bool = False
+    tmp: Path,
+    name: str,
+    broker: str,
+    node_type: str,
+    *extra: str,
+    api: bool = False,
+    tls: TLSPair | None = None,
 ) -> NodeProc:
     data_dir = tmp / "data"
     log_path = tmp / f"{name}.log"
@@ -123,12 +136,14 @@ def start_node(
         "--local-publisher-port",
         "0",
         *(("--api-token", token) if token else ()),
+        *(("--tls-cert", str(tls.cert), "--tls-key", str(tls.key)) if tls else ()),
         *extra,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-    node = NodeProc(name, process, log_path, data_dir / name, port or None, token)
+    ca = tls.ca if tls else None
+    node = NodeProc(name, process, log_path, data_dir / name, port or None, token, ca)
     if api:
 
         def up() -> bool:

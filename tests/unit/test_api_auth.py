@@ -105,7 +105,7 @@ def test_the_cli_sends_bacalao_api_token_or_the_flag(monkeypatch: pytest.MonkeyP
         seen.append(request.headers.get("authorization"))
         return httpx.Response(200, json={"Items": [], "NextToken": ""})
 
-    def factory(host: str, port: int) -> APIClient:
+    def factory(host: str, port: int, **_: object) -> APIClient:
         return APIClient(host, port, transport=httpx.MockTransport(answer))
 
     app = create_cli(client_factory=factory, poll_interval_s=0)

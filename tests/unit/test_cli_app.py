@@ -152,7 +152,7 @@ def module(tmp_path: Path) -> Path:
 
 
 def invoke(handler: Handler, *args: str, stdin: str | None = None) -> Result:
-    def client(host: str, port: int) -> APIClient:
+    def client(host: str, port: int, **_: object) -> APIClient:
         return APIClient(host, port, transport=httpx.MockTransport(handler))
 
     app = create_app(client_factory=client, poll_interval_s=0)

@@ -36,7 +36,7 @@ def _refuse(request: httpx.Request) -> httpx.Response:
 
 
 def invoke(*args: str, stdin: str | None = None) -> Result:
-    def client(host: str, port: int) -> APIClient:
+    def client(host: str, port: int, **_: object) -> APIClient:
         return APIClient(host, port, transport=httpx.MockTransport(_refuse))
 
     app = create_app(client_factory=client, poll_interval_s=0)
