@@ -23,6 +23,7 @@ from protocol.execution import Execution
 from protocol.history import JobHistory
 from protocol.job import Job, SpecConfig
 from protocol.node import BuildVersionInfo, NodeInfo, NodeState
+from protocol.tls_client import default_trust, handshake_failure, private_trust
 from protocol.wire import STORED, WireModel
 
 DEFAULT_API_HOST = "127.0.0.1"
@@ -116,27 +117,15 @@ def _error_message(response: httpx.Response) -> tuple[str, str]:
     return text or response.reason_phrase or f"HTTP {response.status_code}", ""
 
 
-def trusting(tls_ca: Path | None) -> ssl.SSLContext | bool:
+def trusting(tls_ca: Path | None) -> ssl.SSLContext:
     """What the client verifies servers with: the system's CAs, or only ``tls_ca``'s."""
     if tls_ca is None:
-        return True
+        return default_trust()
     try:
-        return ssl.create_default_context(cafile=str(tls_ca))
+        return private_trust(tls_ca)
     except (OSError, ssl.SSLError) as exc:
         reason = getattr(exc, "reason", None) or exc.strerror or exc
         raise APIError(f"--tls-ca: no PEM CA certificate in {tls_ca}: {reason}") from None
-
-
-def _tls_problem(exc: BaseException) -> str:
-    """Why the TLS handshake failed, when that is why a connection failed ("" otherwise)."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return cause.verify_message or str(cause)
-        if isinstance(cause, ssl.SSLError):
-            return cause.reason or str(cause)
-        cause = cause.__cause__ or cause.__context__
-    return ""
 
 
 class APIClient:
@@ -285,11 +274,18 @@ class APIClient:
         try:
             response = self._http.request(method, path, params=params, json=json)
         except httpx.ConnectError as exc:
-            untrusted = _tls_problem(exc)
-            if untrusted:
+            tls = handshake_failure(exc)
+            if tls is not None and tls.untrusted:
                 raise APIError(
-                    f"cannot trust the requester at {self.base_url}: {untrusted} (a private "
+                    f"cannot trust the requester at {self.base_url}: {tls.reason} (a private "
                     f"CA's certificate goes in --tls-ca or {ENV_TLS_CA})"
+                ) from None
+            if tls is not None:
+                plain = f"http{self.base_url[5:]}" if self.base_url.startswith("https") else ""
+                hint = f" (if it serves plain HTTP, give the host as {plain})" if plain else ""
+                raise APIError(
+                    f"the TLS handshake with the requester at {self.base_url} failed: "
+                    f"{tls.reason}; does it speak HTTPS?{hint}"
                 ) from None
             raise APIError(
                 f"cannot reach the requester at {self.base_url}: "

@@ -32,6 +32,7 @@ from protocol.job import SpecConfig
 from protocol.specs.publishers import LocalResultParams
 from protocol.specs.registry import RESULTS
 from protocol.specs.sources import IPFSParams, S3Params, URLDownloadParams
+from protocol.tls_client import default_trust, handshake_failure
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class _Fetch:
     max_bytes: int | None
     progress: TransferProgress | None = None
     transport: httpx.BaseTransport | None = None
-    verify: ssl.SSLContext | bool = True  # whom an https:// server must prove it is
+    verify: ssl.SSLContext | None = None  # whom an https:// server must prove it is
 
 
 def _fetch(url: str, dest: Path, how: _Fetch) -> tuple[Path, str]:
@@ -139,7 +140,7 @@ def _fetch(url: str, dest: Path, how: _Fetch) -> tuple[Path, str]:
                 timeout=how.timeout_s,
                 headers=headers,
                 transport=how.transport,
-                verify=how.verify,
+                verify=how.verify or default_trust(),
             ) as client,
             client.stream("GET", url) as response,
         ):
@@ -161,6 +162,12 @@ def _fetch(url: str, dest: Path, how: _Fetch) -> tuple[Path, str]:
             name = filename_for(str(response.url), response.headers.get("content-disposition"))
     except httpx.HTTPError as exc:
         partial.unlink(missing_ok=True)
+        tls = handshake_failure(exc)
+        if tls is not None and tls.untrusted:
+            raise TransportError(
+                f"GET {url}: cannot trust the results server: {tls.reason} (a private CA's "
+                "certificate goes in --tls-ca or BACALAO_TLS_CA)"
+            ) from None
         raise TransportError(f"GET {url}: {exc}") from None
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -191,13 +198,14 @@ def download_result(
     progress: TransferProgress | None = None,
     ipfs_api: str | None = None,
     transport: httpx.BaseTransport | None = None,
-    verify: ssl.SSLContext | bool = True,
+    verify: ssl.SSLContext | None = None,
 ) -> None:
     """Put the files of the result ``spec`` under ``dest`` (created if needed). ``ipfs_api``:
     the IPFS daemon that fetches ``ipfs`` results (default: ``BACALAO_IPFS_API``, else
     ``/ip4/127.0.0.1/tcp/5001``); ``transport``: httpx's transport for ``urlDownload``
     results (default: the network); ``verify``: the CAs an https:// results server's
-    certificate must chain to (default: the system's)."""
+    certificate must chain to (default: :func:`~protocol.tls_client.default_trust`, the
+    system's)."""
     kind = RESULTS.canonical(spec.type)
     if kind not in SUPPORTED_TYPES:
         raise ValidationError(

@@ -36,7 +36,9 @@ def tls_files(cert: Path | None, key: Path | None) -> TLSFiles | None:
             raise ValidationError(flag, f"{path} is not a readable file")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(cert, key)
+        # an empty password: an encrypted key fails here, instead of OpenSSL prompting for
+        # a pass phrase on the terminal of a node that may have none
+        context.load_cert_chain(cert, key, password=b"")
     except ssl.SSLError as exc:
         raise ValidationError(
             CERT_FLAG,

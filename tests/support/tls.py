@@ -25,15 +25,21 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _pem_key(key: ec.EllipticCurvePrivateKey, password: bytes | None) -> bytes:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
     return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
 
 
-def make_tls(folder: Path, ca_name: str = "bacalao test CA") -> TLSPair:
+def make_tls(
+    folder: Path, ca_name: str = "bacalao test CA", key_password: bytes | None = None
+) -> TLSPair:
+    """``key_password``: write the server's key encrypted with it."""
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
@@ -90,6 +96,6 @@ def make_tls(folder: Path, ca_name: str = "bacalao test CA") -> TLSPair:
     pair = TLSPair(folder / "ca.pem", folder / "server.pem", folder / "server.key")
     pair.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pair.key.write_bytes(_pem_key(key))
+    pair.key.write_bytes(_pem_key(key, key_password))
     pair.key.chmod(0o600)
     return pair

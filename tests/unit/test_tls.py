@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.client import APIClient
+from cli.client import APIClient, trusting
 from cli.errors import APIError
 from cli.main import create_app as create_cli
-from protocol.errors import ValidationError
+from protocol.errors import NotFoundError, TransportError, ValidationError
+from protocol.job import SpecConfig
+from protocol.results import download_result
+from protocol.tls_client import default_trust, handshake_failure
 from requester.api import create_app
 from requester.server import APIServer
 from requester.store import JobStore
@@ -88,6 +91,58 @@ def test_a_ca_that_did_not_sign_the_certificate_is_refused(https_port: int, tmp_
     with APIClient(url, tls_ca=stranger.ca) as client, pytest.raises(APIError) as exc:
         client.list_jobs()
     assert "cannot trust the requester" in str(exc.value)
+
+
+@pytest.fixture
+def http_port() -> Iterator[int]:
+    with JobStore(":memory:") as store:
+        server = APIServer(create_app(FakeService(store)), "127.0.0.1", 0)
+        port = server.start()
+        try:
+            yield port
+        finally:
+            server.stop()
+
+
+def test_an_encrypted_key_is_refused_at_once_without_asking_for_a_pass_phrase(
+    tmp_path: Path,
+) -> None:
+    locked = make_tls(tmp_path, key_password=b"s3cret")
+    with pytest.raises(ValidationError, match="unencrypted") as exc:
+        tls_files(locked.cert, locked.key)
+    assert exc.value.field == "tls-cert"
+
+
+def test_https_to_a_plain_http_api_says_the_handshake_failed_not_untrusted(
+    tls: TLSPair, http_port: int
+) -> None:
+    url = f"https://127.0.0.1:{http_port}"
+    with APIClient(url, tls_ca=tls.ca) as client, pytest.raises(APIError) as exc:
+        client.list_jobs()
+    message = str(exc.value)
+    assert "TLS handshake" in message
+    assert f"http://127.0.0.1:{http_port}" in message
+    assert "cannot trust" not in message
+    assert "--tls-ca" not in message
+
+
+def test_the_default_trust_is_a_store_with_cas_in_it() -> None:
+    assert default_trust().cert_store_stats()["x509_ca"] > 0
+    assert handshake_failure(ValueError("no TLS here")) is None
+
+
+def test_a_download_from_an_untrusted_results_server_names_tls_ca(
+    tls: TLSPair, https_port: int, tmp_path: Path
+) -> None:
+    spec = SpecConfig(
+        type="urlDownload", params={"URL": f"https://127.0.0.1:{https_port}/no-such-result"}
+    )
+    with pytest.raises(TransportError, match="cannot trust the results server") as exc:
+        download_result(spec, tmp_path / "untrusted")
+    assert "--tls-ca" in str(exc.value)
+    # trusted, the same request gets through the handshake to the server's own answer
+    with pytest.raises(NotFoundError):
+        download_result(spec, tmp_path / "trusted", verify=trusting(tls.ca))
 
 
 def test_plain_http_to_an_https_api_hints_at_https(https_port: int) -> None:
