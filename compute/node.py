@@ -287,7 +287,8 @@ class ComputeNode:
     def _on_ask(self, requester: str, execution: Execution, wait_for_approval: bool = True) -> None:
         """Decide a bid. Without ``wait_for_approval`` (the requester placed the execution
         here, knowing this node had room) a positive bid starts the run at once, in the same
-        locked step as the reservation: no slot waits for an accept."""
+        locked step as the reservation: no slot waits for an accept, and the answer is
+        ExecutionStarted instead of a BidResult."""
         job = execution.job
         if job is None:
             return
@@ -348,19 +349,22 @@ class ComputeNode:
             run is not None,
             reason,
         )
-        # The bid goes first: the requester hears of the execution before of its run.
-        self._reply(
-            requester,
-            BidResult(
-                execution_id=execution.id,
-                job_id=job.id,
-                accepted=accepted,
-                reason=reason,
-                busy=busy,
-            ),
-        )
         if run is not None:
-            self._pool.submit(self._run, run)
+            # Asked to start at once, and started: ExecutionStarted is the whole answer (a
+            # BidResult too would cost both sides a message for nothing they do not know).
+            self._reply(requester, ExecutionStarted(execution_id=execution.id, job_id=job.id))
+            self._pool.submit(self._run, run, False)
+        else:
+            self._reply(
+                requester,
+                BidResult(
+                    execution_id=execution.id,
+                    job_id=job.id,
+                    accepted=accepted,
+                    reason=reason,
+                    busy=busy,
+                ),
+            )
         if reserved:
             self._changed()
 
@@ -393,14 +397,17 @@ class ComputeNode:
             ),
         )
 
-    def _run(self, held: _Held) -> None:
+    def _run(self, held: _Held, announce: bool = True) -> None:
+        """Run ``held``; ``announce``: send ExecutionStarted once its inputs are staged (a
+        run started on a direct ask has said so already)."""
         execution = held.execution
 
         def started() -> None:
-            self._reply(
-                held.requester,
-                ExecutionStarted(execution_id=execution.id, job_id=execution.job_id),
-            )
+            if announce:
+                self._reply(
+                    held.requester,
+                    ExecutionStarted(execution_id=execution.id, job_id=execution.job_id),
+                )
 
         try:
             result = self._runner.run(execution, started, held.needs)

@@ -47,6 +47,12 @@ def _json(value: Any) -> str:
     return _JSON.encode(value)
 
 
+def _payload_json(message: Message) -> str:
+    """The message's wire form as compact JSON, serialised by pydantic-core in one step (a
+    quarter of the time of ``to_wire()`` then ``json``; non-ASCII text stays UTF-8)."""
+    return message.model_dump_json(by_alias=True)
+
+
 @dataclass(frozen=True)
 class Envelope:
     type: str
@@ -83,7 +89,7 @@ class Codec:
 
     def encode(self, message: Message, to: str | None = None) -> bytes:
         """``message`` in an envelope; ``to``: the one node it is for (None: a broadcast)."""
-        return self._frame(WIRE_NAMES[type(message)], _json(message.to_wire()), to)
+        return self._frame(WIRE_NAMES[type(message)], _payload_json(message), to)
 
     def encode_many(self, messages: Sequence[Message], to: str | None = None) -> list[bytes]:
         """``messages`` (to one node, ``to``) in as few envelopes as :data:`BATCH_MAX_BYTES`
@@ -94,7 +100,7 @@ class Codec:
         items: list[tuple[str, str]] = []  # (wire type, payload JSON)
         size = 0
         for message in messages:
-            item = (WIRE_NAMES[type(message)], _json(message.to_wire()))
+            item = (WIRE_NAMES[type(message)], _payload_json(message))
             item_size = len(item[0]) + len(item[1])
             if items and size + item_size > BATCH_MAX_BYTES:
                 bodies.append(self._frame_items(items, to))

@@ -63,9 +63,17 @@ _EXECUTION_TERMINAL = frozenset(
 EXECUTION_TRANSITIONS: Mapping[ExecutionStateType, frozenset[ExecutionStateType]] = {
     _E.UNDEFINED: frozenset({_E.NEW}),
     _E.NEW: frozenset({_E.ASK_FOR_BID, _E.CANCELLED, _E.FAILED}),
-    # AskForBid -> BidAccepted: a node asked to start at once (WaitForApproval false) bid.
+    # AskForBid -> BidAccepted / Running: a node asked to start at once (WaitForApproval
+    # false) bid, or answered that it started.
     _E.ASK_FOR_BID: frozenset(
-        {_E.ASK_FOR_BID_ACCEPTED, _E.ASK_FOR_BID_REJECTED, _E.BID_ACCEPTED, _E.CANCELLED, _E.FAILED}
+        {
+            _E.ASK_FOR_BID_ACCEPTED,
+            _E.ASK_FOR_BID_REJECTED,
+            _E.BID_ACCEPTED,
+            _E.RUNNING,
+            _E.CANCELLED,
+            _E.FAILED,
+        }
     ),
     _E.ASK_FOR_BID_ACCEPTED: frozenset({_E.BID_ACCEPTED, _E.BID_REJECTED, _E.CANCELLED, _E.FAILED}),
     _E.BID_ACCEPTED: frozenset({_E.RUNNING, _E.PUBLISHING, _E.COMPLETED, _E.FAILED, _E.CANCELLED}),

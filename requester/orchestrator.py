@@ -32,6 +32,7 @@ from protocol.job import Job, JobStateType
 from protocol.messages import (
     BidRejected,
     BidResult,
+    CancelExecution,
     ComputeError,
     ExecutionStarted,
     Heartbeat,
@@ -501,10 +502,7 @@ class Orchestrator:
             if isinstance(payload, BidResult):
                 return self._on_bid(envelope.sender, payload, execution)
             if isinstance(payload, ExecutionStarted):
-                self._store.update_execution(
-                    payload.execution_id, state=S.RUNNING, expect=(S.BID_ACCEPTED,)
-                )
-                return None
+                return self._on_started(envelope.sender, payload, execution)
             if isinstance(payload, RunResult):
                 return self._on_run_result(payload)
             if isinstance(payload, ComputeError):
@@ -573,6 +571,30 @@ class Orchestrator:
         )
         return updated.job_id
 
+    def _on_started(
+        self, sender: str, started: ExecutionStarted, execution: Execution
+    ) -> str | None:
+        """A run started: after its accept, or as a node's whole answer to a direct ask."""
+        if execution.state.terminal:
+            # it ended here (its ask timed out, the job was stopped) but runs there: stop it
+            reason = f"execution is {execution.state.label}"
+            self._planner_send(
+                sender,
+                CancelExecution(
+                    execution_id=started.execution_id, job_id=started.job_id, reason=reason
+                ),
+            )
+            return None
+        if is_direct(execution):
+            updated = self._store.update_execution(
+                started.execution_id, state=S.RUNNING, message="started", expect=(S.ASK_FOR_BID,)
+            )
+            return updated.job_id  # the job runs now
+        self._store.update_execution(
+            started.execution_id, state=S.RUNNING, expect=(S.BID_ACCEPTED,)
+        )
+        return None
+
     def _on_run_result(self, result: RunResult) -> str:
         output = result.run_output
         failed = output.exit_code != 0 or bool(output.error_msg)
@@ -591,5 +613,5 @@ class Orchestrator:
         )
         return execution.job_id
 
-    def _planner_send(self, node_id: str, message: BidRejected) -> None:
+    def _planner_send(self, node_id: str, message: BidRejected | CancelExecution) -> None:
         self._planner.send_to(node_id, message)

@@ -420,3 +420,39 @@ def test_a_bid_rejected_for_a_running_execution_stops_it_before_freeing_capacity
     assert result.run_output.error_msg == "cancelled"
     assert compute.capacity.available() == NODE_MAX
     compute.close()
+
+
+def direct(ask_envelope: Envelope) -> Envelope:
+    """The same ask, placed directly: run it at once, no approval round."""
+    assert isinstance(ask_envelope.payload, AskForBid)
+    return message(AskForBid(execution=ask_envelope.payload.execution, wait_for_approval=False))
+
+
+def test_a_direct_ask_it_starts_is_answered_by_execution_started_alone(tmp_path: Path) -> None:
+    compute, outbox = make_node(tmp_path)
+    compute.handle(direct(sized_ask("e-now")))
+    wait_until(lambda: sent(outbox, RunResult, "e-now"), 10, message="the run's result")
+    compute.close()
+    assert [type(m) for m in outbox.sent if getattr(m, "execution_id", "") == "e-now"] == [
+        ExecutionStarted,
+        RunResult,
+    ]
+    assert compute.capacity.available() == NODE_MAX
+
+
+def test_a_direct_ask_it_cannot_take_is_answered_by_a_refusing_bid(tmp_path: Path) -> None:
+    compute, outbox = make_node(tmp_path)
+    refused = bid_of(compute, outbox, direct(sized_ask("e-huge", {"CPU": "64"})))
+    assert not refused.accepted
+    for index in range(40):  # 0.1 CPU each: 40 fill the node's 4 CPUs
+        compute.handle(direct(sized_ask(f"e-fill-{index}", sleep_s=5)))
+    wait_until(lambda: len(outbox.of(ExecutionStarted)) == 40, 10, message="40 runs started")
+    busy = bid_of(compute, outbox, direct(sized_ask("e-one-too-many")))
+    assert not busy.accepted
+    assert busy.busy
+    assert sent(outbox, ExecutionStarted, "e-one-too-many") == []
+    for index in range(40):
+        compute.handle(
+            message(CancelExecution(execution_id=f"e-fill-{index}", job_id="", reason=""))
+        )
+    compute.close()

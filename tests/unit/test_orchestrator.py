@@ -15,6 +15,8 @@ from protocol.messages import (
     BidAccepted,
     BidRejected,
     BidResult,
+    CancelExecution,
+    ExecutionStarted,
     Message,
     NodeInfoMessage,
     RunResult,
@@ -249,3 +251,58 @@ def test_a_full_node_is_not_asked_and_each_result_lets_one_queued_job_in() -> No
                 assert [ask.execution.job_id for ask in asks()] == job_ids[:want]
         finally:
             service.close()
+
+
+def test_execution_started_answers_a_direct_ask_and_runs_the_job(
+    orchestrator: tuple[Orchestrator, Recorder],
+) -> None:
+    service, sent = orchestrator
+    job_id = service.submit(Job.model_validate(noop_job())).job_id
+    node_id, ask = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")[0]
+    assert isinstance(ask, AskForBid)
+    assert not ask.wait_for_approval
+    started = ExecutionStarted(execution_id=ask.execution.id, job_id=job_id)
+    service.handle(envelope(node_id, started))
+    store = service.store
+    wait_until(
+        lambda: store.get_job(job_id).state.state_type == JobStateType.RUNNING,
+        10,
+        message="the job running",
+    )
+    assert store.get_execution(ask.execution.id).state == S.RUNNING
+    done = RunResult(
+        execution_id=ask.execution.id, job_id=job_id, run_output=RunCommandResult(stdout="ok")
+    )
+    service.handle(envelope(node_id, done))
+    wait_until(
+        lambda: store.get_job(job_id).state.state_type == JobStateType.COMPLETED,
+        10,
+        message="the job completed",
+    )
+    assert sent.to_whom(BidAccepted) == []
+
+
+def test_a_run_started_for_an_execution_that_ended_here_is_cancelled_there(
+    orchestrator: tuple[Orchestrator, Recorder],
+) -> None:
+    service, sent = orchestrator
+    job_id = service.submit(Job.model_validate(noop_job())).job_id
+    node_id, ask = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")[0]
+    assert isinstance(ask, AskForBid)
+    service.stop(job_id, "changed my mind")
+    wait_until(
+        lambda: service.store.get_execution(ask.execution.id).state.terminal,
+        10,
+        message="the execution cancelled",
+    )
+    before = len(sent.to_whom(CancelExecution))
+    service.handle(
+        envelope(node_id, ExecutionStarted(execution_id=ask.execution.id, job_id=job_id))
+    )
+    cancels = wait_until(
+        lambda: sent.to_whom(CancelExecution)[before:], 10, message="the cancel of the late run"
+    )
+    assert [(to, m.execution_id) for to, m in cancels if isinstance(m, CancelExecution)] == [
+        (node_id, ask.execution.id)
+    ]
+    assert service.store.get_execution(ask.execution.id).state == S.CANCELLED

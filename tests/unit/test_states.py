@@ -52,9 +52,12 @@ def test_terminal_execution_states_go_nowhere(terminal: S) -> None:
         check_execution_transition(terminal, S.RUNNING)
 
 
-def test_skipping_the_bid_is_refused() -> None:
-    with pytest.raises(StateTransitionError, match="from AskForBid to Running"):
-        check_execution_transition(S.ASK_FOR_BID, S.RUNNING)
+def test_skipping_the_accept_is_refused() -> None:
+    """A bid waiting for approval cannot run before the requester accepts it; an ask that
+    needed none (a direct placement) may be answered by the run's start."""
+    with pytest.raises(StateTransitionError, match="from AskForBidAccepted to Running"):
+        check_execution_transition(S.ASK_FOR_BID_ACCEPTED, S.RUNNING)
+    check_execution_transition(S.ASK_FOR_BID, S.RUNNING)
 
 
 def test_job_transitions() -> None:
