@@ -96,6 +96,14 @@ def bid_taken(service: Orchestrator, sent: Recorder, execution_id: str) -> None:
         wait_until(lambda: state() == S.BID_ACCEPTED, 10, message="the bid recorded")
 
 
+def submitted(service: Orchestrator, sent: Recorder) -> tuple[str, str, AskForBid]:
+    """Submit a noop job and wait for its first ask: (job ID, the node asked, the ask)."""
+    job_id = service.submit(Job.model_validate(noop_job())).job_id
+    node_id, ask = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")[0]
+    assert isinstance(ask, AskForBid)
+    return job_id, node_id, ask
+
+
 def test_submitted_jobs_name_their_requester_in_meta(
     orchestrator: tuple[Orchestrator, Recorder],
 ) -> None:
@@ -131,9 +139,7 @@ def test_a_repeated_bid_for_a_live_execution_is_ignored_not_rejected(
 ) -> None:
     """A redelivered BidResult must not make the node drop the run it was given."""
     service, sent = either_way
-    job_id = service.submit(Job.model_validate(noop_job())).job_id
-    _, ask = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")[0]
-    assert isinstance(ask, AskForBid)
+    job_id, _, ask = submitted(service, sent)
     bid = BidResult(execution_id=ask.execution.id, job_id=job_id, accepted=True)
     service.handle(envelope("n-a", bid))
     bid_taken(service, sent, ask.execution.id)
@@ -145,9 +151,7 @@ def test_a_repeated_bid_for_a_live_execution_is_ignored_not_rejected(
 
 
 def accepted_on_a(service: Orchestrator, sent: Recorder) -> str:
-    job_id = service.submit(Job.model_validate(noop_job())).job_id
-    _, ask = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")[0]
-    assert isinstance(ask, AskForBid)
+    job_id, _, ask = submitted(service, sent)
     bid = BidResult(execution_id=ask.execution.id, job_id=job_id, accepted=True)
     service.handle(envelope("n-a", bid))
     bid_taken(service, sent, ask.execution.id)
@@ -257,9 +261,7 @@ def test_execution_started_answers_a_direct_ask_and_runs_the_job(
     orchestrator: tuple[Orchestrator, Recorder],
 ) -> None:
     service, sent = orchestrator
-    job_id = service.submit(Job.model_validate(noop_job())).job_id
-    node_id, ask = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")[0]
-    assert isinstance(ask, AskForBid)
+    job_id, node_id, ask = submitted(service, sent)
     assert not ask.wait_for_approval
     started = ExecutionStarted(execution_id=ask.execution.id, job_id=job_id)
     service.handle(envelope(node_id, started))
@@ -286,9 +288,7 @@ def test_a_run_started_for_an_execution_that_ended_here_is_cancelled_there(
     orchestrator: tuple[Orchestrator, Recorder],
 ) -> None:
     service, sent = orchestrator
-    job_id = service.submit(Job.model_validate(noop_job())).job_id
-    node_id, ask = wait_until(lambda: sent.to_whom(AskForBid), 10, message="the ask")[0]
-    assert isinstance(ask, AskForBid)
+    job_id, node_id, ask = submitted(service, sent)
     service.stop(job_id, "changed my mind")
     wait_until(
         lambda: service.store.get_execution(ask.execution.id).state.terminal,
