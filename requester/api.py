@@ -41,6 +41,7 @@ from requester.api_query import (
     parse_namespace,
     since_ns,
 )
+from requester.api_schema import PUT_JOB_BODY, install_openapi
 from requester.service import OrchestratorService
 
 JOBS = "/api/v1/orchestrator/jobs"
@@ -73,6 +74,7 @@ def create_app(service: OrchestratorService, tokens: Sequence[str] = ()) -> Fast
     if tokens:
         app.add_middleware(BearerTokens, tokens=tokens)
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(_jobs_router(service))
     app.include_router(_nodes_router(service))
     app.include_router(_agent_router(service))
@@ -105,8 +107,12 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
     # FastAPI route below is never reached: it keeps PUT /jobs in the OpenAPI schema.
     router.add_route(JOBS, put_job_route, methods=["PUT", "POST"], include_in_schema=False)
 
-    @router.api_route(JOBS, methods=["PUT", "POST"], response_model=None)
+    @router.put(JOBS, response_model=None, openapi_extra=PUT_JOB_BODY)
     async def put_job(request: Request) -> dict[str, Any]:
+        return await submit(request)
+
+    @router.post(JOBS, response_model=None, openapi_extra=PUT_JOB_BODY)
+    async def post_job(request: Request) -> dict[str, Any]:
         return await submit(request)
 
     @router.get(JOBS, response_model=None)
