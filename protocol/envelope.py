@@ -123,15 +123,16 @@ class Codec:
     def _frame(self, wire_type: str, payload_json: str, to: str | None) -> bytes:
         """The envelope around ``payload_json``: the same bytes as ``json.dumps`` of the whole
         envelope with ``Payload`` last."""
-        head = _json(
-            {
-                "Version": PROTOCOL_VERSION,
-                "Type": wire_type,
-                "ID": new_message_id(),
-                "Sender": self.sender,
-                "SentAt": now_ns(),
-            }
-        )
+        fields: dict[str, Any] = {
+            "Version": PROTOCOL_VERSION,
+            "Type": wire_type,
+            "ID": new_message_id(),
+            "Sender": self.sender,
+            "SentAt": now_ns(),
+        }
+        if to is not None:
+            fields["To"] = to  # signed with the rest: it cannot be taken to another node
+        head = _json(fields)
         encoded = (head[:-1] + ',"Payload":' + payload_json + "}").encode()
         return encoded if self.signer is None else self.signer.frame(encoded, to)
 
@@ -179,7 +180,7 @@ class Codec:
         """The envelope's checked outer fields (version, type, authentication, identity)."""
         raw = data.encode() if isinstance(data, str) else bytes(data)
         if self.verifier is not None:
-            body = self.verifier.open(raw)
+            body = self.verifier.open(raw, recipient=self.sender)
         else:
             if raw.startswith(MAGIC):  # signed, but this node checks no signatures
                 _, raw = split(raw)

@@ -177,11 +177,13 @@ class Verifier:
         self._admitted: LRUCache[tuple[bytes, bytes], bool] = LRUCache(MAX_ADMISSIONS_KEPT)
         self.refused: Counter[str] = Counter()
 
-    def open(self, data: bytes) -> dict[str, Any]:
+    def open(self, data: bytes, recipient: str | None = None) -> dict[str, Any]:
         """The checked envelope body of ``data``; MessageError when it cannot be trusted.
-        The cheap checks come first: a stranger's frame costs no signature check."""
+        The cheap checks come first: a stranger's frame costs no signature check. With
+        ``recipient`` (this node's ID), a message addressed (``To``) to another node is
+        refused: a signed message taken off one node's queue cannot be replayed to another."""
         if data.startswith(SEALED_MAGIC):
-            return self._open_sealed(data)
+            return self._open_sealed(data, recipient)
         if not data.startswith(MAGIC):
             claimed = _claimed_sender(data)
             why = f"unsigned message claiming to be from {claimed} (signatures are required)"
@@ -201,9 +203,9 @@ class Verifier:
             agreement = b""  # nothing to learn (a node that seals nothing)
         elif not self._agreement.vouched(key, agreement, certificate):
             raise self._refuse(sender, "its agreement key is not vouched for by its signing key")
-        return self._accept(body, sender, key, agreement)
+        return self._accept(body, sender, key, agreement, recipient)
 
-    def _open_sealed(self, data: bytes) -> dict[str, Any]:
+    def _open_sealed(self, data: bytes, recipient: str | None) -> dict[str, Any]:
         if self._agreement is None:
             raise MessageError("a sealed message, but this node has no agreement key to open it")
         header, sealed = split(data, SEALED_MAGIC)
@@ -221,7 +223,7 @@ class Verifier:
         body = load_object(opened)
         if str(body.get("Sender")) != claimed:
             raise self._refuse(claimed, "it names another node as its sender")
-        return self._accept(body, claimed, key, agreement)
+        return self._accept(body, claimed, key, agreement, recipient)
 
     def _admitted_sender(self, key: bytes, credential: bytes) -> str:
         """The node ID of signing key ``key``, if the cluster admits it (refused otherwise)."""
@@ -233,12 +235,21 @@ class Verifier:
         return sender
 
     def _accept(
-        self, body: dict[str, Any], sender: str, key: bytes, agreement: bytes
+        self,
+        body: dict[str, Any],
+        sender: str,
+        key: bytes,
+        agreement: bytes,
+        recipient: str | None,
     ) -> dict[str, Any]:
-        """``body`` from admitted ``sender`` (whose key made it), unless it is a replay."""
+        """``body`` from admitted ``sender`` (whose key made it), unless it is a replay or
+        addressed to a node other than ``recipient``."""
         sent_at = body.get("SentAt")
         if not isinstance(sent_at, int) or not isinstance(body.get("ID"), str):
             raise MessageError("envelope fields ID and SentAt are missing or malformed")
+        to = body.get("To")
+        if recipient is not None and to is not None and to != recipient:
+            raise self._refuse(sender, f"addressed to {str(to)[:64]!r}, not to this node")
         replayed = self._replay.check(body["ID"], sent_at)
         if replayed is not None:
             raise self._refuse(sender, replayed)

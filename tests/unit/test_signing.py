@@ -157,6 +157,23 @@ def test_a_replayed_or_stale_message_is_refused() -> None:
     assert len(guard) == 1, "IDs older than the window (and the skew) are forgotten"
 
 
+def test_a_signed_message_to_one_node_is_refused_by_another() -> None:
+    """A message taken off one node's queue and put on another's does not count there:
+    ``To`` is signed with the rest (sealed messages are bound to their recipient anyway)."""
+    node = NodeIdentity.generate()
+    sender = signed_codec(node)
+    to_elsewhere = sender.encode(RESULT, to="n-somebody-else")
+    receiver = checking_codec()  # it is "n-receiver"
+    assert "not to this node" in str(refusal(receiver, to_elsewhere))
+    assert receiver.decode(sender.encode(RESULT, to="n-receiver")).payload == RESULT
+    assert receiver.decode(sender.encode(RESULT)).payload == RESULT  # a broadcast
+    moved = json.loads(split(to_elsewhere)[1])
+    moved["To"] = "n-receiver"  # readdressed: the signature no longer holds
+    header = to_elsewhere[: to_elsewhere.index(b"\n", len(MAGIC)) + 1]
+    forged = header + json.dumps(moved, separators=(",", ":")).encode()
+    assert "bad signature" in str(refusal(receiver, forged))
+
+
 def test_a_node_that_checks_nothing_still_reads_signed_messages() -> None:
     node = NodeIdentity.generate()
     assert Codec("n-any").decode(signed_codec(node).encode(RESULT)).payload == RESULT
