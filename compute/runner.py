@@ -162,14 +162,6 @@ class Runner:
             folder = results_dir / result_path.name
             folder.mkdir()
             outputs.append(Mount(source=folder, target=result_path.path, read_only=False))
-        env = {
-            **task.env,
-            "BACALHAU_JOB_ID": job.id,
-            "BACALHAU_EXECUTION_ID": execution.id,
-            "BACALHAU_NODE_ID": self._node_id,
-            "BACALHAU_PARTITION_INDEX": "0",
-            "BACALHAU_PARTITION_COUNT": str(job.count),
-        }
         request = RunRequest(
             job_id=job.id,
             execution_id=execution.id,
@@ -178,9 +170,13 @@ class Runner:
             timeout_s=timeout_s,
             inputs=tuple(inputs),
             outputs=tuple(outputs),
-            env=env,
+            env=task.env,
             resources=resources,
             network=task.network,
+            # every execution of a job runs the whole task: Bacalhau's partition 0 of Count
+            partition_index=0,
+            partition_count=job.count,
+            node_id=self._node_id,
         )
         on_started()
         started_ns = now_ns()

@@ -40,6 +40,24 @@ class RunRequest:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     partition_index: int = 0
     partition_count: int = 1
+    node_id: str = ""
+
+
+def execution_env(request: RunRequest) -> dict[str, str]:
+    """The variables Bacalhau gives every task about its own execution."""
+    return {
+        "BACALHAU_JOB_ID": request.job_id,
+        "BACALHAU_EXECUTION_ID": request.execution_id,
+        "BACALHAU_NODE_ID": request.node_id,
+        "BACALHAU_PARTITION_INDEX": str(request.partition_index),
+        "BACALHAU_PARTITION_COUNT": str(request.partition_count),
+    }
+
+
+def task_env(request: RunRequest, engine_env: Mapping[str, str]) -> dict[str, str]:
+    """What every engine gives a task: the job's env, then the engine's own
+    EnvironmentVariables, then :func:`execution_env` (which neither can override)."""
+    return {**request.env, **engine_env, **execution_env(request)}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 import docker.types
 
-from compute.executors.base import Mount, RunOutcome, RunRequest
+from compute.executors.base import Mount, RunOutcome, RunRequest, task_env
 from protocol.errors import ExecutionError, ValidationError
 from protocol.job import NetworkConfig, NetworkType, SpecConfig
 from protocol.specs.engines import DockerParams
@@ -64,14 +64,7 @@ def network_mode(network: NetworkConfig, full_network: str = "bridge") -> str:
 
 def container_env(request: RunRequest, params: DockerParams) -> dict[str, str]:
     """The job's env, then the engine's EnvironmentVariables, then the execution's own."""
-    return {
-        **request.env,
-        **params.environment_variables,
-        "BACALHAU_JOB_ID": request.job_id,
-        "BACALHAU_EXECUTION_ID": request.execution_id,
-        "BACALHAU_PARTITION_INDEX": str(request.partition_index),
-        "BACALHAU_PARTITION_COUNT": str(request.partition_count),
-    }
+    return task_env(request, params.environment_variables)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 import wasmtime
 
-from compute.executors.base import RunOutcome, RunRequest
+from compute.executors.base import RunOutcome, RunRequest, task_env
 from compute.executors.interrupts import RunControl, RunControls
 from compute.executors.wasm_limits import (
     MEMORY_EXIT_CODE,
@@ -223,7 +223,7 @@ def wasi_config(
 ) -> wasmtime.WasiConfig:
     wasi = wasmtime.WasiConfig()
     wasi.argv = [program, *params.parameters]
-    wasi.env = sorted({**request.env, **params.environment_variables}.items())
+    wasi.env = sorted(task_env(request, params.environment_variables).items())
     for folder in folders:
         wasi.preopen_dir(str(folder.host_dir), folder.guest_dir, folder.writable)
     return wasi

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 import wasmtime
 
 from compute.executors.base import Mount, RunOutcome, RunRequest
+from compute.executors.docker_container import container_env
 from compute.executors.interrupts import (
     CANCELLED_EXIT_CODE,
     OUTPUT_LIMIT_EXIT_CODE,
@@ -31,6 +33,7 @@ from compute.executors.wasm_modules import CompiledModule, ModuleCache
 from protocol.errors import ExecutionError
 from protocol.job import InputSource, SpecConfig
 from protocol.resources import Resources
+from protocol.specs.engines import DockerParams
 from tests.support.threads import PROMPT_S, RunInThread
 from tests.support.wait import wait_until
 
@@ -166,7 +169,7 @@ def test_environment_variables_as_a_map_overlay_the_task_env(tmp_path: Path) -> 
     )
 
     assert WasmExecutor().run(request).exit_code == 0
-    assert sorted(stdout(request).splitlines()) == ["GREETING=hola", "TASK=1"]
+    assert sorted(own_env(request)) == ["GREETING=hola", "TASK=1"]
 
 
 def test_environment_variables_as_a_list(tmp_path: Path) -> None:
@@ -174,7 +177,34 @@ def test_environment_variables_as_a_list(tmp_path: Path) -> None:
     request = wasm_request(tmp_path, params, inputs=[module_mount(FIXTURES / "env.wat")])
 
     assert WasmExecutor().run(request).exit_code == 0
-    assert stdout(request).splitlines() == ["A=1", "B=x=y"]
+    assert own_env(request) == ["A=1", "B=x=y"]
+
+
+def own_env(request: RunRequest) -> list[str]:
+    """The task's variables as it printed them, without those Bacalhau sets."""
+    return [line for line in stdout(request).splitlines() if not line.startswith("BACALHAU_")]
+
+
+def test_the_task_sees_its_execution_as_a_docker_task_does_and_cannot_change_it(
+    tmp_path: Path,
+) -> None:
+    params = {"EntryModule": "/app/main.wat", "EnvironmentVariables": {"BACALHAU_JOB_ID": "x"}}
+    request = replace(
+        wasm_request(tmp_path, params, inputs=[module_mount(FIXTURES / "env.wat")]),
+        node_id="n-7",
+        partition_index=0,
+        partition_count=3,
+    )
+
+    assert WasmExecutor().run(request).exit_code == 0
+    seen = dict(line.split("=", 1) for line in stdout(request).splitlines())
+    docker = container_env(request, DockerParams.from_wire({"Image": "busybox"}))
+    assert {k: v for k, v in seen.items() if k.startswith("BACALHAU_")} == {
+        k: v for k, v in docker.items() if k.startswith("BACALHAU_")
+    }
+    assert seen["BACALHAU_JOB_ID"] == "j-1"
+    assert seen["BACALHAU_PARTITION_COUNT"] == "3"
+    assert seen["BACALHAU_NODE_ID"] == "n-7"
 
 
 # -- the entry module ---------------------------------------------------------------------

@@ -64,6 +64,7 @@ def test_container_spec_carries_the_job(tmp_path: Path) -> None:
         resources=Resources(cpu=1.5, memory=256 * MIB),
         partition_index=1,
         partition_count=4,
+        node_id="n-1",
     )
 
     assert kwargs["image"] == "ubuntu:24.04"
@@ -76,6 +77,7 @@ def test_container_spec_carries_the_job(tmp_path: Path) -> None:
         "B=engine",
         "BACALHAU_JOB_ID=j-1",
         "BACALHAU_EXECUTION_ID=e-1",
+        "BACALHAU_NODE_ID=n-1",
         "BACALHAU_PARTITION_INDEX=1",
         "BACALHAU_PARTITION_COUNT=4",
     ]
