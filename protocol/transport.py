@@ -101,11 +101,15 @@ def transport_options(url: str, options: BusOptions) -> dict[str, Any]:
     return {}
 
 
+def node_queue_name(node_id: str) -> str:
+    return f"bprotocol.{node_id}"
+
+
 def node_queue(node_id: str) -> Queue:
     """A node's durable queue. The TTL rides on each message (``expiration``), not on the
     queue: a queue argument would make every node and sender agree on it forever
     (RabbitMQ refuses a redeclaration with another ``x-message-ttl``)."""
-    return Queue(f"bprotocol.{node_id}", exchange=DIRECT, routing_key=node_id, durable=True)
+    return Queue(node_queue_name(node_id), exchange=DIRECT, routing_key=node_id, durable=True)
 
 
 def gossip_queue(node_id: str) -> Queue:
@@ -246,7 +250,7 @@ class Bus:
                             self._declared.add(routing_key)
                         # Straight to the node's queue through the default exchange: on
                         # Redis one LPUSH, without looking the direct exchange's bindings up.
-                        target_exchange, target_key = "", node_queue(routing_key).name
+                        target_exchange, target_key = "", node_queue_name(routing_key)
                     producer.publish(
                         body,
                         exchange=target_exchange,
