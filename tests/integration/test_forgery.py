@@ -183,7 +183,9 @@ def test_forged_bids_change_no_outcome(tmp_path: Path, redis: RedisServer) -> No
         assert ended_job["State"]["StateType"] == "Completed"  # type: ignore[index]
         assert sorted(run["ID"] for run in runs) == sorted(executions), "nobody was re-asked"
         states = sorted(run["ComputeState"]["StateType"] for run in runs)
-        assert states == [6, 7], "one bid rejected (enough accepted), one completed"
+        # the other: its bid rejected (6) or, still unanswered when one was accepted,
+        # its ask cancelled (9), as enough bids were accepted
+        assert states in ([6, 7], [7, 9]), states
         (done,) = [run for run in runs if run["ComputeState"]["StateType"] == 7]
         assert done["RunOutput"]["Stdout"] == "ok\n"
         assert "forged" not in json.dumps(history)
