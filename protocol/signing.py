@@ -54,6 +54,7 @@ class Signer:
         self, identity: NodeIdentity, credential: bytes = b"", agreement: Agreement | None = None
     ) -> None:
         self.identity = identity
+        self.credential = credential
         self.agreement = agreement
         fields = (
             b'{"Key":"'
@@ -192,7 +193,7 @@ class Verifier:
         key, credential, signature, agreement, certificate = _binary(
             header, "Key", "Credential", "Signature", "Agreement", "Certificate"
         )
-        claimed = self._admitted_sender(key, credential)
+        claimed = self.admitted_node(key, credential)
         body = load_object(signed)
         sender = str(body.get("Sender"))
         if claimed != sender:
@@ -212,7 +213,7 @@ class Verifier:
         key, credential, agreement, certificate, nonce = _binary(
             header, "Key", "Credential", "Agreement", "Certificate", "Nonce"
         )
-        claimed = self._admitted_sender(key, credential)
+        claimed = self.admitted_node(key, credential)
         if not self._agreement.vouched(key, agreement, certificate):
             raise self._refuse(claimed, "its agreement key is not vouched for by its signing key")
         line = data[: len(data) - len(sealed)]
@@ -225,7 +226,7 @@ class Verifier:
             raise self._refuse(claimed, "it names another node as its sender")
         return self._accept(body, claimed, key, agreement, recipient)
 
-    def _admitted_sender(self, key: bytes, credential: bytes) -> str:
+    def admitted_node(self, key: bytes, credential: bytes) -> str:
         """The node ID of signing key ``key``, if the cluster admits it (refused otherwise)."""
         if len(key) != 32:
             raise MessageError("signed message: the header's Key is not a public key")

@@ -30,6 +30,7 @@ from protocol.envelope import CONTENT_TYPE, Codec, Envelope
 from protocol.errors import MessageError, TransportError, UnknownPeerError, ValidationError
 from protocol.messages import Message
 from protocol.peer.config import parse_peer_url
+from protocol.queue_claims import QueueClaims
 from protocol.signing import RefusedMessageError
 
 peer.register()
@@ -85,7 +86,11 @@ def split_urls(url: str) -> list[str]:
     return urls
 
 
-def transport_options(url: str, options: BusOptions) -> dict[str, Any]:
+def transport_options(
+    url: str, options: BusOptions, claims: QueueClaims | None = None
+) -> dict[str, Any]:
+    """kombu's transport options for ``url``; ``claims``: how a node proves on ``peer://``
+    that the queues it binds are its own, and checks that others' are."""
     scheme = scheme_of(url)
     if scheme in ("redis", "rediss"):
         return {"fanout_prefix": True, "fanout_patterns": True}
@@ -96,8 +101,11 @@ def transport_options(url: str, options: BusOptions) -> dict[str, Any]:
         # broker silent for connect_timeout_s is an error to retry, not a send that hangs.
         timeout_s = options.connect_timeout_s
         return {"confirm_publish": True, "read_timeout": timeout_s, "write_timeout": timeout_s}
-    if scheme == "peer" and options.peer_secret:
-        return {"cluster_secret": options.peer_secret}  # peers prove they know it to join
+    if scheme == "peer":
+        peer: dict[str, Any] = {"queue_claims": claims}
+        if options.peer_secret:
+            peer["cluster_secret"] = options.peer_secret  # peers prove they know it to join
+        return peer
     return {}
 
 
@@ -137,6 +145,7 @@ class Bus:
         self.node_id = node_id
         self._handler = handler
         self._codec = codec
+        self._claims = QueueClaims(codec.signer, codec.verifier)
         self._options = options or BusOptions()
         self._stopping = threading.Event()
         self._ready = threading.Event()
@@ -163,7 +172,7 @@ class Bus:
     def _connection(self, url: str, heartbeat_s: float = 0.0) -> Connection:
         return Connection(
             url,
-            transport_options=transport_options(url, self._options),
+            transport_options=transport_options(url, self._options, self._claims),
             connect_timeout=self._options.connect_timeout_s,
             heartbeat=heartbeat_s if scheme_of(url).endswith("amqp") else 0.0,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from protocol.errors import ValidationError
@@ -33,6 +34,8 @@ class PeerConfig:
     hello_timeout_s: float = 10.0
     max_peers: int = 1024
     secret: bytes | None = field(default=None, repr=False)
+    # who may bind which queue (protocol.queue_claims.QueueClaims); None: anyone
+    claims: Any = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:

@@ -22,11 +22,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from queue import Empty
-from typing import Any
+from typing import Any, Protocol
 
 from kombu.transport.virtual.base import BrokerState
 
-from protocol.errors import TransportError, UnknownPeerError
+from protocol.errors import MessageError, TransportError, UnknownPeerError
 from protocol.peer import frames
 from protocol.peer.config import PeerConfig
 from protocol.peer.link import BufferFullError, PeerLink, shutdown_socket
@@ -34,6 +34,28 @@ from protocol.peer.link import BufferFullError, PeerLink, shutdown_socket
 log = logging.getLogger("bacalao.peer")
 
 Binding = tuple[str, str, str]  # exchange, routing key, queue
+
+
+class Claims(Protocol):
+    """Which queues only their owner may bind, and the owner's proof (a claim) that it does
+    (see :mod:`protocol.queue_claims`)."""
+
+    def required(self, queue: str) -> bool: ...
+
+    def make(self, queue: str, address: str) -> dict[str, Any] | None: ...
+
+    def check(self, queue: str, address: str, claim: Any) -> int:
+        """The claim's time; MessageError when it does not prove the binding."""
+        ...
+
+
+@dataclass
+class _Claimed:
+    """A claimed queue: where its owner's newest valid claim says it is bound."""
+
+    at_ns: int
+    address: str
+    bindings: set[tuple[str, str]] = field(default_factory=set)  # (exchange, routing key)
 
 
 @dataclass
@@ -72,7 +94,10 @@ class PeerHub:
         self._generation = 0
         self._queues: dict[str, _Queue] = {}
         self._local: set[Binding] = set()
-        self._remote: dict[str, set[Binding]] = {}
+        self._remote: dict[str, set[Binding]] = {}  # of queues nobody claims
+        self._claimed: dict[str, _Claimed] = {}  # queue -> its owner's newest claim
+        self._claims_out: dict[str, dict[str, Any]] = {}  # our queues -> our claim
+        self.refused_bindings = 0
         self._routes: _Routes | None = None  # None: stale, rebuild from _remote
         self._links: dict[str, PeerLink] = {}
         self._ignored: set[str] = set()
@@ -173,16 +198,28 @@ class PeerHub:
             self._queues.pop(name, None)
             gone = [binding for binding in self._local if binding[2] == name]
             self._local.difference_update(gone)
+            self._claims_out.pop(name, None)
         for binding in gone:
             self._broadcast(frames.encode(frames.UNBIND, addr=self.address, b=list(binding)))
 
-    def bind(self, exchange: str, routing_key: str, queue: str) -> None:
+    def bind(
+        self, exchange: str, routing_key: str, queue: str, claims: Claims | None = None
+    ) -> None:
+        """Bind ``queue`` here; ``claims`` (the binding connection's) proves it is ours."""
         binding = (exchange, routing_key or "", queue)
         with self._lock:
             if binding in self._local:
                 return
             self._local.add(binding)
-        self._broadcast(frames.encode(frames.BIND, addr=self.address, b=list(binding)))
+            claim = self._claims_out.get(queue)
+            if claim is None and claims is not None:
+                claim = claims.make(queue, self.address)
+                if claim is not None:
+                    self._claims_out[queue] = claim
+        fields: dict[str, Any] = {"addr": self.address, "b": list(binding)}
+        if claim is not None:
+            fields["c"] = claim
+        self._broadcast(frames.encode(frames.BIND, **fields))
 
     def get(self, name: str) -> dict[str, Any]:
         """The next live message of a local queue; ``queue.Empty`` when there is none."""
@@ -225,8 +262,12 @@ class PeerHub:
                 for exchange, key, queue in bindings:
                     routes.owners.setdefault(queue, address)
                     routes.queues.setdefault((exchange, key), []).append(queue)
-            for found in routes.queues.values():
-                found.sort()
+            for queue, claimed in self._claimed.items():
+                routes.owners[queue] = claimed.address
+                for exchange, key in claimed.bindings:
+                    routes.queues.setdefault((exchange, key), []).append(queue)
+            for route, found in routes.queues.items():
+                routes.queues[route] = sorted(set(found))
             self._routes = routes
         return self._routes
 
@@ -286,7 +327,10 @@ class PeerHub:
 
     def _hello(self) -> bytes:
         with self._lock:
-            bindings = [list(binding) for binding in sorted(self._local)]
+            bindings: list[list[Any]] = []
+            for binding in sorted(self._local):
+                claim = self._claims_out.get(binding[2])
+                bindings.append([*binding, claim] if claim is not None else list(binding))
             peers = sorted(self._links)
         return frames.seal(
             self.config.secret,
@@ -342,6 +386,8 @@ class PeerHub:
                 for link in dead:
                     del self._links[link.address]
                     self._remote.pop(link.address, None)
+                    for queue in [q for q, c in self._claimed.items() if c.address == link.address]:
+                        del self._claimed[queue]
                     self._remote_changed()
                     self._heard_from.discard(link.address)
             for link in dead:
@@ -401,6 +447,36 @@ class PeerHub:
                 self._inbound.discard(sock)
             sock.close()
 
+    def _unclaimed(self, address: str, binding: Binding, claim: Any) -> bool:
+        """Take in a binding that ``address`` announced (caller holds the lock): True for a
+        queue nobody claims, which goes with that address's other bindings. A claimed queue
+        moves to ``address`` only on a valid claim no older than the one it follows; any
+        other is refused (counted, logged)."""
+        checker = self.config.claims
+        exchange, key, queue = binding
+        if checker is None or not checker.required(queue):
+            return True
+        try:
+            at_ns = checker.check(queue, address, claim)
+        except MessageError as exc:
+            self.refused_bindings += 1
+            log.warning("event=peer_binding_refused address=%s reason=%r", address, str(exc))
+            return False
+        current = self._claimed.get(queue)
+        if current is not None and current.at_ns > at_ns:
+            self.refused_bindings += 1
+            log.warning(
+                "event=peer_binding_refused address=%s queue=%s reason='an older claim'",
+                address,
+                queue,
+            )
+            return False
+        if current is None or current.address != address:
+            current = self._claimed[queue] = _Claimed(at_ns, address)
+        current.at_ns = at_ns
+        current.bindings.add((exchange, key))
+        return False
+
     def _handle(self, sock: socket.socket, frame: dict[str, Any], sender: str) -> str:
         kind = frame["t"]
         if kind in (frames.HELLO, frames.PEERS):
@@ -410,9 +486,13 @@ class PeerHub:
                 self._forget_self_link(sock)
                 return ""
             address = _text(frame["addr"])
-            bindings = {_binding(item) for item in frame["bindings"]}
+            if not isinstance(frame["bindings"], list):
+                raise frames.FrameError("HELLO bindings are not a list")
+            items = [_binding(item) for item in frame["bindings"]]
             with self._lock:
-                self._remote[address] = bindings
+                self._remote[address] = {
+                    binding for binding, claim in items if self._unclaimed(address, binding, claim)
+                }
                 self._remote_changed()
                 self._heard_from.add(address)
             self._learn([address, *frame["peers"]])
@@ -422,13 +502,13 @@ class PeerHub:
         elif not sender:
             raise frames.FrameError(f"{kind} frame before HELLO")
         elif kind in (frames.BIND, frames.UNBIND):
-            binding = _binding(frame["b"])
+            binding, _ = _binding(frame["b"])
             with self._lock:
                 bindings = self._remote.setdefault(sender, set())
-                if kind == frames.BIND:
+                if kind == frames.UNBIND:
+                    bindings.discard(binding)  # a claimed queue stays where its claim says
+                elif self._unclaimed(sender, binding, frame.get("c")):
                     bindings.add(binding)
-                else:
-                    bindings.discard(binding)
                 self._remote_changed()
         elif kind == frames.PUT:
             queue = _text(frame["q"])
@@ -451,10 +531,12 @@ def _text(value: Any) -> str:
     return value
 
 
-def _binding(value: Any) -> Binding:
-    if not isinstance(value, list) or len(value) != 3:
-        raise frames.FrameError("a binding is [exchange, routing_key, queue]")
-    return (_text(value[0]), _text(value[1]), _text(value[2]))
+def _binding(value: Any) -> tuple[Binding, Any]:
+    """A binding, and the claim that may follow it: ``[exchange, routing_key, queue(, claim)]``."""
+    if not isinstance(value, list) or len(value) not in (3, 4):
+        raise frames.FrameError("a binding is [exchange, routing_key, queue] and maybe a claim")
+    claim = value[3] if len(value) == 4 else None
+    return (_text(value[0]), _text(value[1]), _text(value[2])), claim
 
 
 # -- one hub per node and process, shared by that node's kombu connections ---------------

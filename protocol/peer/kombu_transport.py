@@ -47,7 +47,8 @@ class Channel(virtual.Channel):
         self.hub.fanout(exchange, message)
 
     def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
-        self.hub.bind(exchange, routing_key, queue)
+        claims = self.connection.client.transport_options.get("queue_claims")
+        self.hub.bind(exchange, routing_key, queue, claims)
 
     def _size(self, queue: str) -> int:
         return self.hub.size(queue)
@@ -86,9 +87,11 @@ class Transport(virtual.Transport):
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
-        secret = client.transport_options.get("cluster_secret")
+        options = client.transport_options
         self.config: PeerConfig = dataclasses.replace(
-            parse_peer_url(_url_of(client)), secret=secret or None
+            parse_peer_url(_url_of(client)),
+            secret=options.get("cluster_secret") or None,
+            claims=options.get("queue_claims"),
         )
         self.hub: hubs.PeerHub | None = None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 from kombu.connection import Connection
@@ -35,14 +34,6 @@ def test_peer_urls_parse_with_bootstrap_and_advertise() -> None:
         parse_peer_url("peer://0.0.0.0:7000?bootstrap=nohostport")
     with pytest.raises(ValidationError, match="unknown option"):
         parse_peer_url("peer://0.0.0.0:7000?bootstap=a:1")
-
-
-@pytest.fixture
-def hubs() -> Iterator[list[hub.PeerHub]]:
-    started: list[hub.PeerHub] = []
-    yield started
-    for item in started:
-        item.close()
 
 
 def start_hub(started: list[hub.PeerHub], *bootstrap: str) -> hub.PeerHub:
