@@ -1,4 +1,5 @@
-"""Who may consume a node's queue on ``peer://``: only the node itself, proven by its key.
+"""Who may consume a node's queue on ``peer://``: only the node itself, proven by its key;
+and every control frame (HELLO, PEERS) signed by the node whose hub sends it.
 
 On a broker, a queue is the broker's; on ``peer://`` a queue lives on the hub that says it
 binds it, and a hub that said so for another node's queue would receive that node's
@@ -26,6 +27,7 @@ from protocol.signing import Signer, Verifier
 PREFIX = "bprotocol."
 GOSSIP_PREFIX = "bprotocol.gossip."
 _PURPOSE = b"bacalao-queue-claim/1\n"
+_FRAME_PURPOSE = b"bacalao-peer-frame/1\n"
 
 
 def queue_owner(queue: str) -> str | None:
@@ -34,6 +36,19 @@ def queue_owner(queue: str) -> str | None:
         if queue.startswith(prefix):
             return queue[len(prefix) :] or None
     return None
+
+
+def _fields(proof: dict[str, Any], what: str) -> tuple[bytes, bytes, bytes]:
+    """A proof's key, credential and signature (``k``, ``c``, ``s``, base64)."""
+    try:
+        key, credential, signature = (
+            base64.b64decode(str(proof.get(name, "")), validate=True) for name in "kcs"
+        )
+    except (binascii.Error, ValueError):
+        raise MessageError(f"{what}: a field is not base64") from None
+    if len(key) != 32:
+        raise MessageError(f"{what}: the key is not a public key")
+    return key, credential, signature
 
 
 def _signed(queue: str, address: str, at_ns: int) -> bytes:
@@ -65,6 +80,29 @@ class QueueClaims:
             "s": base64.b64encode(signature).decode(),
         }
 
+    def sign(self, data: bytes) -> dict[str, Any] | None:
+        """This node's signature over a control frame's ``data`` (None: no key to sign with)."""
+        signer = self._signer
+        if signer is None:
+            return None
+        return {
+            "k": base64.b64encode(signer.identity.public_key).decode(),
+            "c": base64.b64encode(signer.credential).decode(),
+            "s": base64.b64encode(signer.identity.sign(_FRAME_PURPOSE + data)).decode(),
+        }
+
+    def verify(self, data: bytes, proof: Any) -> str:
+        """The admitted node that signed a control frame's ``data``; MessageError if none."""
+        if self._verifier is None:
+            return ""
+        if not isinstance(proof, dict):
+            raise MessageError("not signed by its node")
+        key, credential, signature = _fields(proof, "control frame")
+        node = self._verifier.admitted_node(key, credential)
+        if not verify(key, signature, _FRAME_PURPOSE + data):
+            raise MessageError("bad signature")
+        return node
+
     def check(self, queue: str, address: str, claim: Any) -> int:
         """The claim's time if it proves ``queue``'s node binds it at ``address``; raises
         MessageError saying why not."""
@@ -75,12 +113,7 @@ class QueueClaims:
         at_ns = claim.get("t")
         if not isinstance(at_ns, int):
             raise MessageError(f"claim to {queue!r}: no time")
-        try:
-            key, credential, signature = (
-                base64.b64decode(str(claim.get(name, "")), validate=True) for name in "kcs"
-            )
-        except (binascii.Error, ValueError):
-            raise MessageError(f"claim to {queue!r}: a field is not base64") from None
+        key, credential, signature = _fields(claim, f"claim to {queue!r}")
         if len(key) != 32 or node_id_for(key) != queue_owner(queue):
             raise MessageError(f"claim to {queue!r} made by another node's key")
         self._verifier.admitted_node(key, credential)  # refused: not admitted

@@ -13,7 +13,9 @@ import json
 import socket
 import struct
 import time
-from typing import Any
+from typing import Any, Protocol
+
+from protocol.errors import MessageError
 
 HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -38,31 +40,66 @@ class StreamError(Exception):
 SEAL_WINDOW_S = 300.0
 
 
+class FrameSigner(Protocol):
+    """Signs control frames as this node, and checks that another node signed one."""
+
+    def sign(self, data: bytes) -> dict[str, Any] | None: ...
+
+    def verify(self, data: bytes, proof: Any) -> str:
+        """The signing node's ID; MessageError when ``proof`` does not hold."""
+        ...
+
+
+def _canonical(fields: dict[str, Any]) -> bytes:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _mac(secret: bytes, fields: dict[str, Any]) -> str:
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-    return hmac.new(secret, canonical, hashlib.sha256).hexdigest()
+    return hmac.new(secret, _canonical(fields), hashlib.sha256).hexdigest()
 
 
-def seal(secret: bytes | None, kind: str, **fields: Any) -> bytes:
-    """A control frame, signed with the cluster secret (when there is one) and stamped, so
-    only nodes that know the secret can join, announce bindings or name peers."""
-    if secret is None:
+def seal(
+    secret: bytes | None, kind: str, signer: FrameSigner | None = None, **fields: Any
+) -> bytes:
+    """A control frame, stamped, signed by this node (``signer``) and MACed with the cluster
+    secret, when there are those: only admitted nodes can join, announce bindings or name
+    peers, each in its own name."""
+    if secret is None and signer is None:
         return encode(kind, **fields)
-    stamped = {"t": kind, **fields, "ts": time.time()}
-    return encode(kind, **fields, ts=stamped["ts"], mac=_mac(secret, stamped))
+    stamped: dict[str, Any] = {"t": kind, **fields, "ts": time.time()}
+    proof = signer.sign(_canonical(stamped)) if signer is not None else None
+    if proof is not None:
+        stamped["sig"] = proof
+    if secret is not None:
+        stamped["mac"] = _mac(secret, stamped)
+    del stamped["t"]
+    return encode(kind, **stamped)
 
 
-def check_seal(secret: bytes | None, frame: dict[str, Any]) -> None:
-    """FrameError unless ``frame`` carries a valid, recent signature (no secret: no check)."""
-    if secret is None:
-        return
+def check_seal(
+    secret: bytes | None, frame: dict[str, Any], signer: FrameSigner | None = None
+) -> str:
+    """FrameError unless ``frame`` carries a valid MAC (with a ``secret``), its node's valid
+    signature (with a ``signer`` to check it) and a recent stamp; the signing node's ID ("" when
+    nothing is checked)."""
+    if secret is None and signer is None:
+        return ""
     fields = {key: value for key, value in frame.items() if key != "mac"}
-    mac = frame.get("mac")
-    if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(secret, fields)):
-        raise FrameError(f"{frame.get('t')} frame without a valid cluster-secret signature")
+    if secret is not None:
+        mac = frame.get("mac")
+        if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(secret, fields)):
+            raise FrameError(f"{frame.get('t')} frame without a valid cluster-secret signature")
+    node = ""
+    if signer is not None:
+        unsigned = {key: value for key, value in fields.items() if key != "sig"}
+        try:
+            node = signer.verify(_canonical(unsigned), fields.get("sig"))
+        except MessageError as exc:
+            raise FrameError(f"{frame.get('t')} frame: {exc}") from None
     stamp = fields.get("ts")
     if not isinstance(stamp, int | float) or abs(time.time() - stamp) > SEAL_WINDOW_S:
         raise FrameError(f"{frame.get('t')} frame signed too long ago")
+    return node
 
 
 def encode(kind: str, **fields: Any) -> bytes:

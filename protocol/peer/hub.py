@@ -36,9 +36,9 @@ log = logging.getLogger("bacalao.peer")
 Binding = tuple[str, str, str]  # exchange, routing key, queue
 
 
-class Claims(Protocol):
+class Claims(frames.FrameSigner, Protocol):
     """Which queues only their owner may bind, and the owner's proof (a claim) that it does
-    (see :mod:`protocol.queue_claims`)."""
+    (see :mod:`protocol.queue_claims`); control frames signed by the node."""
 
     def required(self, queue: str) -> bool: ...
 
@@ -335,6 +335,7 @@ class PeerHub:
         return frames.seal(
             self.config.secret,
             frames.HELLO,
+            self.config.claims,
             id=self.id,
             addr=self.address,
             bindings=bindings,
@@ -367,7 +368,9 @@ class PeerHub:
                 link.start()
         if new:
             log.info("event=peer_learned address=%s peers=%s", self.address, ",".join(new))
-            self._broadcast(frames.seal(self.config.secret, frames.PEERS, peers=new))
+            self._broadcast(
+                frames.seal(self.config.secret, frames.PEERS, self.config.claims, peers=new)
+            )
 
     def _forget_dead_peers(self) -> None:
         """Drop peers (not bootstrap ones) unreachable for ``forget_after_s``, with their
@@ -480,7 +483,7 @@ class PeerHub:
     def _handle(self, sock: socket.socket, frame: dict[str, Any], sender: str) -> str:
         kind = frame["t"]
         if kind in (frames.HELLO, frames.PEERS):
-            frames.check_seal(self.config.secret, frame)
+            frames.check_seal(self.config.secret, frame, self.config.claims)
         if kind == frames.HELLO:
             if frame["id"] == self.id:
                 self._forget_self_link(sock)

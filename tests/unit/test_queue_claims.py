@@ -9,7 +9,7 @@ import pytest
 from protocol.admission import ClusterToken
 from protocol.errors import MessageError
 from protocol.identity import NodeIdentity
-from protocol.peer import hub
+from protocol.peer import frames, hub
 from protocol.peer.config import PeerConfig
 from protocol.queue_claims import QueueClaims, queue_owner
 from protocol.signing import ReplayGuard, Signer, Verifier
@@ -116,3 +116,38 @@ def test_a_node_restarted_elsewhere_takes_its_queue_along(hubs: list[hub.PeerHub
     second.declare_queue(queue)
     second.bind("bprotocol", node.node_id, queue, claims_of(node))
     wait_until(lambda: publisher.owner(queue) == second.address, 10, message="the newer claim")
+
+
+def test_control_frames_are_signed_by_their_node_and_checked() -> None:
+    node, stranger = NodeIdentity.generate(), NodeIdentity.generate()
+    mine = claims_of(node)
+    body = frames.seal(None, frames.PEERS, mine, peers=["10.0.0.1:7000"])[4:]
+    assert frames.check_seal(None, frames.decode(body), mine) == node.node_id
+    tampered = frames.decode(body)
+    tampered["peers"] = ["10.6.6.6:7000"]
+    with pytest.raises(frames.FrameError, match="bad signature"):
+        frames.check_seal(None, tampered, mine)
+    unsigned = frames.decode(frames.seal(b"s3cret", frames.PEERS, peers=[])[4:])
+    with pytest.raises(frames.FrameError, match="not signed"):
+        frames.check_seal(b"s3cret", unsigned, mine)
+    outsider = claims_of(stranger, token="bct-another-cluster-token")
+    theirs = frames.decode(frames.seal(None, frames.PEERS, outsider, peers=[])[4:])
+    with pytest.raises(frames.FrameError, match="not admitted"):
+        frames.check_seal(None, theirs, mine)
+
+
+def test_a_hub_whose_node_is_not_admitted_cannot_join(hubs: list[hub.PeerHub]) -> None:
+    member, stranger = NodeIdentity.generate(), NodeIdentity.generate()
+    inside = start_hub(hubs, member)
+    config = PeerConfig(
+        host="127.0.0.1",
+        port=0,
+        bootstrap=(inside.address,),
+        backoff_s=0.02,
+        claims=claims_of(stranger, token="bct-another-cluster-token"),
+    )
+    outside = hub.PeerHub(config)
+    outside.start()
+    hubs.append(outside)
+    wait_until(lambda: inside.dropped_frames > 0, 10, message="its HELLO dropped")
+    assert outside.address not in inside.peers
