@@ -41,7 +41,7 @@ from requester.api_query import (
     parse_namespace,
     since_ns,
 )
-from requester.api_schema import PUT_JOB_BODY, install_openapi
+from requester.api_schema import PUT_JOB_BODY, answers, install_openapi
 from requester.service import OrchestratorService
 
 JOBS = "/api/v1/orchestrator/jobs"
@@ -107,15 +107,19 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
     # FastAPI route below is never reached: it keeps PUT /jobs in the OpenAPI schema.
     router.add_route(JOBS, put_job_route, methods=["PUT", "POST"], include_in_schema=False)
 
-    @router.put(JOBS, response_model=None, openapi_extra=PUT_JOB_BODY)
+    @router.put(
+        JOBS, response_model=None, openapi_extra=PUT_JOB_BODY, responses=answers("PutJobResponse")
+    )
     async def put_job(request: Request) -> dict[str, Any]:
         return await submit(request)
 
-    @router.post(JOBS, response_model=None, openapi_extra=PUT_JOB_BODY)
+    @router.post(
+        JOBS, response_model=None, openapi_extra=PUT_JOB_BODY, responses=answers("PutJobResponse")
+    )
     async def post_job(request: Request) -> dict[str, Any]:
         return await submit(request)
 
-    @router.get(JOBS, response_model=None)
+    @router.get(JOBS, response_model=None, responses=answers("ListJobsResponse"))
     @answers_json
     def list_jobs(
         namespace: Text = None,
@@ -135,7 +139,7 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
         )
         return listing((job.to_wire() for job in jobs), token)
 
-    @router.get(JOBS + "/{job_id}", response_model=None)
+    @router.get(JOBS + "/{job_id}", response_model=None, responses=answers("GetJobResponse"))
     @answers_json
     def get_job(job_id: str, include: Texts = None, limit: Text = None) -> dict[str, Any]:
         job = service.store.get_job(job_id)
@@ -150,13 +154,17 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
             body["Executions"] = listing((run.to_wire() for run in runs), token)
         return body
 
-    @router.delete(JOBS + "/{job_id}", response_model=None)
+    @router.delete(JOBS + "/{job_id}", response_model=None, responses=answers("StopJobResponse"))
     @answers_json
     def stop_job(job_id: str, reason: Text = None) -> dict[str, Any]:
         job = service.store.get_job(job_id)
         return {"EvaluationID": service.stop(job.id, reason or "")}
 
-    @router.get(JOBS + "/{job_id}/executions", response_model=None)
+    @router.get(
+        JOBS + "/{job_id}/executions",
+        response_model=None,
+        responses=answers("ListJobExecutionsResponse"),
+    )
     @answers_json
     def job_executions(
         job_id: str,
@@ -172,7 +180,9 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
         runs, token = page(ordered, limit=parse_int(limit, "limit"), next_token=next_token or "")
         return listing((run.to_wire() for run in runs), token)
 
-    @router.get(JOBS + "/{job_id}/history", response_model=None)
+    @router.get(
+        JOBS + "/{job_id}/history", response_model=None, responses=answers("ListJobHistoryResponse")
+    )
     @answers_json
     def job_history(
         job_id: str,
@@ -194,7 +204,9 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
         shown, token = page(entries, limit=parse_int(limit, "limit"), next_token=next_token or "")
         return listing((entry.to_wire() for entry in shown), token)
 
-    @router.get(JOBS + "/{job_id}/results", response_model=None)
+    @router.get(
+        JOBS + "/{job_id}/results", response_model=None, responses=answers("ListJobResultsResponse")
+    )
     @answers_json
     def job_results(job_id: str) -> dict[str, Any]:
         job = service.store.get_job(job_id)
@@ -211,7 +223,7 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
 def _nodes_router(service: OrchestratorService) -> APIRouter:
     router = APIRouter()
 
-    @router.get(NODES, response_model=None)
+    @router.get(NODES, response_model=None, responses=answers("ListNodesResponse"))
     @answers_json
     def list_nodes(
         request: Request,
@@ -237,7 +249,7 @@ def _nodes_router(service: OrchestratorService) -> APIRouter:
         items = [state.to_wire() for state in states]
         return {"Nodes": items, "NextToken": token, "nodes": items}
 
-    @router.get(NODES + "/{node_id}", response_model=None)
+    @router.get(NODES + "/{node_id}", response_model=None, responses=answers("GetNodeResponse"))
     @answers_json
     def get_node(node_id: str) -> dict[str, Any]:
         state = find_node(service.nodes(), node_id).to_wire()
@@ -249,35 +261,39 @@ def _nodes_router(service: OrchestratorService) -> APIRouter:
 def _agent_router(service: OrchestratorService) -> APIRouter:
     router = APIRouter()
 
-    @router.get(AGENT + "/alive", response_model=None)
+    @router.get(AGENT + "/alive", response_model=None, responses=answers("IsAliveResponse"))
     @answers_json
     def alive() -> dict[str, Any]:
         return {"Status": "OK"}
 
-    @router.get(AGENT + "/version", response_model=None)
+    @router.get(AGENT + "/version", response_model=None, responses=answers("GetVersionResponse"))
     @answers_json
     def version() -> dict[str, Any]:
         info = service.self_info().bacalhau_version.to_wire()
         return {**info, "Version": info}
 
-    @router.get(AGENT + "/node", response_model=None)
+    @router.get(AGENT + "/node", response_model=None, responses=answers("GetAgentNodeResponse"))
     @answers_json
     def node() -> dict[str, Any]:
         info = service.self_info().to_wire()
         return {**info, "NodeInfo": info}
 
-    @router.get(AGENT + "/debug", response_model=None)
+    @router.get(AGENT + "/debug", response_model=None, responses=answers("DebugResponse"))
     @answers_json
     def debug() -> dict[str, Any]:
         """Counters for benchmarks and operators: store transactions, messages, queues."""
         return service.debug()
 
-    @router.get("/api/v1/healthz", response_model=None)
+    @router.get("/api/v1/healthz", response_model=None, responses=answers("IsAliveResponse"))
     @answers_json
     def healthz() -> dict[str, Any]:
         return {"Status": "OK"}
 
-    @router.get("/api/v1/livez", response_model=None)
+    @router.get(
+        "/api/v1/livez",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     def livez() -> PlainTextResponse:
         return PlainTextResponse("OK")
 

@@ -1,7 +1,9 @@
 """Every route of the requester's API, fuzzed from its own ``/openapi.json`` (schemathesis):
-whatever the path, query or body, the answer is never a server error. The API runs as it does
-in ``bacalao serve``: uvicorn over HTTP, the real orchestrator, a SQLite store on disk; only
-the bus is a recorder (no compute node answers, so jobs stay where scheduling leaves them)."""
+whatever the path, query or body, the answer is never a server error, and its status, content
+type and body are the ones the document declares (Bacalhau's names, the wire models'
+schemas). The API runs as it does in ``bacalao serve``: uvicorn over HTTP, the real
+orchestrator, a SQLite store on disk; only the bus is a recorder (no compute node answers, so
+jobs stay where scheduling leaves them)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from protocol.node import NodeInfo, NodeType
 from requester.api import create_app
@@ -47,5 +54,13 @@ schema = schemathesis.pytest.from_fixture("api_schema")
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_no_request_is_a_server_error(case: schemathesis.Case[Any]) -> None:
-    case.call_and_validate(checks=[not_a_server_error], timeout=10)
+def test_every_answer_is_documented_and_none_is_a_server_error(
+    case: schemathesis.Case[Any],
+) -> None:
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
+    case.call_and_validate(checks=checks, timeout=10)
