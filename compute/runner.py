@@ -237,9 +237,7 @@ class Runner:
             return mounts
 
     def _stage_one(self, source: InputSource, folder: Path, control: RunControl) -> Mount:
-        provider = self._plugins.storage.get(
-            SOURCES.canonical(source.source.type) or source.source.type
-        )
+        provider = self._plugins.storage.get(SOURCES.spelled(source.source.type))
         folder.mkdir(parents=True)
         if isinstance(provider, InterruptibleStorage):
             return provider.prepare_interruptible(source, folder, control)

@@ -40,7 +40,7 @@ def source_types(job: Job) -> set[str]:
         params = ENGINES.parse_as(task.engine, WasmParams, "Tasks[0].Engine")
         if not isinstance(params.entry_module, str):
             types.add(params.entry_module.source.type)
-    return {SOURCES.canonical(name) or name for name in types}
+    return {SOURCES.spelled(name) for name in types}
 
 
 def _lower(names: Sequence[str]) -> set[str]:

@@ -11,8 +11,8 @@ class EngineRule:
 
     def check(self, request: BidRequest) -> BidDecision:
         wanted = request.job.task.engine.type
-        canonical = (ENGINES.canonical(wanted) or wanted).lower()
-        installed = {(ENGINES.canonical(name) or name).lower() for name in request.engines}
+        canonical = ENGINES.spelled(wanted).lower()
+        installed = {ENGINES.spelled(name).lower() for name in request.engines}
         if canonical in installed:
             return YES
         return refuse(f"engine {wanted} is not installed {installed_list(request.engines)}")

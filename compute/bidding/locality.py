@@ -53,7 +53,7 @@ class StorageLookup(Protocol):
 def probe(storage: StorageLookup, spec: SpecConfig) -> LocalityProbe | None:
     """The provider of ``spec``'s type, or None when this node has none."""
     try:
-        return storage.get(SOURCES.canonical(spec.type) or spec.type)
+        return storage.get(SOURCES.spelled(spec.type))
     except ValidationError:
         return None
 

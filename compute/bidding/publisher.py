@@ -11,8 +11,8 @@ class PublisherRule:
 
     def check(self, request: BidRequest) -> BidDecision:
         wanted = request.job.task.publisher.type
-        canonical = (PUBLISHERS.canonical(wanted) or wanted).lower()
-        installed = {(PUBLISHERS.canonical(name) or name).lower() for name in request.publishers}
+        canonical = PUBLISHERS.spelled(wanted).lower()
+        installed = {PUBLISHERS.spelled(name).lower() for name in request.publishers}
         if canonical in installed:
             return YES
         return refuse(f"publisher {wanted} is not installed {installed_list(request.publishers)}")

@@ -19,7 +19,7 @@ def source_types(task: Task) -> list[str]:
 
 
 def _key(name: str) -> str:
-    return (SOURCES.canonical(name) or name).lower()
+    return SOURCES.spelled(name).lower()
 
 
 class StorageRule:

@@ -30,6 +30,11 @@ class SpecFamily:
                 return name
         return None
 
+    def spelled(self, type_name: str) -> str:
+        """The registered spelling of ``type_name``, or ``type_name`` as given when it is
+        not registered (a rule then refuses it by that name)."""
+        return self.canonical(type_name) or type_name
+
     @property
     def known(self) -> str:
         return ", ".join(sorted(self.models))

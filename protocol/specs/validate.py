@@ -13,7 +13,7 @@ from protocol.specs.registry import ENGINES, PUBLISHERS, SOURCES, SpecFamily
 
 def _canonicalize(family: SpecFamily, spec: SpecConfig, where: str) -> None:
     family.parse(spec, where)
-    spec.type = family.canonical(spec.type) or spec.type
+    spec.type = family.spelled(spec.type)
 
 
 def validate_job(job: Job) -> list[str]:
