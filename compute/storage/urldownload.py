@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from compute.executors.base import Mount
 from compute.executors.interrupts import RunControl
@@ -183,35 +184,47 @@ class URLDownloadStorage:
         url = _params(source.source).url
         staging_dir.mkdir(parents=True, exist_ok=True)
         interrupter = _Interrupter(control)
-        last_error = ""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=lambda state: self.backoff_for(state.attempt_number),
+            retry=retry_if_exception_type(_TransientError),
+            sleep=lambda seconds: self._pause(seconds, interrupter, control),
+            reraise=True,
+        )
         try:
-            for attempt in range(1, self.max_attempts + 1):
-                try:
-                    path = self._download_once(url, staging_dir, interrupter)
-                except _TransientError as exc:
-                    last_error = str(exc)
-                    log.warning(
-                        "event=url_download_failed url=%s attempt=%d max_attempts=%d error=%s",
-                        url,
-                        attempt,
-                        self.max_attempts,
-                        last_error,
-                    )
-                    if attempt < self.max_attempts:
-                        self._pause(self.backoff_for(attempt), interrupter, control)
-                    continue
-                log.info(
-                    "event=url_downloaded url=%s path=%s size_bytes=%d attempts=%d",
-                    url,
-                    path,
-                    path.stat().st_size,
-                    attempt,
-                )
-                return Mount(source=staging_dir, target=source.target, read_only=True)
+            for attempt in retrying:
+                with attempt:
+                    path = self._attempt(url, staging_dir, interrupter, attempt.retry_state)
         except _StoppedError:
             log.info("event=url_download_stopped url=%s reason=%s", url, interrupter.reason)
             raise ExecutionError(f"GET {url}: download stopped ({interrupter.reason})") from None
-        raise RetryableExecutionError(f"{last_error} (gave up after {self.max_attempts} attempts)")
+        except _TransientError as exc:
+            raise RetryableExecutionError(
+                f"{exc} (gave up after {self.max_attempts} attempts)"
+            ) from None
+        log.info(
+            "event=url_downloaded url=%s path=%s size_bytes=%d attempts=%d",
+            url,
+            path,
+            path.stat().st_size,
+            attempt.retry_state.attempt_number,
+        )
+        return Mount(source=staging_dir, target=source.target, read_only=True)
+
+    def _attempt(
+        self, url: str, staging_dir: Path, interrupter: _Interrupter, state: RetryCallState
+    ) -> Path:
+        try:
+            return self._download_once(url, staging_dir, interrupter)
+        except _TransientError as exc:
+            log.warning(
+                "event=url_download_failed url=%s attempt=%d max_attempts=%d error=%s",
+                url,
+                state.attempt_number,
+                self.max_attempts,
+                exc,
+            )
+            raise
 
     def _pause(self, seconds: float, interrupter: _Interrupter, control: RunControl | None) -> None:
         """The backoff between attempts; with a stop switch, it ends when that is thrown."""
