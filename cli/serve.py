@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,9 @@ from protocol.errors import BacalaoError, ValidationError
 from protocol.labels import key_problem, value_problem
 from protocol.units import parse_bytes, parse_cpu
 from requester.limits import SubmissionLimits
+
+if TYPE_CHECKING:
+    from compute.bidding.selection import JobSelection
 
 NODE_TYPES = {"requester", "compute"}
 _LIMITS = SubmissionLimits()  # the defaults
@@ -208,14 +211,80 @@ LocalPublisherListen = Annotated[
         "Default: --local-publisher-address.",
     ),
 ]
+SELECTION_PANEL = "Job selection (which jobs this compute node bids on)"
+AcceptNetworked = Annotated[
+    bool,
+    typer.Option(
+        "--job-selection-accept-networked",
+        help="Bid on jobs that ask for network access (Network Full or Host).",
+        rich_help_panel=SELECTION_PANEL,
+    ),
+]
+RejectStateless = Annotated[
+    bool,
+    typer.Option(
+        "--job-selection-reject-stateless",
+        help="Bid only on jobs that read input data.",
+        rich_help_panel=SELECTION_PANEL,
+    ),
+]
+ProbeHttp = Annotated[
+    str | None,
+    typer.Option(
+        "--job-selection-probe-http",
+        metavar="URL",
+        help='POST {"Job", "NodeID"} as JSON to URL for each job: a status >= 400 refuses, '
+        'a JSON {"ShouldBid": bool, "Reason": str} decides, any other 2xx bids; no answer '
+        "in time refuses.",
+        rich_help_panel=SELECTION_PANEL,
+    ),
+]
+ProbeExec = Annotated[
+    str | None,
+    typer.Option(
+        "--job-selection-probe-exec",
+        metavar="CMD",
+        help='Run CMD (sh -c) for each job with {"Job", "NodeID"} as JSON on stdin and in '
+        "BACALHAU_JOB_SELECTION_PROBE_DATA: exit 0 bids, anything else refuses with the last "
+        "line of its stderr; killed and refused after the probe timeout.",
+        rich_help_panel=SELECTION_PANEL,
+    ),
+]
+ProbeTimeout = Annotated[
+    float,
+    typer.Option(
+        "--job-selection-probe-timeout",
+        min=0.1,
+        help="Seconds a probe has to answer.",
+        rich_help_panel=SELECTION_PANEL,
+    ),
+]
 DataLocalityOption = Annotated[
     str,
     typer.Option(
         "--data-locality",
+        "--job-selection-data-locality",
+        rich_help_panel=SELECTION_PANEL,
         help="anywhere: bid on jobs whatever their inputs; local: bid only when every input "
         "is already on this node.",
     ),
 ]
+
+
+def parse_job_selection(
+    reject_stateless: bool, probe_http: str | None, probe_exec: str | None, probe_timeout: float
+) -> JobSelection:
+    from compute.bidding.selection import JobSelection
+
+    url = (probe_http or "").strip()
+    if url and not url.startswith(("http://", "https://")):
+        raise ValidationError("job-selection-probe-http", f"{url!r} is not an http(s) URL")
+    return JobSelection(
+        reject_stateless=reject_stateless,
+        probe_http=url,
+        probe_exec=(probe_exec or "").strip(),
+        probe_timeout_s=probe_timeout,
+    )
 
 
 def parse_labels(values: list[str] | None) -> dict[str, str]:
@@ -379,6 +448,11 @@ def serve(
         ),
     ] = None,
     data_locality: DataLocalityOption = "anywhere",
+    accept_networked: AcceptNetworked = False,
+    reject_stateless: RejectStateless = False,
+    probe_http: ProbeHttp = None,
+    probe_exec: ProbeExec = None,
+    probe_timeout: ProbeTimeout = 10.0,
     docker_host: DockerHost = None,
     ipfs_connect: IpfsConnect = None,
     data_dir: DataDir = None,
@@ -429,6 +503,10 @@ def serve(
             local_publisher_port=local_publisher_port,
             local_publisher_listen=local_publisher_listen,
             data_locality=parse_data_locality(data_locality),
+            accept_networked=accept_networked,
+            job_selection=parse_job_selection(
+                reject_stateless, probe_http, probe_exec, probe_timeout
+            ),
             docker_host=docker_host,
             ipfs_api=parse_ipfs_api(ipfs_connect),
         )
@@ -470,6 +548,11 @@ def devstack(
     local_publisher_address: LocalPublisherAddress = "127.0.0.1",
     local_publisher_listen: LocalPublisherListen = None,
     data_locality: DataLocalityOption = "anywhere",
+    accept_networked: AcceptNetworked = False,
+    reject_stateless: RejectStateless = False,
+    probe_http: ProbeHttp = None,
+    probe_exec: ProbeExec = None,
+    probe_timeout: ProbeTimeout = 10.0,
     docker_host: DockerHost = None,
     ipfs_connect: IpfsConnect = None,
     over_ask: OverAsk = 1,
@@ -508,6 +591,10 @@ def devstack(
             local_publisher_host=local_publisher_address,
             local_publisher_listen=local_publisher_listen,
             data_locality=parse_data_locality(data_locality),
+            accept_networked=accept_networked,
+            job_selection=parse_job_selection(
+                reject_stateless, probe_http, probe_exec, probe_timeout
+            ),
             docker_host=docker_host,
             ipfs_api=parse_ipfs_api(ipfs_connect),
         )

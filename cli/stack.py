@@ -24,6 +24,7 @@ from cli.listen import (
 )
 from cli.security import security_for
 from compute.bidding.locality import DataLocality
+from compute.bidding.selection import JobSelection
 from compute.executors.registry import default_executors
 from compute.node import ComputeConfig, ComputeNode
 from compute.publishers.capability import ResultLinks
@@ -115,6 +116,8 @@ class NodeOptions:
     local_publisher_port: int | None = None  # None: DEFAULT_LOCAL_PUBLISHER_PORT, as api_port
     local_publisher_listen: str | None = None  # bound; None: local_publisher_host
     data_locality: str = "anywhere"
+    accept_networked: bool = False  # bid on jobs asking for network access
+    job_selection: JobSelection = field(default_factory=JobSelection)  # --job-selection-*
     docker_host: str | None = None  # None: DOCKER_HOST, else the local socket
     ipfs_api: str | None = None  # the IPFS daemon's RPC API multiaddr; None: no ipfs
 
@@ -361,6 +364,8 @@ class NodeProcess:
                 finished_memory_s=options.finished_memory_s,
                 data_locality=DataLocality.parse(options.data_locality),
                 max_execution_timeout_s=float(options.limits.max_execution_timeout_s),
+                accept_networked_jobs=options.accept_networked,
+                job_selection=options.job_selection,
             ),
             plugins,
             self.outbox,

@@ -26,6 +26,7 @@ from typing import Protocol
 from compute.bidding.base import BidRequest, BidRule
 from compute.bidding.chain import decide, default_rules
 from compute.bidding.locality import DataLocality
+from compute.bidding.selection import JobSelection, selection_rules
 from compute.capacity import CapacityTracker, execution_needs
 from compute.runner import ActivityLog, Plugins, Runner
 from protocol.envelope import Envelope
@@ -70,6 +71,7 @@ class ComputeConfig:
     finished_memory_s: float = 30.0
     bid_workers: int = 4
     installed_check_s: float = 10.0
+    job_selection: JobSelection = field(default_factory=JobSelection)
 
 
 Installed = tuple[frozenset[str], frozenset[str], frozenset[str]]
@@ -99,9 +101,10 @@ class ComputeNode:
         self._config = config
         self._plugins = plugins
         self._outbox = outbox
-        self._rules = (
-            rules if rules is not None else default_rules(plugins.storage, config.data_locality)
-        )
+        if rules is None:
+            rules = default_rules(plugins.storage, config.data_locality)
+            rules += selection_rules(config.job_selection, node_id)
+        self._rules = rules
         self._clock = clock
         self.capacity = CapacityTracker(config.max_capacity, clock=clock)
         self._node_type = node_type

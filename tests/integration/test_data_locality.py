@@ -14,13 +14,12 @@ from cli.devstack import Devstack
 from cli.stack import NodeOptions
 from protocol.job import SpecConfig
 from protocol.results import download_result
+from tests.support.api import run_job
 from tests.support.jobs import ROOT, wasm_job
-from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 CAT_WAT = ROOT / "tests" / "fixtures" / "wasm" / "cat.wat"
-TERMINAL = {"Completed", "Failed", "Stopped"}
 
 
 @pytest.fixture
@@ -64,22 +63,12 @@ def cat_job(source_path: Path) -> dict[str, Any]:
     return job
 
 
-def run(client: httpx.Client, job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    job_id = str(client.put("/api/v1/orchestrator/jobs", json={"Job": job}).json()["JobID"])
-
-    def ended() -> dict[str, Any] | None:
-        body = client.get(f"/api/v1/orchestrator/jobs/{job_id}").json()["Job"]
-        return body if body["State"]["StateType"] in TERMINAL else None
-
-    return job_id, wait_until(ended, 30, 0.05, f"job {job_id} to end")
-
-
 def test_job_runs_on_the_node_that_has_its_data(
     stack: Devstack, folders: tuple[Path, Path], tmp_path: Path
 ) -> None:
     here, _ = folders
     with httpx.Client(base_url=f"http://127.0.0.1:{stack.api_port}") as client:
-        job_id, job = run(client, cat_job(here))
+        job_id, job = run_job(client, cat_job(here))
         assert job["State"]["StateType"] == "Completed", job["State"]
         executions = client.get(f"/api/v1/orchestrator/jobs/{job_id}/executions").json()
         results = client.get(f"/api/v1/orchestrator/jobs/{job_id}/results").json()["Items"]
@@ -99,6 +88,6 @@ def test_job_runs_on_the_node_that_has_its_data(
 def test_job_whose_data_no_node_has_fails_naming_the_input(stack: Devstack, tmp_path: Path) -> None:
     nowhere = tmp_path / "nowhere"
     with httpx.Client(base_url=f"http://127.0.0.1:{stack.api_port}") as client:
-        _, job = run(client, cat_job(nowhere))
+        _, job = run_job(client, cat_job(nowhere))
     assert job["State"]["StateType"] == "Failed"
     assert f"local {nowhere} (at /inputs) is not on this node" in job["State"]["Message"]

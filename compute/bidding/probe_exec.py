@@ -1,0 +1,58 @@
+"""``--job-selection-probe-exec CMD``: the operator's program decides, as in Bacalhau.
+
+CMD runs through ``sh -c`` with ``{"Job": <the job>, "NodeID": <this node>}`` as JSON on its
+stdin and in ``BACALHAU_JOB_SELECTION_PROBE_DATA``. Exit status 0 bids; any other refuses,
+with the last line of its stderr as the reason. It has ``timeout_s`` to finish, after which
+it is killed and the job refused. Runs on a bid worker, never on the bus thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+
+from compute.bidding.base import YES, BidDecision, BidRequest, refuse
+
+DEFAULT_TIMEOUT_S = 10.0
+PROBE_DATA_ENV = "BACALHAU_JOB_SELECTION_PROBE_DATA"
+MAX_OUTPUT_BYTES = 64 * 1024
+
+
+class ExecProbeRule:
+    name = "job-selection-probe-exec"
+
+    def __init__(self, command: str, node_id: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.command = command
+        self._node_id = node_id
+        self._timeout_s = timeout_s
+
+    def check(self, request: BidRequest) -> BidDecision:
+        who = f"job selection probe `{self.command}`"
+        data = json.dumps({"Job": request.job.to_wire(), "NodeID": self._node_id})
+        try:
+            probe = subprocess.Popen(
+                ["/bin/sh", "-c", self.command],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env={**os.environ, PROBE_DATA_ENV: data},
+                start_new_session=True,  # its own process group: a timeout kills all of it
+            )
+        except OSError as exc:
+            return refuse(f"{who} could not run: {exc}")
+        with probe:
+            try:
+                _, stderr = probe.communicate(data.encode(), timeout=self._timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(probe.pid, signal.SIGKILL)
+                probe.communicate()
+                return refuse(f"{who} did not finish within {self._timeout_s:g}s (killed)")
+        if probe.returncode == 0:
+            return YES
+        lines = stderr[-MAX_OUTPUT_BYTES:].decode("utf-8", "replace").strip().splitlines()
+        why = lines[-1].strip() if lines else f"exit status {probe.returncode}"
+        return refuse(f"{who} said no: {why}")
