@@ -233,9 +233,9 @@ ProbeHttp = Annotated[
     typer.Option(
         "--job-selection-probe-http",
         metavar="URL",
-        help='POST {"Job", "NodeID"} as JSON to URL for each job: a status >= 400 refuses, '
-        'a JSON {"ShouldBid": bool, "Reason": str} decides, any other 2xx bids; no answer '
-        "in time refuses.",
+        help='POST {"Job", "NodeID"} as JSON to URL for each job: a status other than 2xx '
+        'refuses, a JSON {"ShouldBid": bool, "Reason": str} decides, any other 2xx bids; no '
+        "answer in time refuses.",
         rich_help_panel=SELECTION_PANEL,
     ),
 ]

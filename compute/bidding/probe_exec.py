@@ -1,7 +1,8 @@
 """``--job-selection-probe-exec CMD``: the operator's program decides, as in Bacalhau.
 
 CMD runs through ``sh -c`` with ``{"Job": <the job>, "NodeID": <this node>}`` as JSON on its
-stdin and in ``BACALHAU_JOB_SELECTION_PROBE_DATA``. Exit status 0 bids; any other refuses,
+stdin and in ``BACALHAU_JOB_SELECTION_PROBE_DATA`` (left out for a job over 64 KiB of JSON,
+which no environment takes: stdin always has it). Exit status 0 bids; any other refuses,
 with the last line of its stderr as the reason. It has ``timeout_s`` to finish, after which
 it is killed and the job refused. Runs on a bid worker, never on the bus thread.
 """
@@ -21,6 +22,15 @@ PROBE_DATA_ENV = "BACALHAU_JOB_SELECTION_PROBE_DATA"
 MAX_OUTPUT_BYTES = 64 * 1024
 
 
+MAX_ENV_BYTES = 64 * 1024  # beyond this the variable is left out (exec would fail): use stdin
+
+
+def _environment(data: str) -> dict[str, str]:
+    if len(data) > MAX_ENV_BYTES:
+        return dict(os.environ)
+    return {**os.environ, PROBE_DATA_ENV: data}
+
+
 class ExecProbeRule:
     name = "job-selection-probe-exec"
 
@@ -38,7 +48,7 @@ class ExecProbeRule:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                env={**os.environ, PROBE_DATA_ENV: data},
+                env=_environment(data),
                 start_new_session=True,  # its own process group: a timeout kills all of it
             )
         except OSError as exc:
@@ -49,7 +59,9 @@ class ExecProbeRule:
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(probe.pid, signal.SIGKILL)
-                probe.communicate()
+                # a descendant that left the group may still hold stderr: do not wait on it
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    probe.communicate(timeout=1.0)
                 return refuse(f"{who} did not finish within {self._timeout_s:g}s (killed)")
         if probe.returncode == 0:
             return YES

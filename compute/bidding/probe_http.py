@@ -1,7 +1,8 @@
 """``--job-selection-probe-http URL``: the operator's HTTP service decides, as in Bacalhau.
 
-The node POSTs ``{"Job": <the job>, "NodeID": <this node>}`` as JSON. A status of 400 or more
-refuses; a JSON answer ``{"ShouldBid": bool, "Reason": str}`` decides; any other 2xx bids. A
+The node POSTs ``{"Job": <the job>, "NodeID": <this node>}`` as JSON. A status other than 2xx
+refuses (redirects are not followed); a JSON answer ``{"ShouldBid": bool, "Reason": str}``
+decides (a ShouldBid that is not a boolean refuses); any other 2xx bids. A
 timeout or a connection error refuses, saying so: a probe that cannot answer never lets a job
 through. Runs on a bid worker, never on the bus thread.
 """
@@ -23,9 +24,11 @@ def answer_decision(body: Any, who: str) -> BidDecision | None:
     if not isinstance(body, dict):
         return None
     lowered = {str(key).lower(): value for key, value in body.items()}
-    should_bid = lowered.get("shouldbid")
-    if not isinstance(should_bid, bool):
+    if "shouldbid" not in lowered:
         return None
+    should_bid = lowered["shouldbid"]
+    if not isinstance(should_bid, bool):  # "false" as a string must not read as a yes
+        return refuse(f"{who} answered ShouldBid={should_bid!r}, not true or false")
     reason = str(lowered.get("reason") or "")
     if should_bid:
         return BidDecision(True, reason)
@@ -55,7 +58,7 @@ class HTTPProbeRule:
             return refuse(f"{who} did not answer in time")
         except httpx.HTTPError as exc:
             return refuse(f"{who} failed: {type(exc).__name__}: {exc}")
-        if response.status_code >= 400:
+        if not response.is_success:  # 3xx too: a redirect is no answer
             return refuse(f"{who} answered {response.status_code} {response.reason_phrase}")
         try:
             body = response.json()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import socket
 import struct
 import time
@@ -97,7 +98,11 @@ def check_seal(
         except MessageError as exc:
             raise FrameError(f"{frame.get('t')} frame: {exc}") from None
     stamp = fields.get("ts")
-    if not isinstance(stamp, int | float) or abs(time.time() - stamp) > SEAL_WINDOW_S:
+    if (
+        not isinstance(stamp, int | float)
+        or not math.isfinite(stamp)
+        or abs(time.time() - stamp) > SEAL_WINDOW_S
+    ):
         raise FrameError(f"{frame.get('t')} frame signed too long ago")
     return node
 

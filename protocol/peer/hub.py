@@ -437,7 +437,14 @@ class PeerHub:
                     sender = self._handle(sock, frame, sender) or sender
                     if sender:
                         sock.settimeout(None)
-                except (frames.FrameError, KeyError, TypeError, ValueError, RecursionError) as exc:
+                except (
+                    frames.FrameError,
+                    KeyError,
+                    TypeError,
+                    ValueError,
+                    RecursionError,
+                    ArithmeticError,
+                ) as exc:
                     self.dropped_frames += 1
                     log.warning(
                         "event=peer_frame_dropped from=%s reason=%r", sender or "?", str(exc)

@@ -57,6 +57,8 @@ class Probe(BaseHTTPRequestHandler):
             "/yes": (200, b'{"ShouldBid": true, "Reason": "welcome"}'),
             "/no": (200, b'{"shouldBid": false, "reason": "no GPUs today"}'),
             "/teapot": (418, b"I'm a teapot"),
+            "/moved": (302, b""),
+            "/stringy": (200, b'{"ShouldBid": "false"}'),
             "/slow": (200, b""),
         }
         status, body = answers.get(self.path, (404, b""))
@@ -96,6 +98,12 @@ def test_the_http_probe_gets_the_job_and_node_and_its_answer_decides(probe_url: 
     teapot = HTTPProbeRule(f"{probe_url}/teapot", NODE).check(request())
     assert not teapot.should_bid
     assert "418" in teapot.reason
+    moved = HTTPProbeRule(f"{probe_url}/moved", NODE).check(request())
+    assert not moved.should_bid, "a redirect is no answer"
+    assert "302" in moved.reason
+    stringy = HTTPProbeRule(f"{probe_url}/stringy", NODE).check(request())
+    assert not stringy.should_bid, '"false" is not a yes'
+    assert "ShouldBid='false'" in stringy.reason
 
 
 def test_an_http_probe_that_does_not_answer_refuses(probe_url: str) -> None:
@@ -115,6 +123,12 @@ def test_the_exec_probe_reads_the_job_on_stdin_and_in_its_environment() -> None:
         'case "$BACALHAU_JOB_SELECTION_PROBE_DATA" in *j-probe*) exit 0;; esac; exit 1', NODE
     )
     assert in_env.check(request()).should_bid
+
+
+def test_a_job_too_big_for_the_environment_still_reaches_the_exec_probe_on_stdin() -> None:
+    big = request(Env={"BLOB": "x" * 200_000})
+    probe = ExecProbeRule('test -z "$BACALHAU_JOB_SELECTION_PROBE_DATA" && grep -q j-probe', NODE)
+    assert probe.check(big).should_bid
 
 
 def test_the_exec_probe_refuses_with_the_last_line_of_its_stderr() -> None:

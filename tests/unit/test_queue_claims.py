@@ -130,6 +130,11 @@ def test_control_frames_are_signed_by_their_node_and_checked() -> None:
     unsigned = frames.decode(frames.seal(b"s3cret", frames.PEERS, peers=[])[4:])
     with pytest.raises(frames.FrameError, match="not signed"):
         frames.check_seal(b"s3cret", unsigned, mine)
+    for stamp in (float("nan"), float("inf")):  # a stamp that never grows old is refused
+        frozen: dict[str, object] = {"t": frames.PEERS, "peers": [], "ts": stamp}
+        frozen["mac"] = frames._mac(b"s3cret", frozen)
+        with pytest.raises(frames.FrameError, match="too long ago"):
+            frames.check_seal(b"s3cret", frozen)
     outsider = claims_of(stranger, token="bct-another-cluster-token")
     theirs = frames.decode(frames.seal(None, frames.PEERS, outsider, peers=[])[4:])
     with pytest.raises(frames.FrameError, match="not admitted"):
