@@ -24,15 +24,16 @@ from protocol.identity import node_id_for, verify
 from protocol.ids import now_ns
 from protocol.signing import Signer, Verifier
 
-PREFIX = "bprotocol."
-GOSSIP_PREFIX = "bprotocol.gossip."
+# the names of a node's queues (protocol.transport names them with these)
+NODE_QUEUE_PREFIX = "bprotocol."
+GOSSIP_QUEUE_PREFIX = "bprotocol.gossip."
 _PURPOSE = b"bacalao-queue-claim/1\n"
 _FRAME_PURPOSE = b"bacalao-peer-frame/1\n"
 
 
 def queue_owner(queue: str) -> str | None:
     """The node whose queue ``queue`` is, by its name; None for a queue of nobody's."""
-    for prefix in (GOSSIP_PREFIX, PREFIX):
+    for prefix in (GOSSIP_QUEUE_PREFIX, NODE_QUEUE_PREFIX):
         if queue.startswith(prefix):
             return queue[len(prefix) :] or None
     return None
@@ -114,7 +115,7 @@ class QueueClaims:
         if not isinstance(at_ns, int):
             raise MessageError(f"claim to {queue!r}: no time")
         key, credential, signature = _fields(claim, f"claim to {queue!r}")
-        if len(key) != 32 or node_id_for(key) != queue_owner(queue):
+        if node_id_for(key) != queue_owner(queue):  # _fields checked it is a key
             raise MessageError(f"claim to {queue!r} made by another node's key")
         self._verifier.admitted_node(key, credential)  # refused: not admitted
         if not verify(key, signature, _signed(queue, address, at_ns)):

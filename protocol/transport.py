@@ -30,7 +30,7 @@ from protocol.envelope import CONTENT_TYPE, Codec, Envelope
 from protocol.errors import MessageError, TransportError, UnknownPeerError, ValidationError
 from protocol.messages import Message
 from protocol.peer.config import parse_peer_url
-from protocol.queue_claims import QueueClaims
+from protocol.queue_claims import GOSSIP_QUEUE_PREFIX, NODE_QUEUE_PREFIX, QueueClaims
 from protocol.signing import RefusedMessageError
 
 peer.register()
@@ -110,7 +110,7 @@ def transport_options(
 
 
 def node_queue_name(node_id: str) -> str:
-    return f"bprotocol.{node_id}"
+    return f"{NODE_QUEUE_PREFIX}{node_id}"
 
 
 def node_queue(node_id: str) -> Queue:
@@ -121,7 +121,9 @@ def node_queue(node_id: str) -> Queue:
 
 
 def gossip_queue(node_id: str) -> Queue:
-    return Queue(f"bprotocol.gossip.{node_id}", exchange=GOSSIP, durable=False, auto_delete=True)
+    return Queue(
+        f"{GOSSIP_QUEUE_PREFIX}{node_id}", exchange=GOSSIP, durable=False, auto_delete=True
+    )
 
 
 class Bus:
