@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from compute.bidding.base import BidRequest, BidRule
-from compute.bidding.chain import decide, default_rules
+from compute.bidding.chain import decide, default_rules, may_block
 from compute.bidding.locality import DataLocality
 from compute.bidding.selection import JobSelection, selection_rules
 from compute.capacity import CapacityTracker, execution_needs
@@ -123,8 +123,9 @@ class ComputeNode:
         self._withdrawn: dict[str, tuple[float, str]] = {}  # -> (when, by which requester)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(config.max_parallel_runs, thread_name_prefix="run")
-        # Bidding may ask storage about inputs (sizes, locality) over the network: off the
-        # bus thread, so a slow endpoint cannot hold up accepts, cancels and rejections.
+        # Bidding may ask storage about inputs (sizes, locality) over the network, or run a
+        # probe: such asks are decided off the bus thread, so a slow endpoint cannot hold up
+        # accepts, cancels and rejections (see ``may_block``).
         self._bidders = ThreadPoolExecutor(config.bid_workers, thread_name_prefix="bid")
         self._stopping = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -223,6 +224,7 @@ class ComputeNode:
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
+        self._runner.close()
 
     def _sweep(self) -> None:
         while not self._stopping.wait(1.0):
@@ -258,13 +260,19 @@ class ComputeNode:
                     envelope.sender,
                     payload.execution.node_id,
                 )
-            elif not self._stopping.is_set():
+            elif self._stopping.is_set():
+                return
+            elif payload.execution.job is not None and may_block(
+                self._rules, payload.execution.job
+            ):
                 self._bidders.submit(
                     self._on_ask_safely,
                     envelope.sender,
                     payload.execution,
                     payload.wait_for_approval,
                 )
+            else:  # nothing to wait for: decided here, without a hop to a bid worker
+                self._on_ask_safely(envelope.sender, payload.execution, payload.wait_for_approval)
         elif isinstance(payload, BidAccepted):
             self._on_accepted(envelope.sender, payload.execution_id)
         elif isinstance(payload, BidRejected):
@@ -413,17 +421,21 @@ class ComputeNode:
                 )
 
         try:
-            result = self._runner.run(execution, started, held.needs)
+            try:
+                result = self._runner.run(execution, started, held.needs)
+            finally:
+                self._release(execution.id, "finished")
+            if self._stopping.is_set():
+                result = ComputeError(
+                    execution_id=execution.id,
+                    job_id=execution.job_id,
+                    message=f"node {self.node_id} shut down during the run",
+                    retryable=True,
+                )
+            self._reply(held.requester, result)
         finally:
-            self._release(execution.id, "finished")
-        if self._stopping.is_set():
-            result = ComputeError(
-                execution_id=execution.id,
-                job_id=execution.job_id,
-                message=f"node {self.node_id} shut down during the run",
-                retryable=True,
-            )
-        self._reply(held.requester, result)
+            # after the reply: what is published no longer needs the working files
+            self._runner.clean(execution.id)
 
     def _on_cancel(self, execution_id: str, reason: str, sender: str) -> None:
         """Cancel (or reject) an execution: withdraw an ask still being decided, free a bid's

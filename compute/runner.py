@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TextIO, runtime_checkable
 
 from compute.executors.base import Executor, Mount, RunRequest
 from compute.executors.interrupts import RunControl, RunControls, StopReason
@@ -68,13 +68,23 @@ class ActivityLog:
     def __init__(self, path: Path | None) -> None:
         self._path = path
         self._lock = threading.Lock()
+        self._handle: TextIO | None = None  # opened at the first record, kept open
 
     def record(self, **fields: object) -> None:
         if self._path is None:
             return
-        line = json.dumps(fields, sort_keys=True)
-        with self._lock, self._path.open("a") as handle:
-            handle.write(line + "\n")
+        line = json.dumps(fields, sort_keys=True) + "\n"
+        with self._lock:
+            if self._handle is None:
+                self._handle = self._path.open("a", encoding="utf-8")
+            self._handle.write(line)
+            self._handle.flush()  # whole lines reach the file as runs end, for readers
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
 
 
 class Runner:
@@ -109,7 +119,7 @@ class Runner:
         self, execution: Execution, on_started: Callable[[], None], resources: Resources
     ) -> Message:
         """Run ``execution`` to its end with ``resources`` (what the node holds for it); the
-        RunResult or ComputeError to send back."""
+        RunResult or ComputeError to send back. Its files stay until :meth:`clean`."""
         job = execution.job
         assert job is not None, "AskForBid carries the job"
         exec_dir = self._work_dir / execution.id
@@ -124,7 +134,13 @@ class Runner:
             return self._error(execution, f"internal error: {exc!r}", retryable=True)
         finally:
             self._staged.discard(execution.id)
-            shutil.rmtree(exec_dir, ignore_errors=True)
+
+    def close(self) -> None:
+        self._activity.close()
+
+    def clean(self, execution_id: str) -> None:
+        """Remove what :meth:`run` left of ``execution_id`` on disk (its inputs, results)."""
+        shutil.rmtree(self._work_dir / execution_id, ignore_errors=True)
 
     def _error(self, execution: Execution, message: str, retryable: bool) -> ComputeError:
         log.warning(

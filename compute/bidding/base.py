@@ -1,14 +1,15 @@
 """The bid rule interface: a request describing the job and this node, and a decision.
 
-A rule is pure: it looks at a :class:`BidRequest` and says yes, or no with a reason a user can
-act on. Free capacity is not a rule's business; the capacity tracker checks it when reserving.
+A rule looks at a :class:`BidRequest` and says yes, or no with a reason a user can act on; one
+that may wait on I/O for a job (a probe, a storage lookup) says so with ``may_block``. Free
+capacity is not a rule's business; the capacity tracker checks it when reserving.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from protocol.job import Job
 from protocol.resources import Resources
@@ -57,3 +58,10 @@ class BidRule(Protocol):
     def name(self) -> str: ...
 
     def check(self, request: BidRequest) -> BidDecision: ...
+
+
+@runtime_checkable
+class BlockingRule(Protocol):
+    """A rule whose check may wait on I/O (a probe, a storage lookup) for some jobs."""
+
+    def may_block(self, job: Job) -> bool: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from compute.bidding.base import YES, BidDecision, BidRequest, BidRule
+from compute.bidding.base import YES, BidDecision, BidRequest, BidRule, BlockingRule
 from compute.bidding.engine import EngineRule
 from compute.bidding.input_size import InputSizeRule
 from compute.bidding.labels import LabelsRule
@@ -14,6 +14,12 @@ from compute.bidding.publisher import PublisherRule
 from compute.bidding.resources import ResourcesRule
 from compute.bidding.storage import StorageRule
 from compute.bidding.timeout import TimeoutRule
+from protocol.job import Job
+
+
+def may_block(rules: Sequence[BidRule], job: Job) -> bool:
+    """Whether deciding on ``job`` may wait on I/O: then not on a thread that must not wait."""
+    return any(isinstance(rule, BlockingRule) and rule.may_block(job) for rule in rules)
 
 
 def decide(request: BidRequest, rules: Sequence[BidRule]) -> BidDecision:

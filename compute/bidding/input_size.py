@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 
 from compute.bidding.base import YES, BidDecision, BidRequest, refuse
-from compute.bidding.inputs import describe_input, task_inputs
+from compute.bidding.inputs import describe_input, may_read_inputs, task_inputs
 from compute.bidding.locality import StorageLookup, is_local, probe
 from protocol.errors import BacalaoError, ValidationError
-from protocol.job import InputSource
+from protocol.job import InputSource, Job
 from protocol.units import readable_bytes
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,9 @@ class InputSizeRule:
         except (BacalaoError, OSError) as exc:
             log.warning("event=size_bytes_failed type=%s error=%r", source.source.type, str(exc))
             return None
+
+    def may_block(self, job: Job) -> bool:
+        return may_read_inputs(job.task)  # a size may be asked of the source
 
     def check(self, request: BidRequest) -> BidDecision:
         limit_bytes = request.max_job_resources.disk

@@ -20,6 +20,12 @@ def task_inputs(task: Task) -> list[InputSource]:
     return inputs
 
 
+def may_read_inputs(task: Task) -> bool:
+    """Whether ``task`` may read an input (a wasm module may come from storage): cheap, and
+    never wrong the other way."""
+    return bool(task.input_sources) or ENGINES.canonical(task.engine.type) == "wasm"
+
+
 def describe_input(source: InputSource) -> str:
     """``local /data/in.csv (at /inputs)``, ``urlDownload https://h/x (at /in)``, ..."""
     spec = source.source

@@ -14,9 +14,9 @@ from enum import StrEnum
 from typing import Protocol
 
 from compute.bidding.base import YES, BidDecision, BidRequest, refuse
-from compute.bidding.inputs import describe_input, task_inputs
+from compute.bidding.inputs import describe_input, may_read_inputs, task_inputs
 from protocol.errors import BacalaoError, ValidationError
-from protocol.job import SpecConfig
+from protocol.job import Job, SpecConfig
 from protocol.specs import SOURCES
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,9 @@ class DataLocalityRule:
     ) -> None:
         self.storage = storage
         self.locality = locality
+
+    def may_block(self, job: Job) -> bool:
+        return self.locality is not DataLocality.ANYWHERE and may_read_inputs(job.task)
 
     def check(self, request: BidRequest) -> BidDecision:
         if self.locality is DataLocality.ANYWHERE:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 
 from compute.bidding.base import YES, BidDecision, BidRequest, refuse
+from protocol.job import Job
 
 DEFAULT_TIMEOUT_S = 10.0
 PROBE_DATA_ENV = "BACALHAU_JOB_SELECTION_PROBE_DATA"
@@ -38,6 +39,9 @@ class ExecProbeRule:
         self.command = command
         self._node_id = node_id
         self._timeout_s = timeout_s
+
+    def may_block(self, job: Job) -> bool:
+        return True  # a command of the operator's, run for every job
 
     def check(self, request: BidRequest) -> BidDecision:
         who = f"job selection probe `{self.command}`"

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from compute.bidding.base import YES, BidDecision, BidRequest, refuse
+from protocol.job import Job
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -48,6 +49,9 @@ class HTTPProbeRule:
         self.url = url
         self._node_id = node_id
         self._client = httpx.Client(timeout=timeout_s, transport=transport)
+
+    def may_block(self, job: Job) -> bool:
+        return True  # a request to the operator's endpoint, for every job
 
     def check(self, request: BidRequest) -> BidDecision:
         who = f"job selection probe {self.url}"

@@ -52,6 +52,9 @@ class SlowForSomeJobs:
     def __init__(self) -> None:
         self.release = threading.Event()
 
+    def may_block(self, job: Job) -> bool:
+        return job.name == "slow"
+
     def check(self, request: BidRequest) -> BidDecision:
         if request.job.name == "slow":
             self.release.wait(30)
@@ -101,6 +104,51 @@ def test_a_stalled_bid_decision_does_not_hold_up_the_next_ask(
     assert "e-slow" not in outbox.bids()
     rule.release.set()
     wait_until(lambda: outbox.bids() == {"e-fast": True, "e-slow": True}, 10, message="both")
+
+
+def test_an_ask_no_rule_may_block_on_is_decided_on_the_receiving_thread(
+    node: tuple[ComputeNode, Outbox, SlowForSomeJobs],
+) -> None:
+    compute, outbox, _ = node
+    compute.handle(ask("fast", "e-fast"))
+    assert outbox.bids() == {"e-fast": True}  # no hop to a bid worker: answered already
+
+
+def test_rules_that_may_block_say_so_for_the_jobs_they_would_block_on() -> None:
+    """Probes always may; storage lookups only for a job with inputs (a wasm module may be
+    one); the chain asks each rule, and a rule that does not say is taken as pure."""
+    from compute.bidding.chain import default_rules, may_block
+    from compute.bidding.probe_exec import ExecProbeRule
+
+    storage = Registry("storage source", [InlineStorage()])
+    asked = ask("plain", "e-1").payload
+    assert isinstance(asked, AskForBid)
+    plain = asked.execution.job
+    wasm = Job.model_validate(
+        {"ID": "j-w", "Tasks": [{"Engine": {"Type": "wasm", "Params": {"EntryModule": "x"}}}]},
+        context=STORED,
+    )
+    with_input = Job.model_validate(
+        {
+            "ID": "j-i",
+            "Tasks": [
+                {
+                    "Engine": {"Type": "noop"},
+                    "InputSources": [
+                        {"Source": {"Type": "inline", "Params": {"URL": "data:,x"}}, "Target": "/i"}
+                    ],
+                }
+            ],
+        },
+        context=STORED,
+    )
+    assert plain is not None
+    rules = default_rules(storage)
+    assert not may_block(rules, plain)
+    assert may_block(rules, wasm)
+    assert may_block(rules, with_input)
+    assert may_block([*rules, ExecProbeRule("true", "n-1")], plain)
+    assert not may_block(default_rules(), with_input)  # no storage lookups configured
 
 
 class ComesAndGoes(NoopExecutor):
