@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from cli.serve import parse_ipfs_api
+from cli.node_parsing import parse_ipfs_api
 from compute.publishers.ipfs import IPFSPublisher
 from compute.publishers.registry import default_publishers
 from compute.storage.ipfs import IPFSStorage

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cli.serve import parse_job_selection
+from cli.node_parsing import parse_job_selection
 from compute.bidding.base import BidRequest
 from compute.bidding.probe_exec import ExecProbeRule
 from compute.bidding.probe_http import HTTPProbeRule

@@ -1,0 +1,96 @@
+"""Checks of a node's settings, each a ValidationError naming the flag (or config key) at
+fault, made before any node starts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from protocol.errors import ValidationError
+from protocol.labels import key_problem, value_problem
+from protocol.units import parse_bytes, parse_cpu
+
+if TYPE_CHECKING:
+    from compute.bidding.selection import JobSelection
+
+NODE_TYPES = {"requester", "compute"}
+
+
+def parse_job_selection(
+    reject_stateless: bool, probe_http: str | None, probe_exec: str | None, probe_timeout: float
+) -> JobSelection:
+    from compute.bidding.selection import JobSelection
+
+    url = (probe_http or "").strip()
+    if url and not url.startswith(("http://", "https://")):
+        raise ValidationError("job-selection-probe-http", f"{url!r} is not an http(s) URL")
+    return JobSelection(
+        reject_stateless=reject_stateless,
+        probe_http=url,
+        probe_exec=(probe_exec or "").strip(),
+        probe_timeout_s=probe_timeout,
+    )
+
+
+def parse_labels(values: list[str] | None) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for value in values or []:
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            key, sep, val = item.partition("=")
+            if not sep or not key.strip():
+                raise ValidationError("labels", f"{item!r} is not of the form key=value")
+            # Constraints follow Kubernetes' label rules: a label outside them never matches.
+            problem = key_problem(key.strip()) or value_problem(val.strip())
+            if problem:
+                raise ValidationError("labels", f"{item!r}: {problem}")
+            labels[key.strip()] = val.strip()
+    return labels
+
+
+def parse_node_type(text: str) -> tuple[bool, bool]:
+    roles = {part.strip().lower() for part in text.split(",") if part.strip()}
+    unknown = roles - NODE_TYPES
+    if unknown or not roles:
+        raise ValidationError("node-type", f"{text!r}: use requester, compute or requester,compute")
+    return "requester" in roles, "compute" in roles
+
+
+def parse_total_limits(cpu: str | None, memory: str | None) -> tuple[float | None, int | None]:
+    try:
+        return (
+            parse_cpu(cpu) if cpu else None,
+            parse_bytes(memory) if memory else None,
+        )
+    except ValueError as exc:
+        raise ValidationError("limit-total-cpu/memory", str(exc)) from None
+
+
+def parse_data_locality(text: str) -> str:
+    from compute.bidding.locality import DataLocality
+
+    try:
+        return DataLocality.parse(text).value
+    except ValidationError as exc:
+        raise ValidationError("data-locality", exc.problem) from None
+
+
+def parse_allowed_paths(values: list[str] | None) -> tuple[str, ...]:
+    """The ``--allow-listed-local-paths`` values, each checked before any node starts."""
+    from compute.storage.local import parse_allowed_path
+
+    for value in values or ():
+        try:
+            parse_allowed_path(value)
+        except ValidationError as exc:
+            raise ValidationError("allow-listed-local-paths", exc.problem) from None
+    return tuple(values or ())
+
+
+def parse_ipfs_api(text: str | None) -> str | None:
+    """The ``--ipfs-connect`` address as a multiaddr, checked before any node starts."""
+    if not text:
+        return None
+    from protocol.ipfs import parse_api_address
+
+    return parse_api_address(text, field="ipfs-connect").multiaddr
