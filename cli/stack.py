@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from prometheus_client import CollectorRegistry
 
 from cli.client import DEFAULT_API_PORT
 from cli.listen import (
@@ -26,6 +27,7 @@ from cli.security import security_for
 from compute.bidding.locality import DataLocality
 from compute.bidding.selection import JobSelection
 from compute.executors.registry import default_executors
+from compute.metrics import ComputeMetrics
 from compute.node import ComputeConfig, ComputeNode
 from compute.publishers.capability import ResultLinks
 from compute.publishers.local_server import results_app
@@ -38,6 +40,7 @@ from protocol.errors import ValidationError
 from protocol.gossip import Announcer
 from protocol.identity import NodeIdentity
 from protocol.messages import NodeInfoMessage
+from protocol.metrics import BusCollector
 from protocol.node import NodeInfo, NodeType
 from protocol.outbox import Outbox
 from protocol.resources import Resources
@@ -45,6 +48,7 @@ from protocol.transport import Bus, BusOptions
 from requester.api import create_app
 from requester.api_auth import check_exposure
 from requester.limits import SubmissionLimits
+from requester.metrics import RequesterMetrics
 from requester.orchestrator import Orchestrator, RequesterConfig
 from requester.scheduler import SchedulerConfig
 from requester.server import APIServer
@@ -167,6 +171,10 @@ class NodeProcess:
         self.results_server: APIServer | None = None
         self.local_publisher_url: str | None = None
         self.boot_id = secrets.token_hex(8)
+        # This node's Prometheus metrics (its own registry: nodes may share a process), served
+        # at /metrics by the requester's API and by a compute node's results server.
+        self.metrics = CollectorRegistry()
+        self.metrics.register(BusCollector(self.bus))
 
     @property
     def api_url(self) -> str:
@@ -206,6 +214,7 @@ class NodeProcess:
         if options.compute:
             self._start_results_server()
             self.compute = self._build_compute()
+            ComputeMetrics(self.compute, self.metrics)
             self.dispatcher.compute = self.compute.handle
         if options.requester:
             self.store = JobStore(str(self.folder / "jobs.db"))
@@ -222,6 +231,7 @@ class NodeProcess:
                 limits=options.limits,
             )
             self.orchestrator = Orchestrator(self.info(), self.store, self.outbox, config)
+            RequesterMetrics(self.orchestrator, self.metrics)
             self.dispatcher.requester = self.orchestrator.handle
         self.bus.start()
         if self.compute is not None:
@@ -265,7 +275,7 @@ class NodeProcess:
         sock, fell_back = bind_default(  # errors name the flag: in use, not this host...
             options.api_host, wanted, fallback=options.api_port is None
         )
-        app = create_app(orchestrator, options.api_tokens)
+        app = create_app(orchestrator, options.api_tokens, self.metrics)
         self.api = APIServer(app, options.api_host, name="api", sock=sock, tls=options.tls)
         try:
             self.api_port = self.api.start()
@@ -300,7 +310,7 @@ class NodeProcess:
                 "0 for any free port)",
             ) from None
         self.results_server = APIServer(
-            results_app(folder, self.result_links),
+            results_app(folder, self.result_links, self.metrics),
             listen,
             name="results_server",
             sock=sock,

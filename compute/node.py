@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -130,9 +131,14 @@ class ComputeNode:
         self._stopping = threading.Event()
         self._sweeper: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
+        self.counts: Counter[str] = Counter()  # bids by outcome, for /metrics
         self._installed_cache: tuple[float, Installed] | None = None
 
     # -- info ----------------------------------------------------------------------------
+
+    def on_run_ended(self, listener: Callable[[str, int, float], None]) -> None:
+        """Call ``listener(engine, exit_code, seconds)`` as each executor run ends."""
+        self._runner.on_run_ended(listener)
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Called whenever the node's capacity changes (gossip announces it)."""
@@ -352,6 +358,7 @@ class ComputeNode:
                 else:
                     busy, reason = True, refusal
         accepted = decision.should_bid and not busy
+        self.counts["bid_busy" if busy else "bid_accepted" if accepted else "bid_refused"] += 1
         log.debug(
             "event=bid execution=%s job=%s accepted=%s started=%s reason=%r",
             execution.id,

@@ -105,6 +105,11 @@ class Runner:
         self._activity = activity or ActivityLog(None)
         self._staging = RunControls()
         self._staged: set[str] = set()  # past staging: a cancel is the executor's alone
+        self._run_listeners: list[Callable[[str, int, float], None]] = []
+
+    def on_run_ended(self, listener: Callable[[str, int, float], None]) -> None:
+        """Call ``listener(engine, exit_code, seconds)`` as each executor run ends."""
+        self._run_listeners.append(listener)
 
     def cancel(self, execution: Execution) -> None:
         """Stop ``execution`` wherever it is: staging inputs, or running (a cancel that comes
@@ -197,12 +202,15 @@ class Runner:
         on_started()
         started_ns = now_ns()
         outcome = executor.run(request)
+        ended_ns = now_ns()
+        for listener in self._run_listeners:
+            listener(task.engine.type, outcome.exit_code, (ended_ns - started_ns) / 1e9)
         self._activity.record(
             execution_id=execution.id,
             job_id=job.id,
             node_id=self._node_id,
             start_ns=started_ns,
-            end_ns=now_ns(),
+            end_ns=ended_ns,
             cpu=request.resources.cpu,
             memory=request.resources.memory,
             exit_code=outcome.exit_code,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from kombu.messaging import Consumer, Producer
 from protocol import peer
 from protocol.envelope import CONTENT_TYPE, Codec, Envelope
 from protocol.errors import MessageError, TransportError, UnknownPeerError, ValidationError
-from protocol.messages import Message
+from protocol.messages import WIRE_NAMES, Message
 from protocol.peer.config import parse_peer_url
 from protocol.queue_claims import GOSSIP_QUEUE_PREFIX, NODE_QUEUE_PREFIX, QueueClaims
 from protocol.signing import RefusedMessageError
@@ -164,6 +165,8 @@ class Bus:
         self.active_transport = scheme_of(self.urls[0])
         self.peer_address = ""
         self.dropped = 0
+        self.received: Counter[str] = Counter()  # by wire type, for /metrics
+        self.sent: Counter[str] = Counter()
         self.on_connected: Callable[[], None] | None = None
         self._fatal: ValidationError | None = None
 
@@ -209,12 +212,14 @@ class Bus:
     def send(self, node_id: str, message: Message) -> None:
         """Publish ``message`` to one node's queue."""
         self._publish(self._codec.encode(message, node_id), DIRECT, node_id)
+        self.sent[WIRE_NAMES[type(message)]] += 1
 
     def send_many(self, node_id: str, messages: Sequence[Message]) -> None:
         """Publish ``messages`` to one node's queue, in order, batched into as few envelopes
         (and broker round trips) as their size allows."""
         for body in self._codec.encode_many(messages, node_id):
             self._publish(body, DIRECT, node_id)
+        self.sent.update(WIRE_NAMES[type(message)] for message in messages)
 
     def _declare_target(self, routing_key: str) -> list[Queue]:
         """On a broker, declare the target's durable queue too, so a message sent while its
@@ -232,6 +237,7 @@ class Bus:
         """Publish ``message`` to every node listening on gossip, retrying for ``timeout_s``
         (default ``publish_timeout_s``)."""
         self._publish(self._codec.encode(message), GOSSIP, "", timeout_s)
+        self.sent[WIRE_NAMES[type(message)]] += 1
 
     def publish_raw(self, body: bytes, node_id: str) -> None:
         """Publish bytes as they are (tests use it to send malformed messages)."""
@@ -445,6 +451,7 @@ class Bus:
             self._ack(message)
 
     def _handle(self, envelope: Envelope) -> None:
+        self.received[envelope.type] += 1
         try:
             self._handler(envelope)
         except Exception:

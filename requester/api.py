@@ -21,8 +21,10 @@ from typing import Annotated, Any, ParamSpec
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry
 
 from protocol import __version__
+from protocol.metrics import metrics_endpoint
 from protocol.states import ExecutionStateType
 from requester.api_auth import BearerTokens
 from requester.api_body import parse_put_job, read_body
@@ -67,9 +69,13 @@ def answers_json(handler: Callable[P, dict[str, Any]]) -> Callable[P, JSONRespon
     return encoded
 
 
-def create_app(service: OrchestratorService, tokens: Sequence[str] = ()) -> FastAPI:
+def create_app(
+    service: OrchestratorService,
+    tokens: Sequence[str] = (),
+    metrics: CollectorRegistry | None = None,
+) -> FastAPI:
     """The API; with ``tokens``, only requests bearing one of them are served
-    (:mod:`requester.api_auth`)."""
+    (:mod:`requester.api_auth`); with ``metrics``, ``GET /metrics`` answers them."""
     app = FastAPI(title="bacalao requester API", version=__version__)
     if tokens:
         app.add_middleware(BearerTokens, tokens=tokens)
@@ -78,6 +84,8 @@ def create_app(service: OrchestratorService, tokens: Sequence[str] = ()) -> Fast
     app.include_router(_jobs_router(service))
     app.include_router(_nodes_router(service))
     app.include_router(_agent_router(service))
+    if metrics is not None:
+        app.add_route("/metrics", metrics_endpoint(metrics), ["GET"], include_in_schema=False)
     return app
 
 

@@ -20,6 +20,7 @@ import queue
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,6 +140,7 @@ class Orchestrator:
         self._started_ns = 0
         self._from_before: set[str] = set()  # jobs not ended at start, while settling
         self._passes = 0
+        self.counts: Counter[str] = Counter()  # asks and their answers, for /metrics
         self._evaluations = 0
         store.on_execution_ended(self._ended)
 
@@ -374,6 +376,7 @@ class Orchestrator:
             self._outbox.send_all(messages)
 
     def _placed(self, node_id: str, execution_id: str, needs: Resources) -> None:
+        self.counts["asked"] += 1
         self._ledger.placed(node_id, execution_id, needs)
         rooms = self._rooms
         if rooms is not None and node_id in rooms:
@@ -558,6 +561,8 @@ class Orchestrator:
                     BidRejected(execution_id=bid.execution_id, job_id=bid.job_id, reason=reason),
                 )
             return None
+        outcome = "busy" if bid.busy else "accepted" if bid.accepted else "rejected"
+        self.counts[f"bid_{outcome}"] += 1
         # Placed directly (no approval round), a positive bid means the run has started.
         state = S.ASK_FOR_BID_ACCEPTED if bid.accepted else S.ASK_FOR_BID_REJECTED
         if bid.accepted and is_direct(execution):
@@ -589,6 +594,7 @@ class Orchestrator:
             updated = self._store.update_execution(
                 started.execution_id, state=S.RUNNING, message="started", expect=(S.ASK_FOR_BID,)
             )
+            self.counts["bid_accepted"] += 1  # the node's answer to a direct ask
             return updated.job_id  # the job runs now
         self._store.update_execution(
             started.execution_id, state=S.RUNNING, expect=(S.BID_ACCEPTED,)

@@ -12,6 +12,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,6 +74,8 @@ class JobStore:
         self.statements = 0  # statements run on the writer connection, reads included
         self._conn.set_trace_callback(self._count_statement)
         self._ended_listeners: list[Callable[[Execution], None]] = []
+        self._state_listeners: list[Callable[[JobStateType, Job], None]] = []
+        self._timers: list[Callable[[float], None]] = []  # hear each write transaction's time
         self._cache = RowCache()
 
     def close(self) -> None:
@@ -276,6 +279,9 @@ class JobStore:
                     details=new_details,
                 )
                 sql.insert_history(conn, entry)
+            if not same_state:
+                for state_listener in self._state_listeners:
+                    state_listener(old.state_type, updated)
         log.info(
             "event=job_state job_id=%s from=%s to=%s revision=%d message=%r",
             job_id, old.state_type.value, state.value, updated.revision, message,
@@ -502,10 +508,14 @@ class JobStore:
                     raise
                 self._conn.execute("RELEASE change")
                 return
-            with self._cache_kept_in_step(), self._conn:
-                self.transactions += 1
-                self._conn.execute("BEGIN IMMEDIATE")
-                yield self._conn
+            started = time.perf_counter()
+            try:
+                with self._cache_kept_in_step(), self._conn:
+                    self.transactions += 1
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    yield self._conn
+            finally:
+                self._timed(started)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -516,14 +526,23 @@ class JobStore:
             if self._batch_owner is not None:  # nested: the outer batch commits
                 yield
                 return
-            with self._cache_kept_in_step(), self._conn:
-                self.transactions += 1
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._batch_owner = threading.get_ident()
-                try:
-                    yield
-                finally:
-                    self._batch_owner = None
+            started = time.perf_counter()
+            try:
+                with self._cache_kept_in_step(), self._conn:
+                    self.transactions += 1
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    self._batch_owner = threading.get_ident()
+                    try:
+                        yield
+                    finally:
+                        self._batch_owner = None
+            finally:
+                self._timed(started)
+
+    def _timed(self, started: float) -> None:
+        seconds = time.perf_counter() - started
+        for timer in self._timers:
+            timer(seconds)
 
     @contextmanager
     def _cache_kept_in_step(self) -> Iterator[None]:
@@ -545,6 +564,21 @@ class JobStore:
             return read(self._cache)
         finally:
             self._lock.release()
+
+    def on_job_state(self, listener: Callable[[JobStateType, Job], None]) -> None:
+        """Call ``listener(before, job)`` with every job this store moves to another state."""
+        self._state_listeners.append(listener)
+
+    def on_transaction(self, timer: Callable[[float], None]) -> None:
+        """Call ``timer`` with the seconds each write transaction held the writer."""
+        self._timers.append(timer)
+
+    def count_by_state(self) -> tuple[dict[str, int], dict[int, int]]:
+        """Jobs by state (its wire name) and executions by state (its number)."""
+        with self._read() as conn:
+            jobs = conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+            runs = conn.execute("SELECT state, COUNT(*) FROM executions GROUP BY state").fetchall()
+        return {str(s): int(n) for s, n in jobs}, {int(s): int(n) for s, n in runs}
 
     def on_execution_ended(self, listener: Callable[[Execution], None]) -> None:
         """Call ``listener`` with every execution this store moves to a terminal state."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
@@ -21,15 +22,20 @@ from starlette.routing import Route
 
 from compute.publishers.capability import QUERY_PARAM, ResultLinks
 from compute.publishers.local import is_archive_name
+from protocol.metrics import metrics_endpoint
 
 log = logging.getLogger(__name__)
 
 ARCHIVE_MEDIA_TYPE = "application/gzip"
 
 
-def results_app(folder: Path, links: ResultLinks | None = None) -> Starlette:
+def results_app(
+    folder: Path, links: ResultLinks | None = None, metrics: CollectorRegistry | None = None
+) -> Starlette:
     """An ASGI app serving the ``*.tar.gz`` files directly under ``folder``: to anyone, or
-    with ``links`` only to requests bearing the result's capability."""
+    with ``links`` only to requests bearing the result's capability; with ``metrics``, the
+    node's Prometheus metrics at ``/metrics`` (counts of the node's work, to anyone who can
+    reach the server: no result, job or input is named in them)."""
     root = folder.absolute()
 
     def archive(request: Request) -> Response:
@@ -45,6 +51,9 @@ def results_app(folder: Path, links: ResultLinks | None = None) -> Starlette:
             return PlainTextResponse(f"no published result {name!r} here", status_code=404)
         return FileResponse(path, media_type=ARCHIVE_MEDIA_TYPE)
 
-    app = Starlette(routes=[Route("/{name}", archive, methods=["GET", "HEAD"])])
+    routes = [Route("/{name}", archive, methods=["GET", "HEAD"])]
+    if metrics is not None:  # first: /metrics is not an archive's name
+        routes.insert(0, Route("/metrics", metrics_endpoint(metrics), methods=["GET"]))
+    app = Starlette(routes=routes)
     app.router.redirect_slashes = False
     return app
