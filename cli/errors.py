@@ -5,7 +5,7 @@ BacalaoError
     ├── APIError          the requester could not be reached, or refused the request
     │   └── ForeignServerError   what answers at the API address is not a requester
     ├── JobSpecError      command-line values or a job file that do not make a job
-    └── WaitTimeoutError  the job did not finish within ``--wait-timeout``
+    └── WaitTimeoutError  the job did not finish within ``--wait-timeout`` (exit 124)
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from protocol.errors import BacalaoError
 
 
 class CLIError(BacalaoError):
-    """Root of the command line's own errors."""
+    """Root of the command line's own errors; ``exit_code``: what the command exits with."""
+
+    exit_code = 1
 
 
 class APIError(CLIError):
@@ -45,4 +47,7 @@ class JobSpecError(CLIError):
 
 
 class WaitTimeoutError(CLIError):
-    """The job is still running when ``--wait-timeout`` ran out (it keeps running)."""
+    """The job is still running when ``--wait-timeout`` ran out (it keeps running): exit 124,
+    as ``timeout(1)`` does, so a pipeline can tell "still running" from "failed"."""
+
+    exit_code = 124

@@ -3,8 +3,8 @@
 The app is built by :func:`create_app`, so tests can hand it a client factory (an
 ``httpx.MockTransport`` behind :class:`~cli.client.APIClient`) and a zero poll interval.
 ``cli/serve.py``, when present, adds ``serve`` and ``devstack`` through ``register(app)``.
-Every :class:`~protocol.errors.BacalaoError` ends as one red line on stderr and exit code 1;
-bad invocations exit 2, as click decides.
+Every :class:`~protocol.errors.BacalaoError` ends as one red line on stderr and exit code 1
+(124 for a ``--wait-timeout`` that ran out); bad invocations exit 2, as click decides.
 """
 
 from __future__ import annotations
@@ -55,14 +55,15 @@ _HELP = (
 
 
 class _ReportErrors(TyperGroup):
-    """Turns every BacalaoError raised below it into one red line and exit code 1."""
+    """Turns every BacalaoError raised below it into one red line and its exit code (1, or
+    the CLIError's own)."""
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
         try:
             return super().invoke(ctx)
         except BacalaoError as exc:
             print_error(str(exc))
-            raise typer.Exit(1) from None
+            raise typer.Exit(getattr(exc, "exit_code", 1)) from None
 
 
 def create_app(
@@ -217,7 +218,7 @@ def main() -> None:
         app(prog_name="bacalao")
     except BacalaoError as exc:
         print_error(str(exc))
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import AliasChoices, AliasGenerator, Field, field_validator
@@ -116,7 +116,8 @@ class NodeSettings(BaseSettings):
     docker_host: str | None = None
     ipfs_connect: str | None = None
     data_dir: Path | None = None  # None: ~/.bacalao
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -125,6 +126,11 @@ class NodeSettings(BaseSettings):
         if isinstance(value, Mapping):
             return [f"{key}={val}" for key, val in value.items()]
         return [value] if isinstance(value, str) else value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("allow_listed_local_paths", "api_token", mode="before")
     @classmethod
@@ -214,7 +220,7 @@ class DevstackSettings(NodeSettings):
 
     heartbeat_interval: float = Field(default=1.0, gt=0)
     disconnect_after: float = Field(default=5.0, gt=0)
-    log_level: str = "warning"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "warning"
 
 
 DEFAULTS = NodeSettings()

@@ -188,7 +188,8 @@ class SubmitFlags:
         float,
         typer.Option(
             "--wait-timeout",
-            help="Seconds to wait for the job before giving up on it (it keeps running).",
+            help="Seconds to wait for the job before giving up on it (it keeps running; "
+            "exit code 124).",
             min=0,
             rich_help_panel=RUN_PANEL,
         ),

@@ -43,6 +43,7 @@ from cli.serve_options import (
     LocalPublisherAddress,
     LocalPublisherListen,
     LocalPublisherPort,
+    LogFormat,
     LogLevel,
     MaxCount,
     MaxExecutionTimeout,
@@ -79,12 +80,22 @@ def given_settings(ctx: typer.Context, exclude: Sequence[str] = ("config",)) -> 
     return given
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def setup_logging(settings: NodeSettings) -> None:
+    """Log at ``settings.log_level`` to stderr, as text lines or JSON objects."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        names = {"asctime": "time", "levelname": "level", "name": "logger", "threadName": "thread"}
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s",
+                rename_fields=names,
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
@@ -164,6 +175,7 @@ def serve(
     ipfs_connect: IpfsConnect = D.ipfs_connect,
     data_dir: DataDir = D.data_dir,
     log_level: LogLevel = D.log_level,
+    log_format: LogFormat = D.log_format,
 ) -> None:
     """Run one node (requester, compute, or both) until Ctrl-C."""
     from cli.stack import NodeProcess
@@ -174,7 +186,7 @@ def serve(
     except BacalaoError as exc:
         _fail(exc)
         return
-    setup_logging(settings.log_level)
+    setup_logging(settings)
     try:
         options = settings.node_options()
         if options.requester:
@@ -210,7 +222,9 @@ def serve(
 
 def devstack(
     ctx: typer.Context,
-    compute_nodes: Annotated[int, typer.Option("--compute-nodes", min=0)] = 3,
+    compute_nodes: Annotated[
+        int, typer.Option("--compute-nodes", min=0, help="Compute nodes next to the requester.")
+    ] = 3,
     config: ConfigFile = None,
     broker: Broker = D.broker,
     labels: Labels = None,
@@ -238,6 +252,7 @@ def devstack(
     log_level: Annotated[
         str, typer.Option("--log-level", envvar="BACALAO_LOG_LEVEL", help="debug, info, ...")
     ] = DEVSTACK_DEFAULTS.log_level,
+    log_format: LogFormat = D.log_format,
 ) -> None:
     """One requester and N compute nodes in this process, for development and demos."""
     from cli.devstack import Devstack
@@ -248,7 +263,7 @@ def devstack(
     except BacalaoError as exc:
         _fail(exc)
         return
-    setup_logging(settings.log_level)
+    setup_logging(settings)
     try:
         check_api_address(settings.api_host, settings.api_port)
         base = settings.node_options(

@@ -339,6 +339,15 @@ LocalPublisherPort = Annotated[
         "prints which); a port given here is that port or an error.",
     ),
 ]
+LogFormat = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        envvar="BACALAO_LOG_FORMAT",
+        help="text: one line per event, key=value; json: one JSON object per line (time, "
+        "level, logger, message, thread), for log pipelines.",
+    ),
+]
 ConfigFile = Annotated[
     Path | None,
     typer.Option(

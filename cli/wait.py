@@ -1,7 +1,7 @@
 """Submit a job, wait for it, and report how it ended: shared by every ``run`` command.
 
-Exit codes: 0 when the job completed, 1 when it failed, was stopped or outlived
-``--wait-timeout``, 130 when the wait was interrupted (the job keeps running).
+Exit codes: 0 when the job completed, 1 when it failed or was stopped, 124 when it outlived
+``--wait-timeout`` and 130 when the wait was interrupted (in both, the job keeps running).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ starts."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +238,35 @@ def test_the_readmes_config_file_is_one_a_node_takes(tmp_path: Path) -> None:
     assert options.labels == {"zone": "eu", "disk": "ssd"}
     assert options.limit_memory == 4 * 1024**3
     assert options.job_selection.probe_exec == "./should-bid.sh"
+
+
+@pytest.mark.timeout(60)
+def test_log_format_json_writes_one_json_object_per_line(tmp_path: Path) -> None:
+    args = ["serve", "--node-type", "requester", "--api-port", "0", "--log-format", "json"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args, "--data-dir", str(tmp_path)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    try:
+        records: list[dict[str, Any]] = []
+        for line in process.stderr:
+            if line.startswith("{"):
+                records.append(json.loads(line))
+            if any("event=bus_connected" in r["message"] for r in records):
+                break
+    finally:
+        process.terminate()
+        process.wait(10)
+        process.stderr.close()
+    connected = next(r for r in records if "event=bus_connected" in r["message"])
+    assert connected["level"] == "INFO"
+    assert connected["logger"] == "bacalao.transport"
+    assert {"time", "thread"} <= set(connected)
+
+
+def test_every_flag_has_help() -> None:
+    for command in ("serve", "devstack"):
+        for name, param in command_params(command).items():
+            assert getattr(param, "help", None), f"{command} --{name} has no help"
