@@ -399,7 +399,9 @@ def _shortage(
     reasons = {**holding, **selection.rejected, **refused}
     detail = "; ".join(f"{node}: {why}" for node, why in sorted(reasons.items()))
     if selection.ranked and (needed < job.count or holding or needed > possible):
-        head = f"{needed} more node(s) needed for Count={job.count}, {possible} could take one"
+        # nodes beyond those that could take an execution: Count=10000 on 2 nodes is 9998
+        missing = needed - possible if needed > possible else needed
+        head = f"{missing} more node(s) needed for Count={job.count}, {possible} could take one"
         return f"{head} ({detail})" if detail else head
     return detail or "no compute node is connected"
 

@@ -138,7 +138,19 @@ class JobStore:
         return stored
 
     def get_job(self, job_id: str) -> Job:
-        """The job with this ID, or with this unique ID prefix of at least 4 characters."""
+        """The job with this ID, or with this unique ID prefix of at least 4 characters
+        (``j-`` may be left out, as Bacalhau allows: ``cf111fa4``)."""
+        try:
+            return self._get_job(job_id)
+        except NotFoundError:
+            if job_id.startswith("j-") or len(job_id) < MIN_PREFIX_LENGTH:
+                raise
+        try:
+            return self._get_job(f"j-{job_id}")
+        except NotFoundError:
+            raise NotFoundError(f"job {job_id} not found") from None
+
+    def _get_job(self, job_id: str) -> Job:
         cached = self._cached(lambda cache: cache.job(job_id))
         if cached is not None:
             return cached

@@ -403,7 +403,7 @@ def test_count_beyond_the_nodes_fails_before_any_bid_is_accepted() -> None:
     assert plan.job_state is JobStateType.FAILED
     assert plan.ask == []
     assert plan.job_message == (
-        "no node could run the job: 3 more node(s) needed for Count=3, 2 could take one"
+        "no node could run the job: 1 more node(s) needed for Count=3, 2 could take one"
     )
 
 

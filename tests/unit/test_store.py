@@ -96,6 +96,17 @@ def test_get_job_by_unique_prefix(store: JobStore) -> None:
         store.get_job("j-bbbb")
 
 
+def test_a_job_id_prefix_may_leave_the_j_out(store: JobStore) -> None:
+    first = store.create_job(make_job("j-cf111fa4-0000"), "v-1")
+    store.create_job(make_job("j-cf11beef-0000"), "v-2")
+    assert store.get_job("cf111").id == first.id
+    assert store.get_job("cf111fa4-0000").id == first.id
+    with pytest.raises(ValidationError, match="several jobs"):
+        store.get_job("cf11")
+    with pytest.raises(NotFoundError, match="job dd00 not found"):
+        store.get_job("dd00")  # the message names what was asked, not j-dd00
+
+
 def test_list_jobs_filters_by_namespace_and_all_labels(store: JobStore) -> None:
     a = store.create_job(make_job(namespace="team-a", env="prod", tier="gpu"), "v")
     b = store.create_job(make_job(namespace="team-a", env="prod"), "v")
