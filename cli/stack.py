@@ -7,7 +7,9 @@ to each other only through bprotocol messages on the bus.
 from __future__ import annotations
 
 import logging
+import platform
 import secrets
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,7 @@ from protocol.envelope import Codec, Envelope
 from protocol.errors import ValidationError
 from protocol.gossip import Announcer
 from protocol.identity import NodeIdentity
+from protocol.labels import runtime_labels
 from protocol.messages import NodeInfoMessage
 from protocol.metrics import BusCollector
 from protocol.node import NodeInfo, NodeType
@@ -171,6 +174,11 @@ class NodeProcess:
         self.results_server: APIServer | None = None
         self.local_publisher_url: str | None = None
         self.boot_id = secrets.token_hex(8)
+        # what it says it is (Operating-System, Architecture, hostname), under the operator's
+        self.labels = {
+            **runtime_labels(platform.system(), platform.machine(), socket.gethostname()),
+            **options.labels,
+        }
         # This node's Prometheus metrics (its own registry: nodes may share a process), served
         # at /metrics by the requester's API and by a compute node's results server.
         self.metrics = CollectorRegistry()
@@ -198,9 +206,7 @@ class NodeProcess:
         if self.compute is not None:
             info, using = self.compute.described()
         else:
-            info = NodeInfo(
-                node_id=self.node_id, node_type=self.node_type, labels=self.options.labels
-            )
+            info = NodeInfo(node_id=self.node_id, node_type=self.node_type, labels=self.labels)
         return info.model_copy(
             update={
                 "transport": self.bus.active_transport,
@@ -369,7 +375,7 @@ class NodeProcess:
             self.node_id,
             ComputeConfig(
                 max_capacity=capacity,
-                labels=dict(options.labels),
+                labels=dict(self.labels),
                 reservation_ttl_s=options.reservation_ttl_s,
                 finished_memory_s=options.finished_memory_s,
                 data_locality=DataLocality.parse(options.data_locality),

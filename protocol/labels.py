@@ -74,3 +74,20 @@ def parse_integer(text: str) -> int | None:
         return None
     number = -int(digits) if text.startswith("-") else int(digits)
     return number if -INT64_MAX - 1 <= number <= INT64_MAX else None
+
+
+# Go's names, as Bacalhau's nodes label themselves (runtime.GOOS, runtime.GOARCH)
+_GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+_GO_ARCH.update({"i386": "386", "i686": "386", "armv7l": "arm", "armv6l": "arm"})
+
+
+def runtime_labels(system: str, machine: str, hostname: str) -> dict[str, str]:
+    """The labels a node gives itself, as Bacalhau's do (``Operating-System``,
+    ``Architecture``), and its ``hostname``; a value the label rules refuse (a hostname over
+    63 characters, say) is left out. Those given by the operator take precedence."""
+    found = {
+        "Operating-System": system.lower(),
+        "Architecture": _GO_ARCH.get(machine.lower(), machine.lower()),
+        "hostname": hostname.split(".", 1)[0] if len(hostname) > NAME_MAX_CHARS else hostname,
+    }
+    return {key: value for key, value in found.items() if value and value_problem(value) is None}
