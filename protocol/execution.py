@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
+from protocol.bookkeeping import NO_VERDICT, Verdict
 from protocol.job import Job, SpecConfig
 from protocol.resources import Resources
 from protocol.states import ExecutionDesiredStateType, ExecutionStateType
@@ -56,6 +57,8 @@ class Execution(WireModel):
     revision: int = Field(default=0, alias="Revision")
     create_time: int = Field(default=0, alias="CreateTime")
     modify_time: int = Field(default=0, alias="ModifyTime")
+    # the requester's, kept in the store's columns: never serialised nor read from JSON
+    _verdict: Verdict = PrivateAttr(default=NO_VERDICT)
 
     @field_validator("allocated_resources", mode="before")
     @classmethod
@@ -65,6 +68,17 @@ class Execution(WireModel):
     @property
     def state(self) -> ExecutionStateType:
         return self.compute_state.state_type
+
+    @property
+    def verdict(self) -> Verdict:
+        """What the requester concluded when it ended (see :mod:`protocol.bookkeeping`)."""
+        return self._verdict
+
+    def with_verdict(self, verdict: Verdict) -> Self:
+        """A shallow copy of the execution with this verdict."""
+        copied = self.model_copy()
+        copied._verdict = verdict
+        return copied
 
     def resources(self) -> Resources:
         """What the requester allocated for the (single) task."""

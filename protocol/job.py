@@ -11,8 +11,9 @@ import posixpath
 from decimal import Decimal
 from typing import Any, Self
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from protocol.bookkeeping import NOT_QUEUED, Queueing
 from protocol.labels import key_problem, parse_integer, value_problem
 from protocol.resources import Resources
 from protocol.units import INT64_MAX, parse_bytes, parse_cpu, parse_gpu, shown, shown_number
@@ -377,6 +378,8 @@ class Job(WireModel):
     revision: WireInt = Field(default=0, alias="Revision")
     create_time: WireInt = Field(default=0, alias="CreateTime")
     modify_time: WireInt = Field(default=0, alias="ModifyTime")
+    # the requester's, kept in the store's columns: never serialised nor read from JSON
+    _queueing: Queueing = PrivateAttr(default=NOT_QUEUED)
 
     @field_validator("namespace", mode="before")
     @classmethod
@@ -441,3 +444,15 @@ class Job(WireModel):
     @property
     def terminal(self) -> bool:
         return self.state.state_type.terminal
+
+    @property
+    def queueing(self) -> Queueing:
+        """The requester's bookkeeping while the job waits for nodes (see
+        :mod:`protocol.bookkeeping`)."""
+        return self._queueing
+
+    def with_queueing(self, queueing: Queueing) -> Self:
+        """A shallow copy of the job with this bookkeeping."""
+        copied = self.model_copy()
+        copied._queueing = queueing
+        return copied

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol.bookkeeping import Verdict
 from protocol.envelope import Envelope
 from protocol.errors import NotFoundError, StateTransitionError, ValidationError
 from protocol.execution import Execution
@@ -63,9 +64,6 @@ from requester.planner import Held, Outbox, Planner
 from requester.room import Ledger, Room
 from requester.scheduler import (
     ASKING,
-    BUSY,
-    NEVER_RAN,
-    RETRYABLE,
     SchedulerConfig,
     disowned,
     is_direct,
@@ -417,10 +415,7 @@ class Orchestrator:
                     desired=D.STOPPED,
                     message=f"node {node_id} restarted",
                     expect=(execution.state,),
-                    details={
-                        RETRYABLE: "true",
-                        **({NEVER_RAN: "true"} if execution.state in ASKING else {}),
-                    },
+                    verdict=Verdict(retryable=True, never_ran=execution.state in ASKING),
                 )
             except StateTransitionError:
                 continue
@@ -515,7 +510,7 @@ class Orchestrator:
                     desired=D.STOPPED,
                     message=payload.message,
                     expect=(S.BID_ACCEPTED, S.RUNNING, S.PUBLISHING),
-                    details={RETRYABLE: "true" if payload.retryable else "false"},
+                    verdict=Verdict(retryable=payload.retryable),
                 )
                 return failed.job_id
         except (StateTransitionError, NotFoundError) as exc:
@@ -572,7 +567,7 @@ class Orchestrator:
             state=state,
             message=bid.reason or ("bid received" if bid.accepted else "bid refused"),
             expect=(S.ASK_FOR_BID,),
-            details={BUSY: "true"} if bid.busy else None,
+            verdict=Verdict(busy=True) if bid.busy else None,
         )
         return updated.job_id
 
@@ -615,7 +610,6 @@ class Orchestrator:
             run_output=output,
             published_result=result.published_result,
             expect=(S.BID_ACCEPTED, S.RUNNING, S.PUBLISHING),
-            details={RETRYABLE: "false"} if failed else None,
         )
         return execution.job_id
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from protocol.bookkeeping import Verdict
 from protocol.errors import StateTransitionError, TransportError
 from protocol.execution import ComputeState, DesiredState, Execution
 from protocol.ids import new_execution_id
@@ -14,7 +15,7 @@ from protocol.messages import AskForBid, BidAccepted, BidRejected, CancelExecuti
 from protocol.resources import Resources
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
-from requester.scheduler import ASKING, NEVER_RAN, RETRYABLE, Plan
+from requester.scheduler import ASKING, Plan
 from requester.store import JobStore
 
 log = logging.getLogger("bacalao.requester")
@@ -81,12 +82,12 @@ class Planner:
             current = job.state
             same = current.state_type == plan.job_state and (
                 plan.job_state != JobStateType.QUEUED
-                or (current.details, current.message) == (plan.job_details, plan.job_message)
+                or (job.queueing, current.message) == (plan.queueing, plan.job_message)
             )
             if not same:
                 try:
                     self._store.update_job_state(
-                        job.id, plan.job_state, plan.job_message, plan.job_details
+                        job.id, plan.job_state, plan.job_message, plan.queueing
                     )
                 except StateTransitionError as exc:
                     log.info("event=job_state_skipped job=%s reason=%r", job.id, str(exc))
@@ -98,7 +99,7 @@ class Planner:
         desired: D,
         message: str,
         expect: tuple[S, ...],
-        details: dict[str, str] | None = None,
+        verdict: Verdict | None = None,
     ) -> Execution | None:
         try:
             return self._store.update_execution(
@@ -107,7 +108,7 @@ class Planner:
                 desired=desired,
                 message=message,
                 expect=expect,
-                details=details,
+                verdict=verdict,
             )
         except StateTransitionError as exc:
             log.debug(
@@ -123,7 +124,7 @@ class Planner:
             D.STOPPED,
             reason,
             (before.state,),
-            {RETRYABLE: "true", **({NEVER_RAN: "true"} if before.state in ASKING else {})},
+            Verdict(retryable=True, never_ran=before.state in ASKING),
         )
         if execution is None:
             return

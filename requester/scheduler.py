@@ -13,6 +13,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from protocol.bookkeeping import NOT_QUEUED, Queueing
 from protocol.errors import ValidationError
 from protocol.execution import Execution
 from protocol.job import Job, JobStateType
@@ -23,13 +24,6 @@ from protocol.states import ExecutionStateType as S
 from requester.room import Room
 from requester.selection import Selection, select, source_types
 
-RETRYABLE = "Retryable"
-NEVER_RAN = "NeverRan"  # failed while bidding: not an attempt to run, bounded by the queue
-BUSY = "Busy"
-ROUND = "Round"
-QUEUED_SINCE = "QueuedSince"
-RETRIES = "Retries"
-PREV_ROUND = "PrevRound"
 ASKING = (S.ASK_FOR_BID, S.ASK_FOR_BID_ACCEPTED)
 
 
@@ -63,7 +57,7 @@ class Plan:
     ask: list[NodeInfo] = field(default_factory=list)
     job_state: JobStateType | None = None
     job_message: str = ""
-    job_details: dict[str, str] | None = None
+    queueing: Queueing = NOT_QUEUED  # the job's bookkeeping with job_state (Queued only)
     wake_at_ns: int | None = None
     direct: bool = False  # asks start the run at once when the node has room
     # Nodes that could take an execution of the job (filters passed, none of it yet): a
@@ -135,7 +129,7 @@ def is_direct(execution: Execution) -> bool:
 
 
 def _is_retryable(execution: Execution) -> bool:
-    return execution.compute_state.details.get(RETRYABLE) == "true"
+    return execution.verdict.retryable
 
 
 def _wake(plan: Plan, at_ns: int) -> None:
@@ -221,11 +215,7 @@ def schedule(
 
     # An attempt is an execution that was accepted and then failed; an ask that timed out or
     # was lost is not one (over-asking would spend the budget), the queue timeout bounds those.
-    tried = [
-        e
-        for e in executions
-        if e.state == S.FAILED and e.compute_state.details.get(NEVER_RAN) != "true"
-    ]
+    tried = [e for e in executions if e.state == S.FAILED and not e.verdict.never_ran]
     attempts = len(tried) + len(lost_now)
     if attempts >= config.max_attempts_per_count * job.count:
         reasons = "; ".join(
@@ -293,9 +283,9 @@ def _plan_asks(
     # Refusals count within the current round. Between rounds (a queued job looked at again
     # on capacity news) that is the round that was tried last, so nodes that refused it are
     # not asked again before the next one starts.
-    window_start = int(job.state.details.get(ROUND, "0"))
+    window_start = job.queueing.round_ns
     if now_ns < window_start:
-        window_start = int(job.state.details.get(PREV_ROUND, "0"))
+        window_start = job.queueing.prev_round_ns
     # A node runs at most one execution of a job: never ask one that holds a live execution or
     # already completed one, whatever the round.
     # Executions this plan fails (lost, or an ask that timed out) have ended: their node is
@@ -311,7 +301,7 @@ def _plan_asks(
     any_busy = wait.lost
     for execution in executions:
         if execution.create_time >= window_start and execution.state.terminal:
-            busy = execution.compute_state.details.get(BUSY) == "true"
+            busy = execution.verdict.busy
             if execution.state != S.COMPLETED:
                 refused[execution.node_id] = execution.compute_state.message
                 any_busy |= busy or _is_retryable(execution)
@@ -366,7 +356,7 @@ def _plan_asks(
         return
 
     queue_timeout_s = job.task.timeouts.queue_timeout or config.default_queue_timeout_s
-    queued_since = int(job.state.details.get(QUEUED_SINCE, "0")) or now_ns
+    queued_since = job.queueing.since_ns or now_ns
     could_ever = bool(possible) or may_wait
     if want > 0 and candidates and now_ns - queued_since < queue_timeout_s * 1e9:
         # Able nodes, all known to be full: wait in the requester's queue for room to free
@@ -433,7 +423,7 @@ def _wait_for_room(
     plan.wait_for_room = True
     plan.job_state = JobStateType.QUEUED
     plan.job_message = message
-    plan.job_details = {QUEUED_SINCE: str(queued_since)}
+    plan.queueing = Queueing(since_ns=queued_since)
     _wake(plan, queued_since + int(queue_timeout_s * 1e9) + 1)
 
 
@@ -442,20 +432,16 @@ def _queue(
 ) -> None:
     """Queue the job until its next round. A round already set is kept: evaluations in
     between (capacity news) must not push it back, nor count as retries."""
-    details = job.state.details
-    round_start = int(details.get(ROUND, "0"))
-    prev_round = int(details.get(PREV_ROUND, "0"))
-    retries = int(details.get(RETRIES, "0"))
+    round_start, prev_round, retries = (
+        job.queueing.round_ns,
+        job.queueing.prev_round_ns,
+        job.queueing.retries,
+    )
     if job.state.state_type != JobStateType.QUEUED or round_start <= now_ns:
         backoff_s = min(config.queue_backoff_s * 2 ** min(retries, 32), config.queue_backoff_max_s)
         prev_round, round_start = round_start, now_ns + int(backoff_s * 1e9)
         retries += 1
     plan.job_state = JobStateType.QUEUED
     plan.job_message = message
-    plan.job_details = {
-        QUEUED_SINCE: str(queued_since),
-        ROUND: str(round_start),
-        PREV_ROUND: str(prev_round),
-        RETRIES: str(retries),
-    }
+    plan.queueing = Queueing(queued_since, round_start, prev_round, retries)
     _wake(plan, round_start)

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from protocol.bookkeeping import NO_VERDICT, NOT_QUEUED, Queueing, Verdict
 from protocol.errors import NotFoundError, StateTransitionError, ValidationError
 from protocol.execution import ComputeState, DesiredState, Execution, RunCommandResult
 from protocol.history import (
@@ -155,13 +156,17 @@ class JobStore:
         if cached is not None:
             return cached
         with self._read() as conn:
-            row = conn.execute("SELECT json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute(
+                f"SELECT {sql.JOB_COLUMNS} FROM jobs WHERE id = ?",  # noqa: S608
+                (job_id,),
+            ).fetchone()
             if row is not None:
-                return Job.model_validate_json(row[0], context=STORED)
+                return sql.job_from_row(row)
             if len(job_id) < MIN_PREFIX_LENGTH:
                 raise NotFoundError(f"job {job_id} not found")
             rows = conn.execute(
-                "SELECT id, json FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT 4",
+                f"SELECT id, {sql.JOB_COLUMNS} FROM jobs WHERE id >= ? AND id < ?"  # noqa: S608
+                " ORDER BY id LIMIT 4",
                 (job_id, job_id + "\U0010ffff"),
             ).fetchall()
         if not rows:
@@ -171,7 +176,7 @@ class JobStore:
             raise ValidationError(
                 "ID", f"{job_id!r} matches several jobs ({shown}, ...); give more of the ID"
             )
-        return Job.model_validate_json(rows[0][1], context=STORED)
+        return sql.job_from_row(rows[0][1:])
 
     def list_jobs(
         self,
@@ -233,10 +238,11 @@ class JobStore:
         """Jobs not yet Completed, Failed or Stopped, oldest first: what a restart resumes."""
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT json FROM jobs WHERE state IN (?, ?, ?) ORDER BY created_ns, id",
+                f"SELECT {sql.JOB_COLUMNS} FROM jobs WHERE state IN (?, ?, ?)"  # noqa: S608
+                " ORDER BY created_ns, id",
                 tuple(state.value for state in ACTIVE_JOB_STATES),
             ).fetchall()
-        return [Job.model_validate_json(row[0], context=STORED) for row in rows]
+        return [sql.job_from_row(row) for row in rows]
 
     def job_ids(self, states: Iterable[JobStateType] = ACTIVE_JOB_STATES) -> list[str]:
         """IDs of the jobs in ``states`` (by default, those not ended), oldest first: what
@@ -255,29 +261,31 @@ class JobStore:
         job_id: str,
         state: JobStateType,
         message: str = "",
-        details: Mapping[str, str] | None = None,
+        queueing: Queueing = NOT_QUEUED,
     ) -> Job:
-        """Move a job to ``state`` (checked against the table), with a history entry.
+        """Move a job to ``state`` (checked against the table), with a history entry, and
+        set the scheduler's ``queueing`` bookkeeping (cleared unless given).
 
-        Staying in the same state (Queued -> Queued) only updates the message and details,
-        and adds history only when the message changed; nothing changed writes nothing.
+        Staying in the same state (Queued -> Queued) only updates the message and the
+        bookkeeping, and adds history only when the message changed; nothing changed writes
+        nothing.
         """
-        new_details = dict(details or {})
         with self._transaction() as conn:
             job = self._load_job(conn, job_id)
             old = job.state
             check_job_transition(old.state_type, state)
             same_state = old.state_type == state
-            if same_state and old.message == message and old.details == new_details:
+            if same_state and old.message == message and job.queueing == queueing:
                 return job
             now = self._tick()
             updated = job.model_copy(
                 update={
-                    "state": JobState(state_type=state, message=message, details=new_details),
+                    "state": JobState(state_type=state, message=message),
                     "revision": job.revision + 1,
                     "modify_time": now,
                 }
             )
+            updated._queueing = queueing
             sql.update_job(conn, updated)
             self._cache.put_job(updated)
             if not same_state or old.message != message:
@@ -288,7 +296,6 @@ class JobStore:
                     revision=updated.revision,
                     time_ns=now,
                     comment=message,
-                    details=new_details,
                 )
                 sql.insert_history(conn, entry)
             if not same_state:
@@ -347,10 +354,11 @@ class JobStore:
         if found is None:
             with self._read() as conn:
                 rows = conn.execute(
-                    "SELECT json FROM executions WHERE job_id = ? ORDER BY created_ns, id",
+                    f"SELECT {sql.EXECUTION_COLUMNS} FROM executions WHERE job_id = ?"  # noqa: S608
+                    " ORDER BY created_ns, id",
                     (job_id,),
                 ).fetchall()
-                found = [Execution.model_validate_json(row[0], context=STORED) for row in rows]
+                found = [sql.execution_from_row(row) for row in rows]
                 if self._batch_owner == threading.get_ident():
                     # inside this thread's batch: the rows are the transaction's, journalled
                     self._cache.put_job(self._load_job(conn, job_id), found)
@@ -364,11 +372,11 @@ class JobStore:
         live = json.dumps([state.value for state in ExecutionStateType if not state.terminal])
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT json FROM executions WHERE state IN (SELECT value FROM json_each(?)) "
-                "ORDER BY created_ns, id",
+                f"SELECT {sql.EXECUTION_COLUMNS} FROM executions"  # noqa: S608
+                " WHERE state IN (SELECT value FROM json_each(?)) ORDER BY created_ns, id",
                 (live,),
             ).fetchall()
-        return [Execution.model_validate_json(row[0], context=STORED) for row in rows]
+        return [sql.execution_from_row(row) for row in rows]
 
     def update_execution(
         self,
@@ -381,6 +389,7 @@ class JobStore:
         published_result: SpecConfig | None = None,
         expect: Collection[ExecutionStateType] | None = None,
         details: Mapping[str, str] | None = None,
+        verdict: Verdict | None = None,
     ) -> Execution:
         """Change an execution in one transaction, with a history entry.
 
@@ -388,7 +397,8 @@ class JobStore:
         :class:`StateTransitionError` is raised and nothing is written, so a stale message
         never overwrites a newer state. ``message`` goes to ComputeState.Message (and to
         DesiredState.Message when ``desired`` is given) and ``details`` to ComputeState.Details;
-        a new state clears the old message and details.
+        ``verdict`` is the requester's bookkeeping of how it ended. A new state clears the old
+        message, details and verdict.
         """
         with self._transaction() as conn:
             current = self._load_execution(conn, execution_id)
@@ -421,6 +431,8 @@ class JobStore:
             if published_result is not None:
                 changes["published_result"] = published_result
             updated = current.model_copy(update=changes)
+            if verdict is not None or (state is not None and state != old):
+                updated._verdict = verdict or NO_VERDICT
             sql.update_execution(conn, updated)
             entry = execution_row(updated, old, time_ns=now, comment=message)
             sql.insert_history(conn, entry)
@@ -619,20 +631,26 @@ class JobStore:
             cached = self._cache.job(job_id)
             if cached is not None:
                 return cached
-        row = conn.execute("SELECT json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = conn.execute(
+            f"SELECT {sql.JOB_COLUMNS} FROM jobs WHERE id = ?",  # noqa: S608
+            (job_id,),
+        ).fetchone()
         if row is None:
             raise NotFoundError(f"job {job_id} not found")
-        return Job.model_validate_json(row[0], context=STORED)
+        return sql.job_from_row(row)
 
     def _load_execution(self, conn: sqlite3.Connection, execution_id: str) -> Execution:
         if conn is self._conn:
             cached = self._cache.execution(execution_id)
             if cached is not None:
                 return cached
-        row = conn.execute("SELECT json FROM executions WHERE id = ?", (execution_id,)).fetchone()
+        row = conn.execute(
+            f"SELECT {sql.EXECUTION_COLUMNS} FROM executions WHERE id = ?",  # noqa: S608
+            (execution_id,),
+        ).fetchone()
         if row is None:
             raise NotFoundError(f"execution {execution_id} not found")
-        return Execution.model_validate_json(row[0], context=STORED)
+        return sql.execution_from_row(row)
 
 
 def _selector(

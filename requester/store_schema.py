@@ -12,13 +12,17 @@ import binascii
 import json
 import logging
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from protocol.bookkeeping import Queueing, Verdict
 from protocol.errors import BacalaoError, ValidationError
 from protocol.execution import Execution
 from protocol.history import HistoryRow
 from protocol.job import Job
+from protocol.wire import STORED
 
 log = logging.getLogger("bacalao.store")
 
@@ -61,7 +65,40 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the requester's audit reads live executions across jobs every few seconds.
     ("CREATE INDEX executions_state ON executions (state)",),
+    # 3: the scheduler's bookkeeping moves from strings in the public State.Details to typed
+    # columns (protocol.bookkeeping); what older versions wrote there is carried over.
+    (
+        "ALTER TABLE jobs ADD COLUMN queued_since_ns INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN round_ns INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN prev_round_ns INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0",
+        """UPDATE jobs SET
+            queued_since_ns = CAST(coalesce(json_extract(json, '$.State.Details.QueuedSince'), 0)
+                AS INTEGER),
+            round_ns = CAST(coalesce(json_extract(json, '$.State.Details.Round'), 0) AS INTEGER),
+            prev_round_ns = CAST(coalesce(json_extract(json, '$.State.Details.PrevRound'), 0)
+                AS INTEGER),
+            retries = CAST(coalesce(json_extract(json, '$.State.Details.Retries'), 0) AS INTEGER),
+            json = json_remove(json, '$.State.Details.QueuedSince', '$.State.Details.Round',
+                '$.State.Details.PrevRound', '$.State.Details.Retries')
+        WHERE json_extract(json, '$.State.Details') IS NOT NULL""",
+        "ALTER TABLE executions ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE executions ADD COLUMN never_ran INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE executions ADD COLUMN busy INTEGER NOT NULL DEFAULT 0",
+        """UPDATE executions SET
+            retryable = coalesce(json_extract(json, '$.ComputeState.Details.Retryable') = 'true',
+                0),
+            never_ran = coalesce(json_extract(json, '$.ComputeState.Details.NeverRan') = 'true',
+                0),
+            busy = coalesce(json_extract(json, '$.ComputeState.Details.Busy') = 'true', 0),
+            json = json_remove(json, '$.ComputeState.Details.Retryable',
+                '$.ComputeState.Details.NeverRan', '$.ComputeState.Details.Busy')
+        WHERE json_extract(json, '$.ComputeState.Details') IS NOT NULL""",
+    ),
 )
+# What a Job or an Execution is read from: its JSON and its bookkeeping columns.
+JOB_COLUMNS = "json, queued_since_ns, round_ns, prev_round_ns, retries"
+EXECUTION_COLUMNS = "json, retryable, never_ran, busy"
 SCHEMA_VERSION = len(MIGRATIONS)
 
 ORDER_COLUMNS = {
@@ -170,10 +207,11 @@ def insert_job(conn: sqlite3.Connection, job: Job) -> None:
     """Insert a new job row; a taken ID raises :class:`ValidationError` on ``ID``."""
     try:
         conn.execute(
-            "INSERT INTO jobs (id, namespace, name, state, created_ns, modified_ns, json)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, namespace, name, state, created_ns, modified_ns, json,"
+            " queued_since_ns, round_ns, prev_round_ns, retries)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job.id, job.namespace, job.name, job.state.state_type.value, job.create_time,
-             job.modify_time, job.model_dump_json(by_alias=True)),
+             job.modify_time, job.model_dump_json(by_alias=True), *_queueing(job.queueing)),
         )  # fmt: skip
     except sqlite3.IntegrityError:
         raise ValidationError("ID", f"job {job.id} already exists") from None
@@ -181,9 +219,11 @@ def insert_job(conn: sqlite3.Connection, job: Job) -> None:
 
 def update_job(conn: sqlite3.Connection, job: Job) -> None:
     conn.execute(
-        "UPDATE jobs SET state = ?, modified_ns = ?, json = ? WHERE id = ?",
-        (job.state.state_type.value, job.modify_time, job.model_dump_json(by_alias=True), job.id),
-    )
+        "UPDATE jobs SET state = ?, modified_ns = ?, json = ?, queued_since_ns = ?, round_ns = ?,"
+        " prev_round_ns = ?, retries = ? WHERE id = ?",
+        (job.state.state_type.value, job.modify_time, job.model_dump_json(by_alias=True),
+         *_queueing(job.queueing), job.id),
+    )  # fmt: skip
 
 
 def insert_execution(conn: sqlite3.Connection, execution: Execution) -> None:
@@ -191,10 +231,11 @@ def insert_execution(conn: sqlite3.Connection, execution: Execution) -> None:
     try:
         conn.execute(
             "INSERT INTO executions (id, job_id, node_id, state, desired_state, created_ns,"
-            " modified_ns, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " modified_ns, json, retryable, never_ran, busy)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (execution.id, execution.job_id, execution.node_id, int(execution.state),
              int(execution.desired_state.state_type), execution.create_time,
-             execution.modify_time, _execution_json(execution)),
+             execution.modify_time, _execution_json(execution), *_verdict(execution.verdict)),
         )  # fmt: skip
     except sqlite3.IntegrityError:
         raise ValidationError("ID", f"execution {execution.id} already exists") from None
@@ -202,10 +243,10 @@ def insert_execution(conn: sqlite3.Connection, execution: Execution) -> None:
 
 def update_execution(conn: sqlite3.Connection, execution: Execution) -> None:
     conn.execute(
-        "UPDATE executions SET state = ?, desired_state = ?, modified_ns = ?, json = ?"
-        " WHERE id = ?",
+        "UPDATE executions SET state = ?, desired_state = ?, modified_ns = ?, json = ?,"
+        " retryable = ?, never_ran = ?, busy = ? WHERE id = ?",
         (int(execution.state), int(execution.desired_state.state_type), execution.modify_time,
-         _execution_json(execution), execution.id),
+         _execution_json(execution), *_verdict(execution.verdict), execution.id),
     )  # fmt: skip
 
 
@@ -219,6 +260,32 @@ def insert_history(conn: sqlite3.Connection, row: HistoryRow) -> None:
 
 def _execution_json(execution: Execution) -> str:
     return execution.model_dump_json(by_alias=True, exclude={"job"})
+
+
+def _queueing(queueing: Queueing) -> tuple[int, int, int, int]:
+    return queueing.since_ns, queueing.round_ns, queueing.prev_round_ns, queueing.retries
+
+
+def _verdict(verdict: Verdict) -> tuple[int, int, int]:
+    return int(verdict.retryable), int(verdict.never_ran), int(verdict.busy)
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    """A Job from a row of :data:`JOB_COLUMNS`."""
+    job = Job.model_validate_json(row[0], context=STORED)
+    since_ns, round_ns, prev_round_ns, retries = row[1:5]
+    if since_ns or round_ns or prev_round_ns or retries:
+        job._queueing = Queueing(since_ns, round_ns, prev_round_ns, retries)
+    return job
+
+
+def execution_from_row(row: Sequence[Any]) -> Execution:
+    """An Execution from a row of :data:`EXECUTION_COLUMNS`."""
+    execution = Execution.model_validate_json(row[0], context=STORED)
+    retryable, never_ran, busy = row[1:4]
+    if retryable or never_ran or busy:
+        execution._verdict = Verdict(bool(retryable), bool(never_ran), bool(busy))
+    return execution
 
 
 def jobs_page_query(

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from protocol.bookkeeping import Queueing, Verdict
 from protocol.envelope import Envelope
 from protocol.execution import RunCommandResult
 from protocol.job import Job, JobStateType
@@ -27,7 +28,7 @@ from protocol.resources import Resources
 from protocol.states import ExecutionStateType as S
 from requester.orchestrator import REQUESTER_ID_META, Orchestrator, RequesterConfig
 from requester.planner import Planner
-from requester.scheduler import NEVER_RAN, Plan, SchedulerConfig
+from requester.scheduler import Plan, SchedulerConfig
 from requester.store import JobStore
 from tests.support.jobs import noop_job
 from tests.support.recorders import Recorder
@@ -188,20 +189,21 @@ def test_asks_lost_in_a_node_restart_are_not_counted_as_attempts(
         return service.store.get_execution(ask.execution.id).state == S.FAILED
 
     wait_until(forgotten, 10, message="the ask to be forgotten")
-    details = service.store.get_execution(ask.execution.id).compute_state.details
-    assert details.get(NEVER_RAN) == "true"
+    forgotten_ask = service.store.get_execution(ask.execution.id)
+    assert forgotten_ask.verdict == Verdict(retryable=True, never_ran=True)
+    assert forgotten_ask.compute_state.details == {}  # bookkeeping stays off the public state
 
 
 def test_a_queued_job_s_message_follows_the_latest_reasons() -> None:
     with JobStore(":memory:") as store:
         job = store.create_job(Job.model_validate({**noop_job(), "ID": "j-queued"}), "v-1")
-        details = {"QueuedSince": "1", "Round": "2"}
-        job = store.update_job_state(job.id, JobStateType.QUEUED, "a: busy", details)
+        queueing = Queueing(since_ns=1, round_ns=2)
+        job = store.update_job_state(job.id, JobStateType.QUEUED, "a: busy", queueing)
         plan = Plan(
             job_id=job.id,
             job_state=JobStateType.QUEUED,
             job_message="a: busy; b: not enough disk",
-            job_details=dict(details),
+            queueing=queueing,
         )
         Planner(store, Recorder()).apply(plan, job, Resources())
         assert store.get_job(job.id).state.message == "a: busy; b: not enough disk"

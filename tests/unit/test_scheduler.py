@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
+from protocol.bookkeeping import NO_VERDICT, Queueing, Verdict
 from protocol.execution import ComputeState, Execution
-from protocol.job import Job, JobState, JobStateType, SpecConfig
+from protocol.job import Job, JobStateType, SpecConfig
 from protocol.node import ComputeNodeInfo, NodeInfo
 from protocol.resources import Resources
 from protocol.selectors import parse_selector
 from protocol.states import ExecutionStateType as S
 from protocol.wire import STORED
 from requester.scheduler import (
-    NEVER_RAN,
-    QUEUED_SINCE,
-    RETRYABLE,
     NodeReport,
     Plan,
     SchedulerConfig,
@@ -23,6 +22,8 @@ from requester.scheduler import (
 )
 
 NOW = 1_000_000_000_000
+BUSY = Verdict(busy=True)
+RETRYABLE = Verdict(retryable=True)
 CONFIG = SchedulerConfig(over_ask=3, bid_timeout_s=10)
 
 
@@ -53,16 +54,16 @@ def job(count: int = 1, state: JobStateType = JobStateType.PENDING, **task: obje
 
 
 def execution(
-    eid: str, node_id: str, state: S, modified: int = NOW, details: dict[str, str] | None = None
+    eid: str, node_id: str, state: S, modified: int = NOW, verdict: Verdict = NO_VERDICT
 ) -> Execution:
     return Execution(
         id=eid,
         node_id=node_id,
         job_id="j-1",
-        compute_state=ComputeState(state_type=state, message=f"{eid} msg", details=details or {}),
+        compute_state=ComputeState(state_type=state, message=f"{eid} msg"),
         create_time=modified,
         modify_time=modified,
-    )
+    ).with_verdict(verdict)
 
 
 def plan_for(j: Job, executions: list[Execution], nodes: list[NodeInfo]) -> Plan:
@@ -129,7 +130,7 @@ def test_enough_completions_complete_the_job_and_release_other_bids() -> None:
 
 def test_task_failure_fails_the_job_with_its_reason() -> None:
     executions = [
-        execution("e1", "a", S.FAILED, details={RETRYABLE: "false"}),
+        execution("e1", "a", S.FAILED, verdict=NO_VERDICT),
         execution("e2", "b", S.RUNNING),
     ]
     plan = plan_for(job(count=2), executions, [node("a"), node("b")])
@@ -140,13 +141,11 @@ def test_task_failure_fails_the_job_with_its_reason() -> None:
 
 def test_retryable_failures_retry_on_other_nodes_until_the_budget_is_spent() -> None:
     nodes = [node("a"), node("b"), node("c"), node("d")]
-    one = [execution("e1", "a", S.FAILED, details={RETRYABLE: "true"})]
+    one = [execution("e1", "a", S.FAILED, verdict=RETRYABLE)]
     plan = plan_for(job(count=1), one, nodes)
     assert plan.job_state is None
     assert "a" not in [n.node_id for n in plan.ask]
-    three = [
-        execution(f"e{i}", n, S.FAILED, details={RETRYABLE: "true"}) for i, n in enumerate("abc")
-    ]
+    three = [execution(f"e{i}", n, S.FAILED, verdict=RETRYABLE) for i, n in enumerate("abc")]
     plan = plan_for(job(count=1), three, nodes)
     assert plan.job_state is JobStateType.FAILED
     assert "gave up after 3 failed attempts" in plan.job_message
@@ -175,17 +174,14 @@ def test_no_compute_node_connected_says_so() -> None:
 
 def test_busy_nodes_queue_the_job_with_backoff_until_the_queue_timeout() -> None:
     nodes = [node("a")]
-    busy = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, details={"Busy": "true"})]
+    busy = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, verdict=BUSY)]
     plan = plan_for(job(count=1, timeouts={"QueueTimeout": 60}), busy, nodes)
     assert plan.job_state is JobStateType.QUEUED
-    assert plan.job_details is not None
-    assert plan.job_details[QUEUED_SINCE] == str(NOW)
+    assert plan.queueing.since_ns == NOW
     assert plan.wake_at_ns == NOW + 10**9
 
     queued = job(count=1, state=JobStateType.QUEUED, timeouts={"QueueTimeout": 60})
-    queued.state = JobState(
-        state_type=JobStateType.QUEUED, details={QUEUED_SINCE: str(NOW - 61 * 10**9)}
-    )
+    queued = queued.with_queueing(Queueing(since_ns=NOW - 61 * 10**9))
     plan = plan_for(queued, busy, nodes)
     assert plan.job_state is JobStateType.FAILED
     assert "queued for 60s" in plan.job_message
@@ -194,13 +190,8 @@ def test_busy_nodes_queue_the_job_with_backoff_until_the_queue_timeout() -> None
 def test_new_round_after_backoff_asks_previously_busy_nodes_again() -> None:
     nodes = [node("a")]
     queued = job(count=1, state=JobStateType.QUEUED, timeouts={"QueueTimeout": 60})
-    queued.state = JobState(
-        state_type=JobStateType.QUEUED,
-        details={QUEUED_SINCE: str(NOW - 5), "Round": str(NOW - 1)},
-    )
-    old_refusal = [
-        execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=NOW - 3, details={"Busy": "true"})
-    ]
+    queued = queued.with_queueing(Queueing(since_ns=NOW - 5, round_ns=NOW - 1))
+    old_refusal = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=NOW - 3, verdict=BUSY)]
     plan = plan_for(queued, old_refusal, nodes)
     assert [n.node_id for n in plan.ask] == ["a"]
 
@@ -221,13 +212,10 @@ def test_a_job_whose_only_node_vanished_waits_for_another() -> None:
 def test_a_node_that_completed_the_job_is_not_asked_again_in_a_later_round() -> None:
     nodes = [node("a"), node("b")]
     queued = job(count=2, state=JobStateType.QUEUED, timeouts={"QueueTimeout": 60})
-    queued.state = JobState(
-        state_type=JobStateType.QUEUED,
-        details={QUEUED_SINCE: str(NOW - 5), "Round": str(NOW - 1)},
-    )
+    queued = queued.with_queueing(Queueing(since_ns=NOW - 5, round_ns=NOW - 1))
     earlier = [
         execution("e1", "a", S.COMPLETED, modified=NOW - 4),
-        execution("e2", "b", S.ASK_FOR_BID_REJECTED, modified=NOW - 3, details={"Busy": "true"}),
+        execution("e2", "b", S.ASK_FOR_BID_REJECTED, modified=NOW - 3, verdict=BUSY),
     ]
     plan = plan_for(queued, earlier, nodes)
     assert [n.node_id for n in plan.ask] == ["b"]
@@ -242,9 +230,9 @@ def test_lost_asks_do_not_spend_the_attempt_budget_but_lost_runs_do() -> None:
     assert plan.job_state is not JobStateType.FAILED
     assert [n.node_id for n in plan.ask] == ["d"]
 
-    never_ran = {RETRYABLE: "true", NEVER_RAN: "true"}
+    never_ran = Verdict(retryable=True, never_ran=True)
     lost_runs = [execution(f"r{i}", name, S.RUNNING) for i, name in enumerate(["x", "y", "z"])]
-    earlier = [execution(f"e{i}", n, S.FAILED, details=never_ran) for i, n in enumerate("abc")]
+    earlier = [execution(f"e{i}", n, S.FAILED, verdict=never_ran) for i, n in enumerate("abc")]
     plan = plan_for(job(count=1), earlier + lost_runs, nodes)
     assert plan.job_state is JobStateType.FAILED
     assert "gave up after 3 failed attempts" in plan.job_message
@@ -291,10 +279,8 @@ def test_more_count_than_able_nodes_queues_naming_the_shortage_then_fails_cancel
     assert "no compute node is connected" not in plan.job_message
     assert plan.cancel == []
 
-    queued = job(count=3, timeouts={"QueueTimeout": 60})
-    queued.state = JobState(
-        state_type=JobStateType.QUEUED, details={QUEUED_SINCE: str(NOW - 61 * 10**9)}
-    )
+    queued = job(count=3, state=JobStateType.QUEUED, timeouts={"QueueTimeout": 60})
+    queued = queued.with_queueing(Queueing(since_ns=NOW - 61 * 10**9))
     plan = plan_for(queued, running, nodes)
     assert plan.job_state is JobStateType.FAILED
     assert "queued for 60s without a node: 1 more node(s) needed" in plan.job_message
@@ -339,17 +325,14 @@ def test_more_count_than_the_cluster_has_nodes_fails_at_once_like_bacalhau() -> 
 
 def queued_job(round_ns: int, retries: int) -> Job:
     queued = job(count=1, state=JobStateType.QUEUED, timeouts={"QueueTimeout": 10**6})
-    details = {QUEUED_SINCE: str(NOW - 10**9), "Round": str(round_ns), "Retries": str(retries)}
-    queued.state = JobState(state_type=JobStateType.QUEUED, details=details)
-    return queued
+    return queued.with_queueing(Queueing(NOW - 10**9, round_ns=round_ns, retries=retries))
 
 
 def test_queue_backoff_is_capped_however_many_rounds_went_by() -> None:
-    busy = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, details={"Busy": "true"})]
+    busy = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, verdict=BUSY)]
     plan = plan_for(queued_job(round_ns=NOW - 5 * 10**9, retries=5000), busy, [node("a")])
     assert plan.job_state is JobStateType.QUEUED
-    assert plan.job_details is not None
-    assert plan.job_details["Retries"] == "5001"
+    assert plan.queueing.retries == 5001
     assert plan.wake_at_ns == NOW + int(CONFIG.queue_backoff_max_s * 1e9)
 
 
@@ -359,26 +342,16 @@ def test_an_evaluation_before_the_next_round_keeps_that_round_and_its_refusals()
     tried = NOW - 2 * 10**9
     later = NOW + 3 * 10**9
     queued = queued_job(round_ns=later, retries=2)
-    queued.state.details["PrevRound"] = str(tried)
-    refused = [
-        execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=tried + 1, details={"Busy": "true"})
-    ]
+    queued = queued.with_queueing(replace(queued.queueing, prev_round_ns=tried))
+    refused = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=tried + 1, verdict=BUSY)]
     plan = plan_for(queued, refused, [node("a"), node("b")])
     assert [n.node_id for n in plan.ask] == ["b"]  # a refused this round; b was not asked
 
-    refused.append(
-        execution("e2", "b", S.ASK_FOR_BID_REJECTED, modified=NOW, details={"Busy": "true"})
-    )
+    refused.append(execution("e2", "b", S.ASK_FOR_BID_REJECTED, modified=NOW, verdict=BUSY))
     plan = plan_for(queued, refused, [node("a"), node("b")])
     assert plan.ask == []
     assert plan.job_state is JobStateType.QUEUED
-    assert plan.job_details is not None
-    details = plan.job_details
-    assert (details["Round"], details["PrevRound"], details["Retries"]) == (
-        str(later),
-        str(tried),
-        "2",
-    )
+    assert plan.queueing == Queueing(NOW - 10**9, later, tried, 2)
     assert plan.wake_at_ns == later
 
     # When the round comes, everyone may be asked again, and the round just ended is kept.
@@ -424,11 +397,9 @@ def test_a_busy_node_that_announced_itself_since_is_asked_again_at_once() -> Non
     room now; the job asks it without waiting for its next round, once per announcement."""
     later = NOW + 3 * 10**9
     queued = queued_job(round_ns=later, retries=1)
-    queued.state.details["PrevRound"] = str(NOW - 5 * 10**9)
+    queued = queued.with_queueing(replace(queued.queueing, prev_round_ns=NOW - 5 * 10**9))
     refused_at = NOW - 10**9
-    busy = [
-        execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=refused_at, details={"Busy": "true"})
-    ]
+    busy = [execution("e1", "a", S.ASK_FOR_BID_REJECTED, modified=refused_at, verdict=BUSY)]
 
     def asked(announced_at: int) -> list[str]:
         plan = schedule(
@@ -448,7 +419,7 @@ def test_a_partly_placed_queued_job_stays_queued_while_it_asks_for_the_rest() ->
     runs = [execution("e1", "a", S.RUNNING, modified=NOW - 10 * 10**9)]
     plan = plan_for(queued, runs, [node("a"), node("b")])
     assert [n.node_id for n in plan.ask] == ["b"]
-    assert plan.job_state is None  # still Queued, QueuedSince and Retries kept
+    assert plan.job_state is None  # still Queued, its queue clock and retries kept
 
 
 def test_an_ask_sent_before_a_restart_does_not_wake_the_requester_in_a_loop() -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from protocol.bookkeeping import Verdict
 from protocol.execution import ComputeState, DesiredState, Execution
 from protocol.job import Job, JobState, JobStateType
 from protocol.node import ComputeNodeInfo, NodeInfo
@@ -19,9 +20,6 @@ from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from requester.room import Room
 from requester.scheduler import (
-    BUSY,
-    NEVER_RAN,
-    RETRYABLE,
     Plan,
     SchedulerConfig,
     is_direct,
@@ -34,7 +32,7 @@ BID_TIMEOUT_S = 10.0
 NODES = [f"n{i}" for i in range(5)]
 GONE = "n-gone"  # a node the requester no longer hears from
 STATES = [state for state in S if state != S.UNDEFINED]
-FLAGS = st.dictionaries(st.sampled_from([BUSY, RETRYABLE, NEVER_RAN]), st.sampled_from(["true"]))
+VERDICTS = st.builds(Verdict, retryable=st.booleans(), never_ran=st.booleans(), busy=st.booleans())
 
 
 def compute_node(node_id: str, cpu: float) -> NodeInfo:
@@ -85,11 +83,11 @@ def executions(draw: st.DrawFn, job_id: str) -> list[Execution]:
                 id=f"e-{index}",
                 job_id=job_id,
                 node_id=draw(st.sampled_from([*NODES, GONE])),
-                compute_state=ComputeState(state_type=state, message="", details=draw(FLAGS)),
+                compute_state=ComputeState(state_type=state, message=""),
                 desired_state=DesiredState(state_type=desired),
                 create_time=when,
                 modify_time=when,
-            )
+            ).with_verdict(draw(VERDICTS))
         )
     return made
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import random
 
+from protocol.bookkeeping import Queueing
 from protocol.execution import DesiredState, Execution
 from protocol.job import Job, JobStateType
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from requester.room import Room
-from requester.scheduler import QUEUED_SINCE, Plan, SchedulerConfig, is_direct, schedule
+from requester.scheduler import Plan, SchedulerConfig, is_direct, schedule
 from tests.unit.test_scheduler import NOW, execution, job, node
 
 DIRECT = SchedulerConfig(over_ask=1, bid_timeout_s=10)
@@ -49,14 +50,14 @@ def test_with_every_able_node_full_the_job_waits_for_room_without_asking() -> No
     assert plan.job_state is JobStateType.QUEUED
     assert plan.job_message == "waiting for room: 2 able node(s) full"
     assert set(plan.eligible) == {"a", "b"}
-    assert plan.job_details == {QUEUED_SINCE: str(NOW)}
+    assert plan.queueing == Queueing(since_ns=NOW)
     assert plan.wake_at_ns == NOW + 60 * 10**9 + 1  # its queue timeout, nothing sooner
 
 
 def test_a_job_waiting_for_room_past_its_queue_timeout_fails() -> None:
     since = NOW - 61 * 10**9
     queued = job(state=JobStateType.QUEUED, timeouts={"QueueTimeout": 60})
-    queued.state.details[QUEUED_SINCE] = str(since)
+    queued = queued.with_queueing(Queueing(since_ns=since))
     plan = plan_with_room(queued, {"a": FULL, "b": FULL})
     assert plan.job_state is JobStateType.FAILED
     assert not plan.wait_for_room

@@ -14,6 +14,7 @@ import pytest
 from bacalhau_apiclient.models.event import Event as ApiEvent
 from bacalhau_apiclient.models.job_history import JobHistory as ApiJobHistory
 
+from protocol.bookkeeping import NOT_QUEUED, Queueing, Verdict
 from protocol.errors import BacalaoError, NotFoundError, StateTransitionError, ValidationError
 from protocol.execution import ComputeState, DesiredState, Execution, RunCommandResult
 from protocol.history import JobHistory, JobHistoryType, format_time_ns, parse_time_ns
@@ -22,7 +23,7 @@ from protocol.job import Job, JobStateType, SpecConfig
 from protocol.selectors import parse_selector
 from protocol.states import ExecutionDesiredStateType, ExecutionStateType
 from requester.store import JobStore
-from requester.store_schema import SCHEMA_VERSION
+from requester.store_schema import MIGRATIONS, SCHEMA_VERSION
 
 E = ExecutionStateType
 J = JobStateType
@@ -198,13 +199,92 @@ def test_invalid_job_transition_raises_and_writes_nothing(store: JobStore) -> No
     assert len(store.history(job.id)) == 2
 
 
-def test_update_job_state_bumps_revision_and_keeps_details(store: JobStore) -> None:
+def test_update_job_state_bumps_revision_and_keeps_the_queue_bookkeeping(
+    store: JobStore,
+) -> None:
     job = store.create_job(make_job(), "v")
-    running = store.update_job_state(job.id, J.RUNNING, "started", {"Node": "n-1"})
-    assert running.revision == 2
-    assert running.modify_time > job.modify_time
-    assert running.state.details == {"Node": "n-1"}
-    assert store.get_job(job.id).to_wire() == running.to_wire()
+    queueing = Queueing(since_ns=5, round_ns=7, prev_round_ns=6, retries=2)
+    queued = store.update_job_state(job.id, J.QUEUED, "waiting", queueing)
+    assert queued.revision == 2
+    assert queued.modify_time > job.modify_time
+    assert queued.queueing == queueing
+    assert queued.state.details == {}  # the scheduler's, not the public state's
+    assert store.get_job(job.id).to_wire() == queued.to_wire()
+    assert store.update_job_state(job.id, J.QUEUED, "waiting", queueing).revision == 2
+    assert store.update_job_state(job.id, J.QUEUED, "waiting").queueing == NOT_QUEUED
+    running = store.update_job_state(job.id, J.RUNNING, "placed")
+    assert running.queueing == NOT_QUEUED
+
+
+def test_bookkeeping_lives_in_columns_and_survives_a_reopen(db_path: Path) -> None:
+    queueing = Queueing(since_ns=11, round_ns=13, prev_round_ns=12, retries=3)
+    verdict = Verdict(retryable=True, never_ran=True)
+    with JobStore(db_path) as first:
+        job = first.create_job(make_job(), "v")
+        first.update_job_state(job.id, J.QUEUED, "waiting", queueing)
+        execution = first.create_execution(make_execution(job.id))
+        first.update_execution(execution.id, state=E.ASK_FOR_BID)
+        failed = first.update_execution(execution.id, state=E.FAILED, verdict=verdict)
+        assert failed.verdict == verdict
+        noted = first.update_execution(execution.id, message="noted")  # same state: kept
+        assert noted.verdict == verdict
+    with closing(sqlite3.connect(db_path)) as raw:
+        columns = "queued_since_ns, round_ns, prev_round_ns, retries"
+        assert raw.execute(f"SELECT {columns} FROM jobs").fetchone() == (11, 13, 12, 3)
+        assert raw.execute("SELECT retryable, never_ran, busy FROM executions").fetchone() == (
+            1,
+            1,
+            0,
+        )
+        stored_json = raw.execute("SELECT json FROM executions").fetchone()[0]
+        assert "Retryable" not in stored_json
+        assert "NeverRan" not in stored_json
+    with JobStore(db_path) as second:
+        assert second.get_job(job.id).queueing == queueing
+        assert second.active_jobs()[0].queueing == queueing
+        assert second.executions(job.id)[0].verdict == verdict
+        assert second.get_execution(execution.id).verdict == verdict
+
+
+def test_a_version_2_store_has_its_bookkeeping_moved_out_of_details(db_path: Path) -> None:
+    """Before version 3 the scheduler kept its bookkeeping as strings in State.Details."""
+    db_path.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(db_path)) as raw:
+        with raw:
+            for statements in MIGRATIONS[:2]:
+                for statement in statements:
+                    raw.execute(statement)
+            raw.execute("PRAGMA user_version = 2")
+        job_json = make_job("j-old").to_wire()
+        job_json["State"] = {
+            "StateType": "Queued",
+            "Message": "waiting",
+            "Details": {"QueuedSince": "21", "Round": "23", "PrevRound": "22", "Retries": "4"},
+        }
+        execution_json = make_execution("j-old").to_wire()
+        execution_json["ID"] = "e-old"
+        execution_json["ComputeState"] = {
+            "StateType": int(E.FAILED),
+            "Message": "node n-1 restarted",
+            "Details": {"Retryable": "true", "NeverRan": "true", "Other": "kept"},
+        }
+        with raw:
+            raw.execute(
+                "INSERT INTO jobs VALUES ('j-old', 'default', 'j-old', 'Queued', 1, 1, ?)",
+                (json.dumps(job_json),),
+            )
+            raw.execute(
+                "INSERT INTO executions VALUES ('e-old', 'j-old', 'n-1', ?, 2, 1, 1, ?)",
+                (int(E.FAILED), json.dumps(execution_json)),
+            )
+    with JobStore(db_path) as store:
+        migrated = store.get_job("j-old")
+        assert migrated.queueing == Queueing(since_ns=21, round_ns=23, prev_round_ns=22, retries=4)
+        assert migrated.state.details == {}
+        assert migrated.state.message == "waiting"
+        old = store.get_execution("e-old")
+        assert old.verdict == Verdict(retryable=True, never_ran=True, busy=False)
+        assert old.compute_state.details == {"Other": "kept"}
 
 
 def test_requeue_with_same_message_adds_no_history(store: JobStore) -> None:
