@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from compute.bidding.base import BidRequest, BidRule
-from compute.bidding.chain import decide, default_rules, may_block
+from compute.bidding.chain import blocking_rules, decide, default_rules, may_block
 from compute.bidding.locality import DataLocality
 from compute.bidding.selection import JobSelection, selection_rules
 from compute.capacity import CapacityTracker, execution_needs
@@ -106,6 +106,7 @@ class ComputeNode:
             rules = default_rules(plugins.storage, config.data_locality)
             rules += selection_rules(config.job_selection, node_id)
         self._rules = rules
+        self._blocking = blocking_rules(rules)
         self._clock = clock
         self.capacity = CapacityTracker(config.max_capacity, clock=clock)
         self._node_type = node_type
@@ -269,7 +270,7 @@ class ComputeNode:
             elif self._stopping.is_set():
                 return
             elif payload.execution.job is not None and may_block(
-                self._rules, payload.execution.job
+                self._blocking, payload.execution.job
             ):
                 self._bidders.submit(
                     self._on_ask_safely,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, field_validator
 
 from protocol.bookkeeping import NO_VERDICT, Verdict
 from protocol.job import Job, SpecConfig
@@ -57,8 +57,9 @@ class Execution(WireModel):
     revision: int = Field(default=0, alias="Revision")
     create_time: int = Field(default=0, alias="CreateTime")
     modify_time: int = Field(default=0, alias="ModifyTime")
-    # the requester's, kept in the store's columns: never serialised nor read from JSON
-    _verdict: Verdict = PrivateAttr(default=NO_VERDICT)
+    # The requester's bookkeeping, kept in the store's columns: set by with_verdict, like
+    # Job._queueing (not a field, not a pydantic private attribute).
+    _verdict: ClassVar[Verdict] = NO_VERDICT
 
     @field_validator("allocated_resources", mode="before")
     @classmethod
@@ -77,7 +78,7 @@ class Execution(WireModel):
     def with_verdict(self, verdict: Verdict) -> Self:
         """A shallow copy of the execution with this verdict."""
         copied = self.model_copy()
-        copied._verdict = verdict
+        object.__setattr__(copied, "_verdict", verdict)  # copies keep it (__dict__)
         return copied
 
     def resources(self) -> Resources:

@@ -285,7 +285,8 @@ class JobStore:
                     "modify_time": now,
                 }
             )
-            updated._queueing = queueing
+            if updated.queueing != queueing:
+                updated = updated.with_queueing(queueing)
             sql.update_job(conn, updated)
             self._cache.put_job(updated)
             if not same_state or old.message != message:
@@ -432,7 +433,9 @@ class JobStore:
                 changes["published_result"] = published_result
             updated = current.model_copy(update=changes)
             if verdict is not None or (state is not None and state != old):
-                updated._verdict = verdict or NO_VERDICT
+                verdict = verdict or NO_VERDICT
+                if updated.verdict != verdict:
+                    updated = updated.with_verdict(verdict)
             sql.update_execution(conn, updated)
             entry = execution_row(updated, old, time_ns=now, comment=message)
             sql.insert_history(conn, entry)

@@ -275,7 +275,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
     job = Job.model_validate_json(row[0], context=STORED)
     since_ns, round_ns, prev_round_ns, retries = row[1:5]
     if since_ns or round_ns or prev_round_ns or retries:
-        job._queueing = Queueing(since_ns, round_ns, prev_round_ns, retries)
+        return job.with_queueing(Queueing(since_ns, round_ns, prev_round_ns, retries))
     return job
 
 
@@ -284,7 +284,7 @@ def execution_from_row(row: Sequence[Any]) -> Execution:
     execution = Execution.model_validate_json(row[0], context=STORED)
     retryable, never_ran, busy = row[1:4]
     if retryable or never_ran or busy:
-        execution._verdict = Verdict(bool(retryable), bool(never_ran), bool(busy))
+        return execution.with_verdict(Verdict(bool(retryable), bool(never_ran), bool(busy)))
     return execution
 
 

@@ -17,9 +17,17 @@ from compute.bidding.timeout import TimeoutRule
 from protocol.job import Job
 
 
-def may_block(rules: Sequence[BidRule], job: Job) -> bool:
-    """Whether deciding on ``job`` may wait on I/O: then not on a thread that must not wait."""
-    return any(isinstance(rule, BlockingRule) and rule.may_block(job) for rule in rules)
+def blocking_rules(rules: Sequence[BidRule]) -> tuple[BlockingRule, ...]:
+    """The rules that may wait on I/O for some jobs. Found once per chain: an isinstance
+    check against a Protocol walks its members on every call (5% of a compute node's CPU
+    when it was made per ask)."""
+    return tuple(rule for rule in rules if isinstance(rule, BlockingRule))
+
+
+def may_block(blocking: Sequence[BlockingRule], job: Job) -> bool:
+    """Whether deciding on ``job`` may wait on I/O (``blocking``: the chain's
+    :func:`blocking_rules`): then not on a thread that must not wait."""
+    return any(rule.may_block(job) for rule in blocking)
 
 
 def decide(request: BidRequest, rules: Sequence[BidRule]) -> BidDecision:

@@ -117,7 +117,7 @@ def test_an_ask_no_rule_may_block_on_is_decided_on_the_receiving_thread(
 def test_rules_that_may_block_say_so_for_the_jobs_they_would_block_on() -> None:
     """Probes always may; storage lookups only for a job with inputs (a wasm module may be
     one); the chain asks each rule, and a rule that does not say is taken as pure."""
-    from compute.bidding.chain import default_rules, may_block
+    from compute.bidding.chain import blocking_rules, default_rules, may_block
     from compute.bidding.probe_exec import ExecProbeRule
 
     storage = Registry("storage source", [InlineStorage()])
@@ -144,11 +144,12 @@ def test_rules_that_may_block_say_so_for_the_jobs_they_would_block_on() -> None:
     )
     assert plain is not None
     rules = default_rules(storage)
-    assert not may_block(rules, plain)
-    assert may_block(rules, wasm)
-    assert may_block(rules, with_input)
-    assert may_block([*rules, ExecProbeRule("true", "n-1")], plain)
-    assert not may_block(default_rules(), with_input)  # no storage lookups configured
+    blocking = blocking_rules(rules)
+    assert not may_block(blocking, plain)
+    assert may_block(blocking, wasm)
+    assert may_block(blocking, with_input)
+    assert may_block(blocking_rules([*rules, ExecProbeRule("true", "n-1")]), plain)
+    assert not may_block(blocking_rules(default_rules()), with_input)  # no storage lookups
 
 
 class ComesAndGoes(NoopExecutor):
