@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from bench._procs import Started, cpu_ms
+from bench._procs import Started, cpu_ms, rss_mib
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class Snapshot:
     client_cpu_ms: float
     redis: RedisCounters
     store: StoreCounters | None
+    rss_mib_by: dict[str, float] = field(default_factory=dict)
 
 
 def snapshotter(
@@ -90,7 +91,8 @@ def snapshotter(
     """Reads the counters of one system: its processes (Redis included), Redis, its store."""
 
     def snapshot() -> Snapshot:
-        by = {p.name: cpu_ms(p.pid) for p in processes()}
+        started = processes()
+        by = {p.name: cpu_ms(p.pid) for p in started}
         return Snapshot(
             at=time.monotonic(),
             cpu_ms=sum(by.values()),
@@ -98,6 +100,7 @@ def snapshotter(
             client_cpu_ms=time.process_time() * 1000,
             redis=redis_counters(client),
             store=store(),
+            rss_mib_by={p.name: rss_mib(p.pid) for p in started},
         )
 
     return snapshot
@@ -130,6 +133,7 @@ class Phase:
     redis: RedisCounters
     store: StoreCounters | None
     cpu_ms_by: dict[str, float] = field(default_factory=dict)  # by process name
+    rss_mib_by: dict[str, float] = field(default_factory=dict)  # at the end, by process name
 
     def per_job(self, value: float | None) -> float | None:
         if value is None or not self.outcome.jobs:
@@ -168,6 +172,7 @@ def measure(
             for name, ms in after.cpu_ms_by.items()
             if name in before.cpu_ms_by
         },
+        rss_mib_by=after.rss_mib_by,
     )
 
 

@@ -57,6 +57,14 @@ def cpu_ms(pid: int) -> float:
     return ticks * 1000.0 / _CLOCK_TICKS
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process now (``VmRSS`` of ``/proc/<pid>/status``), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0  # a zombie has no memory left
+
+
 @dataclass
 class Started:
     """One process this benchmark started."""

@@ -111,7 +111,12 @@ def _notes(blocks: dict[str, dict[str, Phase]]) -> list[str]:
         for system, phase in pair.items():
             if phase.outcome.note:
                 lines.append(f"  note: {system}, {label}: {phase.outcome.note}")
-    largest = [label for label in blocks if not label.endswith("sequential")][-1:]
+    throughput_labels = [label for label in blocks if not label.endswith("sequential")]
+    for label in throughput_labels:
+        for system, phase in blocks[label].items():
+            if phase.rss_mib_by:
+                lines.append(f"  RSS after (MiB), {system}, {label}: {rss_split(phase)}")
+    largest = throughput_labels[-1:]
     for label in largest:
         for system, phase in blocks[label].items():
             lines.append(f"  redis commands/job, {system}, {label}: {top_commands(phase)}")
@@ -123,6 +128,12 @@ def _notes(blocks: dict[str, dict[str, Phase]]) -> list[str]:
 def cpu_split(phase: Phase) -> str:
     shown = [f"{name} {number(phase.per_job(ms))}" for name, ms in phase.cpu_ms_by.items()]
     return ", ".join(shown) + f", client {number(phase.per_job(phase.client_cpu_ms))}"
+
+
+def rss_split(phase: Phase) -> str:
+    """Resident memory of each process once the phase ended: the requester's should follow
+    the jobs in flight (none by then), not the jobs ever run."""
+    return ", ".join(f"{name} {ms:.0f}" for name, ms in phase.rss_mib_by.items())
 
 
 def top_commands(phase: Phase) -> str:
