@@ -34,6 +34,7 @@ JobIdArgument = Annotated[
     typer.Argument(help="The job ID, or a unique prefix of it.", metavar="ID", show_default=False),
 ]
 DEFAULT_LIST_LIMIT = 10
+TIME_ORDER_FIELDS = frozenset({"", "created_at", "modified_at"})  # "": created_at
 # What the requester's GET /jobs accepts as order_by (requester/store_schema.py ORDER_COLUMNS).
 JOB_ORDER_FIELDS = ("created_at", "modified_at", "id", "name", "state")
 
@@ -111,7 +112,7 @@ def list_jobs(
         typer.Option(
             "--order-reversed",
             "--reverse",
-            help="Reverse the order: newest first when sorting by creation time.",
+            help="Reverse the order: oldest first for times, Z to A for names and IDs.",
         ),
     ] = False,
     namespace: Annotated[
@@ -129,16 +130,17 @@ def list_jobs(
     *,
     show: ShowFlags,
 ) -> None:
-    """List jobs, oldest first (by creation time), as Bacalhau lists them.
+    """List jobs, newest first (by creation time): the 10 most recent, as Bacalhau shows them.
 
-    --order-reversed (or --reverse) lists the newest first; --order-by sorts by another field.
+    --order-by sorts by another field: times newest first, names, IDs and states A to Z.
+    --order-reversed (or --reverse) turns the order around: the oldest first.
     """
     with show.client(ctx) as client:
         page = client.list_jobs(
             limit=limit,
             next_token=next_token,
             order_by=order_by,
-            reverse=reverse,
+            reverse=newest_first(order_by) != reverse,
             labels=labels,
             namespace="" if all_namespaces else namespace,
         )
@@ -153,6 +155,12 @@ def list_jobs(
         flags += ["--limit", str(limit)] if limit != DEFAULT_LIST_LIMIT else []
         again = shlex.join(["bacalao", "job", "list", *flags, "--next-token", page.next_token])
         print_note(f"More jobs: {again}", style="dim")
+
+
+def newest_first(order_by: str) -> bool:
+    """Whether a listing sorted by ``order_by`` starts with the latest (``ls -t``'s rule):
+    the API sorts ascending, the CLI shows times newest first."""
+    return order_by in TIME_ORDER_FIELDS
 
 
 @app.command("describe")

@@ -33,6 +33,11 @@ _EXECUTION_STYLES = {
 _INLINE_PREVIEW_CHARS = 40
 _ID_COLUMNS = frozenset({"ID", "Node", "Execution"})
 _ID_WIDTH = 10  # what short_id() keeps: "j-" and 8 hex digits
+# Free text of any length. Without --wide these columns give way, so the short ones keep
+# their width: were every column unwrappable, Rich would shrink them all evenly, and a name of
+# a megabyte would squeeze the job's ID and state to nothing. Their cells stay on one line,
+# cut with an ellipsis (see _free).
+_FREE_TEXT = frozenset({"Name", "Labels", "Message"})
 
 
 def job_state_text(state: JobStateType) -> Text:
@@ -49,8 +54,14 @@ def _table(*columns: str, wide: bool, title: str | None = None) -> Table:
         # IDs are what people copy from a table: never cut them short.
         min_width = _ID_WIDTH if column in _ID_COLUMNS and not wide else None
         overflow: OverflowMethod = "fold" if wide else "ellipsis"
-        table.add_column(column, overflow=overflow, no_wrap=not wide, min_width=min_width)
+        no_wrap = not wide and column not in _FREE_TEXT
+        table.add_column(column, overflow=overflow, no_wrap=no_wrap, min_width=min_width)
     return table
+
+
+def _free(text: str, wide: bool) -> Text | str:
+    """A cell of a _FREE_TEXT column: one line, cut with an ellipsis, unless ``wide``."""
+    return text if wide else Text(text, no_wrap=True, overflow="ellipsis")
 
 
 def jobs_table(jobs: Iterable[Job], wide: bool = False) -> Table:
@@ -59,12 +70,12 @@ def jobs_table(jobs: Iterable[Job], wide: bool = False) -> Table:
         name = "" if job.name == job.id else job.name
         table.add_row(
             short_id(job.id, wide),
-            name,
+            _free(name, wide),
             job.type,
             job_state_text(job.state.state_type),
             str(job.count),
             format_time(job.create_time),
-            format_mapping(job.labels),
+            _free(format_mapping(job.labels), wide),
         )
     return table
 
@@ -95,7 +106,7 @@ def executions_table(
             execution.desired_state.state_type.label,
             execution_state_text(execution.state),
             _exit_code(execution),
-            execution_message(execution),
+            _free(execution_message(execution), wide),
             format_time(execution.create_time),
         )
     return table
@@ -122,7 +133,7 @@ def history_table(entries: Iterable[JobHistory], wide: bool = False) -> Table:
             entry.type.value.removesuffix("Level"),
             short_id(entry.execution_id, wide) if entry.execution_id else "",
             _history_change(entry),
-            entry.event.message or entry.comment,
+            _free(entry.event.message or entry.comment, wide),
         )
     return table
 
@@ -153,7 +164,7 @@ def nodes_table(nodes: Iterable[NodeState], wide: bool = False) -> Table:
             ", ".join(compute.execution_engines) if compute else "",
             ", ".join(compute.publishers) if compute else "",
             _capacity(compute.available_capacity) if compute else "",
-            format_mapping(info.labels),
+            _free(format_mapping(info.labels), wide),
         )
     return table
 

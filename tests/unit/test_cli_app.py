@@ -326,18 +326,22 @@ def test_job_list_asks_for_the_order_given_and_repeats_it_to_continue() -> None:
         seen.append(request)
         return httpx.Response(200, json={"Items": [], "NextToken": "tok2"})
 
-    result = invoke(handler, "job", "list", "--order-reversed", "--order-by", "modified_at", "-A")
+    result = invoke(handler, "job", "list", "--order-reversed", "--order-by", "name", "-A")
     assert result.exit_code == 0, result.output
     params = seen[0].url.params
-    assert (params["reverse"], params["order_by"]) == ("true", "modified_at")
+    assert (params["reverse"], params["order_by"]) == ("true", "name")  # Z to A
     assert (
-        "More jobs: bacalao job list --order-by modified_at --order-reversed --all-namespaces "
+        "More jobs: bacalao job list --order-by name --order-reversed --all-namespaces "
         "--next-token tok2" in result.stderr
     )
-    assert invoke(handler, "job", "list", "--reverse").exit_code == 0  # the older spelling
-    assert seen[-1].url.params["reverse"] == "true"
     invoke(handler, "job", "list")
-    assert "reverse" not in seen[-1].url.params  # the default order: oldest first
+    assert seen[-1].url.params["reverse"] == "true"  # the default order: newest first
+    invoke(handler, "job", "list", "--order-by", "modified_at")
+    assert seen[-1].url.params["reverse"] == "true"  # latest changes first
+    assert invoke(handler, "job", "list", "--reverse").exit_code == 0  # the older spelling
+    assert "reverse" not in seen[-1].url.params  # oldest first
+    invoke(handler, "job", "list", "--order-by", "id")
+    assert "reverse" not in seen[-1].url.params  # IDs A to Z
 
 
 def test_job_run_reads_a_bacalhau_file_from_stdin(fake: FakeRequester) -> None:

@@ -99,28 +99,30 @@ def test_describe_output_runs_again_as_a_new_job(
     assert newest["Name"] == newest["ID"]  # a name of its own, not the old ID
 
 
-def test_job_list_is_oldest_first_and_reversed_on_request(
+def test_job_list_is_newest_first_and_reversed_on_request(
     stack: Devstack, env: dict[str, str]
 ) -> None:
-    for _ in range(3):
-        run_job(stack.api_port, noop_job())
+    submitted = [run_job(stack.api_port, noop_job())["ID"] for _ in range(3)]
+    listed = bacalao(env, "job", "list", "--output", "json", "--limit", "2")
+    newest = [job["ID"] for job in json.loads(listed.stdout)]
+    assert newest == [submitted[2], submitted[1]]  # the latest two, the latest first
     listed = bacalao(env, "job", "list", "--output", "json", "--limit", "100")
     created = [job["CreateTime"] for job in json.loads(listed.stdout)]
     assert len(created) >= 3
-    assert created == sorted(created)
+    assert created == sorted(created, reverse=True)
     flags = ["--order-reversed", "--order-by", "modified_at", "--limit", "100"]
     reversed_ = bacalao(env, "job", "list", "--output", "json", *flags)
     assert reversed_.exit_code == 0, reversed_.output
     modified = [job["ModifyTime"] for job in json.loads(reversed_.stdout)]
-    assert modified == sorted(modified, reverse=True)
+    assert modified == sorted(modified)
 
 
 def test_job_list_help_says_the_order_and_every_field_the_server_sorts_by() -> None:
     shown = bacalao({}, "job", "list", "--help")
     assert shown.exit_code == 0
     text = " ".join(shown.stdout.split())
-    assert "oldest first" in text
-    assert "newest first unless" not in text
+    assert "newest first" in text
+    assert "the oldest first" in text
     assert "--order-reversed" in text
     for field in ORDER_COLUMNS:
         assert field in text, field
