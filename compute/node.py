@@ -30,6 +30,7 @@ from compute.bidding.locality import DataLocality
 from compute.bidding.selection import JobSelection, selection_rules
 from compute.capacity import CapacityTracker, execution_needs
 from compute.runner import ActivityLog, Plugins, Runner
+from compute.slots import HOLDS_CAPACITY, Slot, Slots, SlotState
 from protocol.envelope import Envelope
 from protocol.errors import TransportError
 from protocol.execution import Execution
@@ -78,14 +79,6 @@ class ComputeConfig:
 Installed = tuple[frozenset[str], frozenset[str], frozenset[str]]
 
 
-@dataclass
-class _Held:
-    execution: Execution
-    requester: str
-    needs: Resources
-    running: bool = False
-
-
 class ComputeNode:
     def __init__(
         self,
@@ -118,11 +111,7 @@ class ComputeNode:
             default_timeout_s=config.default_execution_timeout_s,
             activity=ActivityLog(work_dir / "activity.jsonl"),
         )
-        self._held: dict[str, _Held] = {}
-        self._finished: dict[str, float] = {}  # execution ID -> when its run left _held
-        # Asks withdrawn (rejected or cancelled) while their bid was still being decided on
-        # a bid worker: the decision must not then reserve capacity for them.
-        self._withdrawn: dict[str, tuple[float, str]] = {}  # -> (when, by which requester)
+        self._slots = Slots()  # every execution this node was asked about, by state
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(config.max_parallel_runs, thread_name_prefix="run")
         # Bidding may ask storage about inputs (sizes, locality) over the network, or run a
@@ -176,19 +165,13 @@ class ComputeNode:
         ``finished_memory_s``: their result may still be on its way, so a heartbeat must not
         yet disown them."""
         with self._lock:
-            self._prune_finished()
-            return sorted({*self._held, *self._finished})
+            self._prune()
+            return self._slots.listed()
 
-    def _prune_finished(self) -> None:
+    def _prune(self) -> None:
         """Forget executions finished, or asks withdrawn, longer ago than
         ``finished_memory_s`` (lock held)."""
-        horizon = self._clock() - self._config.finished_memory_s
-        for execution_id, at in list(self._finished.items()):
-            if at < horizon:
-                del self._finished[execution_id]
-        for execution_id, (at, _) in list(self._withdrawn.items()):
-            if at < horizon:
-                del self._withdrawn[execution_id]
+        self._slots.prune(self._clock() - self._config.finished_memory_s)
 
     def _installed(self) -> Installed:
         """Engines, publishers and sources that answer now (a Docker daemon or an IPFS API
@@ -223,10 +206,9 @@ class ComputeNode:
     def close(self) -> None:
         self._stopping.set()
         with self._lock:
-            held = list(self._held.values())
-        for item in held:
-            if item.running:
-                self._runner.cancel(item.execution)
+            running = [slot.held for slot in self._slots.holding_capacity() if slot.running]
+        for execution in running:
+            self._runner.cancel(execution)
         self._bidders.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._sweeper is not None:
@@ -244,7 +226,7 @@ class ComputeNode:
         after it: never half-way, where it would run an execution the node no longer lists.
         """
         with self._lock:
-            self._prune_finished()
+            self._prune()
             expired = self.capacity.expire()
             for execution_id in expired:
                 self._forget(execution_id)
@@ -337,25 +319,28 @@ class ComputeNode:
         busy = False
         reason = decision.reason
         reserved = False
-        run: _Held | None = None
+        run: Slot | None = None
         with self._lock:  # one step with _on_cancel: a withdrawal lands before or after it
-            withdrawn = self._withdrawn.pop(execution.id, None)
-            if withdrawn is not None and withdrawn[1] == requester:
-                log.debug("event=bid_dropped execution=%s reason='ask withdrawn'", execution.id)
-                return
-            if execution.id in self._held or execution.id in self._finished:
+            now_s = self._clock()
+            slot = self._slots.get(execution.id)
+            if slot is not None and slot.state is SlotState.WITHDRAWN:
+                self._slots.move(execution.id, None, now_s)
+                if slot.requester == requester:
+                    log.debug("event=bid_dropped execution=%s reason='ask withdrawn'", execution.id)
+                    return
+                slot = None  # withdrawn by another node, which had no say
+            if slot is not None:
                 log.debug("event=bid_dropped execution=%s reason='asked again'", execution.id)
                 return
             if decision.should_bid:
                 ttl_s = self._config.reservation_ttl_s
                 refusal = self.capacity.try_reserve(execution.id, needs, ttl_s)
                 if refusal is None:
-                    held = _Held(execution, requester, needs)
-                    self._held[execution.id] = held
+                    slot = self._slots.reserve(execution, requester, needs, now_s)
                     reserved = True
                     if not wait_for_approval and self.capacity.commit(execution.id):
-                        held.running = True
-                        run = held
+                        self._slots.move(execution.id, SlotState.RUNNING, now_s)
+                        run = slot
                 else:
                     busy, reason = True, refusal
         accepted = decision.should_bid and not busy
@@ -389,15 +374,16 @@ class ComputeNode:
 
     def _on_accepted(self, requester: str, execution_id: str) -> None:
         with self._lock:  # one step, as the sweep and a cancel are: no half-way states
-            held = self._held.get(execution_id)
+            slot = self._slots.get(execution_id)
+            held = slot if slot is not None and slot.state in HOLDS_CAPACITY else None
             if held is not None and held.requester != requester:
                 _not_its_requester("BidAccepted", execution_id, requester, held.requester)
                 return
-            if (held is None and execution_id in self._finished) or (held and held.running):
+            if slot is not None and slot.state in (SlotState.RUNNING, SlotState.FINISHED):
                 log.info("event=accept_ignored execution=%s reason='ran already'", execution_id)
                 return
             if held is not None and self.capacity.commit(execution_id):
-                held.running = True
+                self._slots.move(execution_id, SlotState.RUNNING, self._clock())
                 self._pool.submit(self._run, held)
                 return
             if held is None:
@@ -410,16 +396,16 @@ class ComputeNode:
             requester,
             ComputeError(
                 execution_id=execution_id,
-                job_id=held.execution.job_id if held else "",
+                job_id=held.held.job_id if held else "",
                 message=f"cannot start: {refusal}",
                 retryable=True,
             ),
         )
 
-    def _run(self, held: _Held, announce: bool = True) -> None:
+    def _run(self, held: Slot, announce: bool = True) -> None:
         """Run ``held``; ``announce``: send ExecutionStarted once its inputs are staged (a
         run started on a direct ask has said so already)."""
-        execution = held.execution
+        execution = held.held
 
         def started() -> None:
             if announce:
@@ -450,27 +436,35 @@ class ComputeNode:
         reservation, stop a run. Decided under the lock, as BidAccepted is. Only the
         requester that asked may: another node's word about it is ignored."""
         with self._lock:
-            held = self._held.get(execution_id)
-            if held is None:
-                if execution_id not in self._finished:
-                    self._withdrawn[execution_id] = (self._clock(), sender)
+            held = self._slots.get(execution_id)
+            if held is None or held.state is SlotState.WITHDRAWN:
+                # not decided yet (or withdrawn already: the latest word stands)
+                if held is not None:
+                    self._slots.move(execution_id, None, self._clock())
+                self._slots.withdraw(execution_id, sender, self._clock())
+                return
+            if held.state is SlotState.FINISHED:
                 return
             if held.requester != sender:
                 _not_its_requester("a cancel", execution_id, sender, held.requester)
                 return
-            if not held.running:
+            running = held.running
+            if not running:
                 self._forget(execution_id)
-        if held.running:
+        if running:
             log.info("event=cancel execution=%s reason=%r", execution_id, reason)
-            self._runner.cancel(held.execution)
+            self._runner.cancel(held.held)
         else:
             self._release(execution_id, reason)
 
     def _forget(self, execution_id: str) -> None:
-        """Drop from _held (caller holds the lock); a run is remembered for ``holding``."""
-        held = self._held.pop(execution_id, None)
-        if held is not None and held.running:
-            self._finished[execution_id] = self._clock()
+        """Release the slot (caller holds the lock): a bid is forgotten, a run is remembered
+        as Finished for ``holding``."""
+        state = self._slots.state(execution_id)
+        if state is SlotState.RESERVED:
+            self._slots.move(execution_id, None, self._clock())
+        elif state is SlotState.RUNNING:
+            self._slots.move(execution_id, SlotState.FINISHED, self._clock())
 
     def _release(self, execution_id: str, why: str) -> None:
         with self._lock:
