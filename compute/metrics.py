@@ -46,6 +46,14 @@ class ComputeMetrics(Collector):
         for outcome in BID_OUTCOMES:
             family.add_metric([outcome], counts.get(f"bid_{outcome}", 0))
         yield family
+        refusals = CounterMetricFamily(
+            "bacalao_compute_bid_refusals",
+            "Asks this node refused, by the bid rule that refused them ('capacity': no room)",
+            labels=["rule"],
+        )
+        for rule, count in sorted(self._node.refusals.items()):
+            refusals.add_metric([rule], count)
+        yield refusals
         capacity = self._node.capacity
         yield GaugeMetricFamily(
             "bacalao_compute_executions_running", "Runs under way", value=capacity.running_count

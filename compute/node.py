@@ -49,6 +49,8 @@ from protocol.resources import Resources
 
 log = logging.getLogger("bacalao.compute")
 
+CAPACITY = "capacity"  # what refuses an ask the rules allow, when the node lacks the room
+
 
 class Outbox(Protocol):
     def send(self, node_id: str, message: Message) -> None: ...
@@ -122,6 +124,7 @@ class ComputeNode:
         self._sweeper: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
         self.counts: Counter[str] = Counter()  # bids by outcome, for /metrics
+        self.refusals: Counter[str] = Counter()  # refused asks by what refused them
         self._installed_cache: tuple[float, Installed] | None = None
 
     # -- info ----------------------------------------------------------------------------
@@ -296,8 +299,13 @@ class ComputeNode:
             asked = job.task.resources.parsed()
         except ValueError as exc:  # a job stored before today's bounds existed
             unusable = BidResult(
-                execution_id=execution.id, job_id=job.id, accepted=False, reason=f"Resources: {exc}"
+                execution_id=execution.id,
+                job_id=job.id,
+                accepted=False,
+                reason=f"Resources: {exc}",
+                refused_by="resources",
             )
+            self.refusals["resources"] += 1
             self._reply(requester, unusable)
             return
         needs = execution_needs(asked, execution.resources(), self._config.default_job_resources)
@@ -345,6 +353,9 @@ class ComputeNode:
                     busy, reason = True, refusal
         accepted = decision.should_bid and not busy
         self.counts["bid_busy" if busy else "bid_accepted" if accepted else "bid_refused"] += 1
+        refused_by = "" if accepted else CAPACITY if busy else decision.rule
+        if refused_by:
+            self.refusals[refused_by] += 1
         log.debug(
             "event=bid execution=%s job=%s accepted=%s started=%s reason=%r",
             execution.id,
@@ -367,6 +378,7 @@ class ComputeNode:
                     accepted=accepted,
                     reason=reason,
                     busy=busy,
+                    refused_by=refused_by,
                 ),
             )
         if reserved:

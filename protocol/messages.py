@@ -29,6 +29,9 @@ class BidResult(Message):
     accepted: bool = Field(alias="Accepted")
     reason: str = Field(default="", alias="Reason")
     busy: bool = Field(default=False, alias="Busy")
+    # What refused, for counting: the node's bid rule ("labels", "network", ...), or
+    # "capacity" when busy; "" for a bid. Free text from another node: bounded where counted.
+    refused_by: str = Field(default="", alias="RefusedBy")
 
 
 class BidAccepted(Message):

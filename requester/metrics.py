@@ -97,6 +97,15 @@ class RequesterMetrics(Collector):
         for outcome in ("accepted", "rejected", "busy"):
             family.add_metric([outcome], counts.get(f"bid_{outcome}", 0))
         yield family
+        refusals = CounterMetricFamily(
+            "bacalao_bid_refusals",
+            "Refused asks, by what the node said refused them: its bid rule, 'capacity' when "
+            "it had no room",
+            labels=["rule"],
+        )
+        for rule, count in sorted(self._orchestrator.refusals.items()):
+            refusals.add_metric([rule], count)
+        yield refusals
         yield CounterMetricFamily(
             "bacalao_asks", "Asks for bids sent to compute nodes", value=counts.get("asked", 0)
         )

@@ -18,10 +18,11 @@ import heapq
 import logging
 import queue
 import random
+import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,10 @@ log = logging.getLogger("bacalao.requester")
 
 REQUESTER_ID_META = "bacalhau.org/requester.id"
 PASS_CHUNK = 64  # evaluations per store transaction
+# A refusal's RefusedBy is another node's free text: counted under at most this many names
+# (the compute node's rule names, a dozen), the rest as "other", so /metrics stays bounded.
+MAX_REFUSAL_LABELS = 32
+_REFUSAL_LABEL = re.compile(r"[a-z][a-z0-9 _-]{0,39}")
 PASS_BUDGET = 512  # evaluations per pass
 
 
@@ -139,6 +144,7 @@ class Orchestrator:
         self._from_before: set[str] = set()  # jobs not ended at start, while settling
         self._passes = 0
         self.counts: Counter[str] = Counter()  # asks and their answers, for /metrics
+        self.refusals: Counter[str] = Counter()  # refused asks by what refused them
         self._evaluations = 0
         store.on_execution_ended(self._ended)
 
@@ -558,6 +564,8 @@ class Orchestrator:
             return None
         outcome = "busy" if bid.busy else "accepted" if bid.accepted else "rejected"
         self.counts[f"bid_{outcome}"] += 1
+        if not bid.accepted:
+            self.refusals[refusal_label(bid.refused_by, self.refusals)] += 1
         # Placed directly (no approval round), a positive bid means the run has started.
         state = S.ASK_FOR_BID_ACCEPTED if bid.accepted else S.ASK_FOR_BID_REJECTED
         if bid.accepted and is_direct(execution):
@@ -615,3 +623,16 @@ class Orchestrator:
 
     def _planner_send(self, node_id: str, message: BidRejected | CancelExecution) -> None:
         self._planner.send_to(node_id, message)
+
+
+def refusal_label(refused_by: str, seen: Mapping[str, int]) -> str:
+    """What to count a refusal under: the node's word for what refused it when that looks
+    like a rule name and there is room for another name, else "other" ("unknown" when the
+    node said nothing, as nodes before RefusedBy do)."""
+    if not refused_by:
+        return "unknown"
+    if not _REFUSAL_LABEL.fullmatch(refused_by):
+        return "other"
+    if refused_by in seen or len(seen) < MAX_REFUSAL_LABELS:
+        return refused_by
+    return "other"

@@ -39,6 +39,7 @@ class BidRequest:
 class BidDecision:
     should_bid: bool
     reason: str = ""
+    rule: str = ""  # the name of the rule that refused (set by the chain)
 
 
 YES = BidDecision(should_bid=True)

@@ -35,7 +35,7 @@ def decide(request: BidRequest, rules: Sequence[BidRule]) -> BidDecision:
     for rule in rules:
         decision = rule.check(request)
         if not decision.should_bid:
-            return decision if decision.reason else BidDecision(False, f"refused by {rule.name}")
+            return BidDecision(False, decision.reason or f"refused by {rule.name}", rule.name)
     return YES
 
 

@@ -91,6 +91,33 @@ def test_the_counters_move_when_a_job_runs(stack: Devstack) -> None:
     assert value(node, "bacalao_compute_executions_running") == 0
 
 
+def test_refusals_are_counted_by_the_rule_that_refused(stack: Devstack) -> None:
+    """The compute node refuses networked jobs (its default): both sides count the refusal
+    under the rule's name (the job stays queued for a node that would take it)."""
+    api = f"http://127.0.0.1:{stack.api_port}"
+    (compute,) = stack.computes
+    assert compute.local_publisher_url
+    networked = noop_job()
+    networked["Tasks"][0]["Network"] = {"Type": "Full"}
+    with httpx.Client(base_url=api) as client:
+        answer = client.put("/api/v1/orchestrator/jobs", json={"Job": networked})
+        assert answer.status_code == 200, answer.text
+
+    def refused() -> Samples | None:
+        samples = scrape(f"{api}/metrics")
+        return samples if value(samples, "bacalao_bid_refusals_total") >= 1 else None
+
+    requester = wait_until(refused, 20, message="the refusal to be counted")
+    assert value(requester, "bacalao_bid_refusals_total", rule="network") >= 1
+    assert value(requester, "bacalao_bid_refusals_total") == value(
+        requester, "bacalao_bid_refusals_total", rule="network"
+    )
+    assert value(requester, "bacalao_bids_total", outcome="rejected") >= 1
+    node = scrape(f"{compute.local_publisher_url}/metrics")
+    assert value(node, "bacalao_compute_bid_refusals_total", rule="network") >= 1
+    assert value(node, "bacalao_compute_bid_refusals_total", rule="capacity") == 0
+
+
 def test_metrics_need_the_apis_token_when_it_has_one(tmp_path: Path) -> None:
     token = "metrics-token-0123456789abcdef"
     options = NodeOptions(

@@ -45,8 +45,8 @@ def make_request(job: Job | None = None, **changes: Any) -> BidRequest:
 YES = BidDecision(should_bid=True)
 
 
-def no(reason: str) -> BidDecision:
-    return BidDecision(should_bid=False, reason=reason)
+def no(reason: str, rule: str = "") -> BidDecision:
+    return BidDecision(should_bid=False, reason=reason, rule=rule)
 
 
 def test_engine_installed_any_case() -> None:
@@ -203,7 +203,7 @@ def test_chain_first_refusal_wins_and_stops() -> None:
         Fixed("b", no("b says no"), calls),
         Fixed("c", no("c says no"), calls),
     ]
-    assert decide(make_request(), rules) == no("b says no")
+    assert decide(make_request(), rules) == no("b says no", rule="b")  # and says who
     assert calls == ["a", "b"]
 
 
@@ -215,7 +215,7 @@ def test_chain_all_pass_bids() -> None:
 
 
 def test_chain_gives_a_refusal_without_reason_the_rules_name() -> None:
-    assert decide(make_request(), [Fixed("hook", no(""), [])]) == no("refused by hook")
+    assert decide(make_request(), [Fixed("hook", no(""), [])]) == no("refused by hook", "hook")
 
 
 def test_default_rules_cover_every_rule_capabilities_first() -> None:
@@ -237,5 +237,5 @@ def test_default_rules_bid_on_a_fitting_job_and_explain_the_first_problem() -> N
         Engine={"Type": "docker", "Params": {"Image": "ubuntu"}}, Publisher={"Type": "s3"}
     )
     assert decide(make_request(job), default_rules()) == no(
-        "engine docker is not installed (installed: noop, wasm)"
+        "engine docker is not installed (installed: noop, wasm)", rule="engine"
     )

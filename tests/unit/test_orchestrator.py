@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,7 +27,13 @@ from protocol.messages import (
 from protocol.node import ComputeNodeInfo, NodeInfo, NodeType
 from protocol.resources import Resources
 from protocol.states import ExecutionStateType as S
-from requester.orchestrator import REQUESTER_ID_META, Orchestrator, RequesterConfig
+from requester.orchestrator import (
+    MAX_REFUSAL_LABELS,
+    REQUESTER_ID_META,
+    Orchestrator,
+    RequesterConfig,
+    refusal_label,
+)
 from requester.planner import Planner
 from requester.scheduler import Plan, SchedulerConfig
 from requester.store import JobStore
@@ -308,3 +315,15 @@ def test_a_run_started_for_an_execution_that_ended_here_is_cancelled_there(
         (node_id, ask.execution.id)
     ]
     assert service.store.get_execution(ask.execution.id).state == S.CANCELLED
+
+
+def test_refusals_are_counted_under_a_bounded_set_of_names() -> None:
+    seen: Counter[str] = Counter()
+    assert refusal_label("network", seen) == "network"
+    assert refusal_label("", seen) == "unknown"  # a node from before RefusedBy
+    assert refusal_label("Robert'); DROP", seen) == "other"
+    assert refusal_label("x" * 200, seen) == "other"
+    for index in range(MAX_REFUSAL_LABELS):
+        seen[f"rule {index}"] += 1
+    assert refusal_label("rule 3", seen) == "rule 3"  # known names keep counting
+    assert refusal_label("one more", seen) == "other"  # no new names past the bound
