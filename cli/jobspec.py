@@ -18,7 +18,7 @@ from cli.errors import JobSpecError
 from cli.inputs import LARGE_MODULE_BYTES, module_source, parse_input
 from cli.publishers import parse_publisher
 from protocol.errors import ValidationError
-from protocol.job import Job, LabelSelectorRequirement
+from protocol.job import Job, LabelSelectorRequirement, result_folder
 from protocol.selectors import parse_selector
 from protocol.specs import validate_job
 
@@ -156,7 +156,7 @@ def with_default_result_path(
     """Bacalhau's docker rule: ``outputs:/outputs`` is always added unless that name or
     path is taken (and, here, unless the noop publisher would throw it away)."""
     taken = any(
-        path["Name"] == DEFAULT_RESULT_PATH["Name"]
+        result_folder(path["Name"]) == DEFAULT_RESULT_PATH["Name"]
         or path["Path"].rstrip("/") == DEFAULT_RESULT_PATH["Path"]
         for path in paths
     )

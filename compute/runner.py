@@ -180,7 +180,7 @@ class Runner:
         )
         outputs = []
         for result_path in task.result_paths:
-            folder = results_dir / result_path.name
+            folder = results_dir / result_path.folder
             folder.mkdir()
             outputs.append(Mount(source=folder, target=result_path.path, read_only=False))
         request = RunRequest(

@@ -78,10 +78,29 @@ class SpecConfig(WireModel):
         return {} if value is None else value
 
 
+def _trimmed(value: Any) -> Any:
+    """Bacalhau's Normalize: names, aliases and paths lose surrounding whitespace."""
+    return value.strip() if isinstance(value, str) else value
+
+
+def result_folder(name: str) -> str:
+    """The folder inside the results folder that holds a ResultPath's files: its Name as
+    Bacalhau joins it to that folder (Go's ``filepath.Join`` cleans it), so Bacalhau's
+    documented ``Name: /outputs`` is the folder ``outputs``, as are ``outputs/`` and
+    ``./outputs``. ``""`` when the Name is only slashes."""
+    inner = name.strip("/")
+    return posixpath.normpath(inner) if inner else ""
+
+
 class InputSource(WireModel):
     source: SpecConfig = Field(alias="Source")
     alias: str = Field(default="", alias="Alias")
     target: str = Field(default="", alias="Target")
+
+    @field_validator("alias", "target", mode="before")
+    @classmethod
+    def _trim(cls, value: Any) -> Any:
+        return _trimmed(value)
 
     @field_validator("target")
     @classmethod
@@ -93,8 +112,16 @@ class InputSource(WireModel):
 
 
 class ResultPath(WireModel):
+    """A folder of the task published with its results. ``Name`` names the result's folder
+    (see :func:`result_folder`: ``/outputs`` is ``outputs``, as in Bacalhau)."""
+
     name: str = Field(alias="Name")
     path: str = Field(alias="Path")
+
+    @field_validator("name", "path", mode="before")
+    @classmethod
+    def _trim(cls, value: Any) -> Any:
+        return _trimmed(value)
 
     @field_validator("name")
     @classmethod
@@ -102,11 +129,12 @@ class ResultPath(WireModel):
         reserved = (".", "..", "stdout", "stderr", "exitCode")
         if is_stored(info):
             return value
-        if not value or "/" in value or "\x00" in value or value in reserved:
+        folder = result_folder(value)
+        if not folder or "/" in folder or "\x00" in value or folder in reserved:
             raise ValueError(f"{shown(value)} is not a usable result name")
-        if len(value.encode()) > NAME_MAX_BYTES:
+        if len(folder.encode()) > NAME_MAX_BYTES:
             raise ValueError(
-                f"is {len(value.encode())} bytes long, over the {NAME_MAX_BYTES}-byte limit of "
+                f"is {len(folder.encode())} bytes long, over the {NAME_MAX_BYTES}-byte limit of "
                 "a folder name"
             )
         return value
@@ -118,6 +146,11 @@ class ResultPath(WireModel):
         if problem:
             raise ValueError(problem)
         return value
+
+    @property
+    def folder(self) -> str:
+        """The folder of the results that holds this result's files."""
+        return result_folder(self.name)
 
 
 class ResourcesConfig(WireModel):
@@ -318,13 +351,14 @@ class Task(WireModel):
     @model_validator(mode="after")
     def _unique_names_and_paths(self, info: ValidationInfo) -> Self:
         """As Bacalhau: no two inputs share an Alias or Target, no two results a Name or
-        Path (a Name is the result's folder). Paths compare after ``/out/`` -> ``/out``."""
+        Path (a Name is the result's folder, so ``/out`` and ``out`` are the same one). Paths
+        compare after ``/out/`` -> ``/out``."""
         if is_stored(info):
             return self
         _unique("InputSources", "Alias", [source.alias for source in self.input_sources])
         targets = [source.target for source in self.input_sources]
         _unique("InputSources", "Target", [posixpath.normpath(t) if t else t for t in targets])
-        _unique("ResultPaths", "Name", [result.name for result in self.result_paths])
+        _unique("ResultPaths", "Name", [result.folder for result in self.result_paths])
         paths = [posixpath.normpath(result.path) for result in self.result_paths]
         _unique("ResultPaths", "Path", paths)
         return self

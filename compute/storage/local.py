@@ -5,7 +5,9 @@ Nothing is copied. The operator allow-lists folders, as Bacalhau's
 default) or ``:rw`` suffix, and a trailing ``/**`` is accepted for Bacalhau's glob spelling
 of "this folder and everything under it". A source is allowed only when its real path
 (symlinks and ``..`` resolved) is under the real path of an entry, and a ``ReadWrite`` source
-only under an entry that allows read-write.
+only under an entry that allows read-write. A missing read-write path with ``CreateAs: dir``
+or ``file`` is made (an empty folder, or an empty file in new folders) when the task is
+staged, as Bacalhau does; a node bids on it as if it had it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from compute.executors.base import Mount
 from protocol.errors import ExecutionError, ValidationError
 from protocol.job import InputSource, SpecConfig
-from protocol.specs.sources import LocalParams
+from protocol.specs.sources import CREATE_DIR, LocalParams
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,8 @@ class LocalStorage:
 
     def has_locally(self, spec: SpecConfig) -> bool:
         try:
-            return self.resolve(_params(spec)).exists()
+            params = _params(spec)
+            return self.resolve(params).exists() or params.creatable
         except ExecutionError:
             return False
 
@@ -124,7 +128,12 @@ class LocalStorage:
         params = _params(source.source)
         real = self.resolve(params)
         if not real.exists():
-            raise ExecutionError(f"local: {params.source_path!r} does not exist on this node")
+            if not params.creatable:
+                raise ExecutionError(
+                    f"local: {params.source_path!r} does not exist on this node (to have it "
+                    "made, set ReadWrite: true and CreateAs: dir or file)"
+                )
+            _create(params, real)
         log.info(
             "event=local_mounted path=%s target=%s read_write=%s",
             real,
@@ -132,3 +141,24 @@ class LocalStorage:
             params.read_write,
         )
         return Mount(source=real, target=source.target, read_only=not params.read_write)
+
+
+def _create(params: LocalParams, real: Path) -> None:
+    """Make the missing ``real`` as ``params.create_as`` says; a path that another run made
+    meanwhile is used as it is."""
+    try:
+        if params.create_as == CREATE_DIR:
+            real.mkdir(mode=0o700, parents=True, exist_ok=True)
+        elif params.source_path.endswith("/"):
+            raise ExecutionError(
+                f"local: {params.source_path!r} names a folder, but CreateAs is file"
+            )
+        else:
+            real.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with suppress(FileExistsError):
+                real.touch(mode=0o600, exist_ok=False)
+    except OSError as exc:
+        raise ExecutionError(
+            f"local: cannot create {params.source_path!r}: {exc.strerror or exc}"
+        ) from None
+    log.info("event=local_created path=%s as=%s", real, params.create_as)

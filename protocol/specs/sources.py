@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
@@ -23,9 +24,20 @@ class InlineParams(WireModel):
         return value
 
 
+# Bacalhau's CreateAs values for a local source that is not there yet, in its spelling.
+CREATE_DIR = "dir"
+CREATE_FILE = "file"
+NO_CREATE = "noCreate"
+CREATE_STRATEGIES = (CREATE_DIR, CREATE_FILE, NO_CREATE)
+
+
 class LocalParams(WireModel):
+    """A path of the compute node. ``CreateAs`` (``dir``, ``file`` or the default
+    ``noCreate``, in any case as in Bacalhau) makes a missing path when ``ReadWrite`` is set."""
+
     source_path: str = Field(alias="SourcePath")
     read_write: bool = Field(default=False, alias="ReadWrite")
+    create_as: str = Field(default=NO_CREATE, alias="CreateAs")
 
     @field_validator("source_path")
     @classmethod
@@ -33,6 +45,23 @@ class LocalParams(WireModel):
         if not value.startswith("/"):
             raise ValueError(f"{value!r} must be an absolute path on the compute node")
         return value
+
+    @field_validator("create_as", mode="before")
+    @classmethod
+    def _known_strategy(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return NO_CREATE
+        if isinstance(value, str):
+            for strategy in CREATE_STRATEGIES:
+                if strategy.lower() == value.strip().lower():
+                    return strategy
+            raise ValueError(f"{value!r} is not one of {', '.join(CREATE_STRATEGIES)}")
+        return value
+
+    @property
+    def creatable(self) -> bool:
+        """Whether a missing path is made rather than refused (Bacalhau: only read-write)."""
+        return self.read_write and self.create_as != NO_CREATE
 
 
 class URLDownloadParams(WireModel):

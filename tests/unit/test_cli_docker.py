@@ -166,6 +166,8 @@ def test_args_are_parameters_and_entrypoint_replaces_the_images() -> None:
         ((), [("outputs", "/outputs")]),
         (("-o", "outputs:/results"), [("outputs", "/results")]),
         (("-o", "mine:/outputs/"), [("mine", "/outputs/")]),
+        # Bacalhau's docs write `--output /outputs:/outputs`: that Name is the folder outputs
+        (("-o", "/outputs:/results"), [("/outputs", "/results")]),
         (("-p", "noop"), []),  # nothing to publish to
     ],
 )

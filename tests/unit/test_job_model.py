@@ -346,6 +346,45 @@ def test_task_names_and_paths_are_unique_and_usable(
     assert words in problem
 
 
+@pytest.mark.parametrize("name", ["/outputs", "outputs/", "./outputs", "//outputs", " outputs "])
+def test_a_result_name_is_its_folder_as_bacalhau_joins_it(name: str) -> None:
+    """Bacalhau's docs write ``Name: /outputs``; Go joins the Name to the results folder
+    (filepath.Join cleans it), so these are all the folder ``outputs``. The Name is kept as
+    given, but for the whitespace Bacalhau's Normalize trims."""
+    task = parse(job_doc(task={"ResultPaths": [{"Name": name, "Path": "/outputs"}]})).task
+    assert task.result_paths[0].name == name.strip()
+    assert task.result_paths[0].folder == "outputs"
+
+
+@pytest.mark.parametrize("name", ["/", "a/b", "../up", "/stdout/", "./..", "  "])
+def test_a_result_name_must_still_be_one_usable_folder(name: str) -> None:
+    where, problem = problem_of(job_doc(task={"ResultPaths": [{"Name": name, "Path": "/o"}]}))
+    assert where == "Job.Tasks[0].ResultPaths[0].Name"
+    assert "is not a usable result name" in problem
+
+
+def test_result_names_naming_one_folder_are_one_name() -> None:
+    results = [{"Name": "outputs", "Path": "/a"}, {"Name": "/outputs", "Path": "/b"}]
+    where, problem = problem_of(job_doc(task={"ResultPaths": results}))
+    assert where == "Job.Tasks[0].ResultPaths[1].Name"
+    assert "'outputs' is already the Name of ResultPaths[0]" in problem
+
+
+def test_paths_targets_and_aliases_lose_surrounding_whitespace_as_in_bacalhau() -> None:
+    task = parse(
+        job_doc(
+            task={
+                "InputSources": [{"Source": SOURCE, "Alias": " data ", "Target": " /in "}],
+                "ResultPaths": [{"Name": "out", "Path": "\t/out\n"}],
+            }
+        )
+    ).task
+    assert (task.input_sources[0].alias, task.input_sources[0].target) == ("data", "/in")
+    assert task.result_paths[0].path == "/out"
+    where, problem = problem_of(job_doc(task={"InputSources": [{"Source": SOURCE, "Target": " "}]}))
+    assert (where, problem) == ("Job.Tasks[0].InputSources[0].Target", "must not be empty")
+
+
 def test_empty_aliases_may_repeat() -> None:
     sources = [{"Source": SOURCE, "Target": "/a"}, {"Source": SOURCE, "Target": "/b"}]
     assert len(parse(job_doc(task={"InputSources": sources})).task.input_sources) == 2

@@ -229,6 +229,71 @@ def test_local_missing_path_is_an_error(tree: Path) -> None:
     assert not storage.has_locally(wanted.source)
 
 
+@pytest.mark.parametrize("create_as", ["dir", "DIR", "Dir"])
+def test_local_create_as_dir_makes_a_missing_read_write_folder(tree: Path, create_as: str) -> None:
+    """Bacalhau's ``CreateAs: dir`` (in any case), for a ReadWrite source only."""
+    storage = LocalStorage([f"{tree}/allowed:rw"])
+    path = tree / "allowed" / "made" / "here"
+    wanted = source("local", SourcePath=str(path), ReadWrite=True, CreateAs=create_as)
+    assert storage.has_locally(wanted.source)  # a node bids on it as if it had it
+    mount = storage.prepare(wanted, tree / "staging")
+    assert path.is_dir()
+    assert list(path.iterdir()) == []
+    assert mount.source == path
+    assert not mount.read_only
+    assert storage.prepare(wanted, tree / "staging").source == path  # there now: used
+
+
+def test_local_create_as_file_makes_an_empty_file_in_new_folders(tree: Path) -> None:
+    storage = LocalStorage([f"{tree}/allowed:rw"])
+    path = tree / "allowed" / "logs" / "job.log"
+    wanted = source("localDirectory", SourcePath=str(path), ReadWrite=True, CreateAs="file")
+    mount = storage.prepare(wanted, tree / "staging")
+    assert path.is_file()
+    assert path.read_bytes() == b""
+    assert mount.source == path
+    folder = source("local", SourcePath=f"{tree}/allowed/x/", ReadWrite=True, CreateAs="file")
+    with pytest.raises(ExecutionError, match="names a folder"):
+        storage.prepare(folder, tree / "staging")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"ReadWrite": False, "CreateAs": "dir"},  # Bacalhau creates only what may be written
+        {"ReadWrite": True, "CreateAs": "noCreate"},
+        {"ReadWrite": True},  # noCreate is the default
+    ],
+)
+def test_local_missing_path_is_made_only_when_read_write_and_create_as_asks(
+    tree: Path, params: dict[str, Any]
+) -> None:
+    storage = LocalStorage([f"{tree}/allowed:rw"])
+    path = tree / "allowed" / "nope"
+    wanted = source("local", SourcePath=str(path), **params)
+    assert not storage.has_locally(wanted.source)
+    with pytest.raises(ExecutionError, match=r"does not exist.*CreateAs"):
+        storage.prepare(wanted, tree / "staging")
+    assert not path.exists()
+
+
+def test_local_create_as_stays_inside_the_allow_list(tree: Path) -> None:
+    wanted = source("local", SourcePath=f"{tree}/elsewhere", ReadWrite=True, CreateAs="dir")
+    with pytest.raises(ExecutionError, match="not under an allow-listed path"):
+        LocalStorage([f"{tree}/allowed:rw"]).prepare(wanted, tree / "staging")
+    inside = source("local", SourcePath=f"{tree}/allowed/new", ReadWrite=True, CreateAs="dir")
+    with pytest.raises(ExecutionError, match="read-only"):
+        LocalStorage([tree / "allowed"]).prepare(inside, tree / "staging")
+    assert not (tree / "elsewhere").exists()
+    assert not (tree / "allowed" / "new").exists()
+
+
+def test_local_unknown_create_as_is_refused(tree: Path) -> None:
+    wanted = source("local", SourcePath=f"{tree}/allowed/new", ReadWrite=True, CreateAs="tree")
+    with pytest.raises(ExecutionError, match=r"CreateAs.*not one of dir, file, noCreate"):
+        LocalStorage([f"{tree}/allowed:rw"]).prepare(wanted, tree / "staging")
+
+
 def test_local_relative_source_path_is_an_error(tree: Path) -> None:
     with pytest.raises(ExecutionError, match="absolute path"):
         LocalStorage([tree]).prepare(source("localDirectory", SourcePath="data"), tree)
