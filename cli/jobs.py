@@ -19,7 +19,14 @@ from cli.options import ShowFlags, SubmitFlags, with_flag_groups
 from cli.output import OutputFormat, emit, print_note, write_stderr, write_stdout
 from cli.progress import download_progress
 from cli.submit import run_job
-from cli.tables import executions_table, history_table, job_overview, jobs_table
+from cli.tables import (
+    executions_table,
+    fields_grid,
+    history_table,
+    job_overview,
+    jobs_table,
+    node_choices,
+)
 from cli.wait import first_completed
 from protocol.execution import Execution
 from protocol.job import JobStateType
@@ -170,10 +177,14 @@ def describe(ctx: typer.Context, job_id: JobIdArgument, *, show: ShowFlags) -> N
     with show.client(ctx) as client:
         job = client.get_job(job_id)
         executions = client.executions(job.id)
+        history = client.history(job.id) if show.output is OutputFormat.TABLE else []
 
     def renderables() -> list[RenderableType]:
         shown: list[RenderableType] = [*job_overview(job), Text("")]
         shown.append(executions_table(executions, show.wide, title="Executions"))
+        choices = node_choices(executions, history)
+        if choices:
+            shown += [Text(""), fields_grid(choices, title="Why these nodes")]
         done = first_completed(executions)
         if done is not None and done.run_output is not None and done.run_output.stdout:
             shown += [Text(""), Text("Standard output", style="bold underline")]

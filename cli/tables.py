@@ -10,7 +10,7 @@ from rich.text import Text
 
 from cli.output import format_mapping, format_time, human_bytes, short_id
 from protocol.execution import Execution
-from protocol.history import JobHistory
+from protocol.history import EXECUTION_CREATED, JobHistory
 from protocol.job import InputSource, Job, JobStateType, SpecConfig
 from protocol.node import NodeState
 from protocol.resources import Resources
@@ -167,6 +167,21 @@ def nodes_table(nodes: Iterable[NodeState], wide: bool = False) -> Table:
             _free(format_mapping(info.labels), wide),
         )
     return table
+
+
+def node_choices(
+    executions: Iterable[Execution], history: Iterable[JobHistory]
+) -> list[tuple[str, RenderableType | str]]:
+    """Why the requester asked each execution's node: its rank and scores, as recorded when
+    the execution was created (``Execution created: ranked 1 of 3, score ...``)."""
+    nodes = {execution.id: execution.node_id for execution in executions}
+    prefix = f"{EXECUTION_CREATED}: "
+    rows: list[tuple[str, RenderableType | str]] = []
+    for entry in history:
+        if entry.execution_id in nodes and entry.comment.startswith(prefix):
+            label = f"{short_id(entry.execution_id)} on {short_id(nodes[entry.execution_id])}"
+            rows.append((label, entry.comment.removeprefix(prefix)))
+    return rows
 
 
 def fields_grid(

@@ -25,6 +25,7 @@ from protocol.wire import WireModel
 TOPIC_SUBMISSION = "Submission"
 TOPIC_JOB_STATE = "JobState"
 TOPIC_EXECUTION = "Execution"
+EXECUTION_CREATED = "Execution created"  # the comment of an execution's first entry
 
 _NS_PER_S = 1_000_000_000
 _RFC3339 = re.compile(

@@ -9,6 +9,9 @@ Syntax of :func:`parse_selector`, requirements separated by commas::
 
     region=eu  region==eu  zone!=a  env in (prod,staging)  env notin (dev)  gpu  !spot
     cores>4  cores<16
+
+A requirement whose key starts with ``favour_`` is a soft preference (``favour_zone=eu``:
+nodes labelled ``zone=eu`` rank first, the others still run the job).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ _SET = re.compile(rf"^({_KEY})\s+(in|notin)\s*\((.*)\)$")
 _COMPARE = re.compile(rf"^({_KEY})\s*(==|!=|=|>|<)\s*({_VALUE})?$")
 _SYMBOLS = {"=": "=", "==": "==", "!=": "!=", ">": "gt", "<": "lt"}
 _FIELD = "constraints"
+PREFERENCE_PREFIX = "favour_"
 
 
 def matches(labels: Mapping[str, str], requirement: LabelSelectorRequirement) -> bool:
@@ -68,6 +72,30 @@ def describe(requirement: LabelSelectorRequirement) -> str:
 def unmet(labels: Mapping[str, str], requirements: Iterable[LabelSelectorRequirement]) -> list[str]:
     """Descriptions of the requirements that ``labels`` do not satisfy, in order."""
     return [describe(req) for req in requirements if not matches(labels, req)]
+
+
+def is_preference(requirement: LabelSelectorRequirement) -> bool:
+    """A constraint whose key is ``favour_<label>``: a soft preference for nodes whose
+    ``<label>`` meets it. It orders the nodes that can run a job, never excludes one."""
+    return requirement.key.startswith(PREFERENCE_PREFIX) and len(requirement.key) > len(
+        PREFERENCE_PREFIX
+    )
+
+
+def hard_unmet(
+    labels: Mapping[str, str], constraints: Iterable[LabelSelectorRequirement]
+) -> list[str]:
+    """:func:`unmet` for a job's Constraints: what excludes a node (preferences do not)."""
+    return unmet(labels, [req for req in constraints if not is_preference(req)])
+
+
+def preferences(constraints: Iterable[LabelSelectorRequirement]) -> list[LabelSelectorRequirement]:
+    """The job's soft preferences, as requirements on the labels they name."""
+    return [
+        req.model_copy(update={"key": req.key.removeprefix(PREFERENCE_PREFIX)})
+        for req in constraints
+        if is_preference(req)
+    ]
 
 
 def _split(text: str) -> list[str]:

@@ -77,7 +77,7 @@ class Planner:
         for execution_id, reason in plan.cancel:
             self._cancel(execution_id, job.id, reason)
         for node in plan.ask:
-            self._ask(job, node.node_id, needs, plan.direct)
+            self._ask(job, node.node_id, needs, plan.direct, plan.why.get(node.node_id, ""))
         if plan.job_state is not None:
             current = job.state
             same = current.state_type == plan.job_state and (
@@ -151,9 +151,10 @@ class Planner:
             message = CancelExecution(execution_id=execution_id, job_id=job_id, reason=reason)
         self._send(execution, message)
 
-    def _ask(self, job: Job, node_id: str, needs: Resources, direct: bool) -> None:
+    def _ask(self, job: Job, node_id: str, needs: Resources, direct: bool, why: str = "") -> None:
         """Ask ``node_id`` to bid; ``direct``: to start at once if it bids (the requester
-        knows it has room), so no slot waits for an accept."""
+        knows it has room), so no slot waits for an accept. ``why``: its rank, for the
+        job's history."""
         execution = Execution(
             id=new_execution_id(),
             namespace=job.namespace,
@@ -164,7 +165,7 @@ class Planner:
             desired_state=DesiredState(state_type=D.RUNNING if direct else D.PENDING),
             compute_state=ComputeState(state_type=S.ASK_FOR_BID),
         )
-        stored = self._store.create_execution(execution)
+        stored = self._store.create_execution(execution, why)
         if self._on_placed is not None:
             self._on_placed(node_id, stored.id, needs)
         log.debug("event=ask_for_bid job=%s execution=%s node=%s", job.id, stored.id, node_id)

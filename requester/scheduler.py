@@ -66,6 +66,8 @@ class Plan:
     # Every able node is known to be full: the job waits in the requester's queue for room
     # (a result, a node's announcement), not for a timer.
     wait_for_room: bool = False
+    # Why each asked node: its rank among the able ones, its scores, who was skipped.
+    why: dict[str, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -346,6 +348,7 @@ def _plan_asks(
     if want > 0 and roomy:
         plan.ask = roomy[:want]
         plan.direct = config.over_ask <= 1
+        plan.why = _why(plan.ask, selection)
         # Look again when these bids are due, even if every ask or answer is lost.
         _wake(plan, now_ns + int(config.bid_timeout_s * 1e9) + 1)
         return
@@ -370,6 +373,25 @@ def _plan_asks(
         _fail(plan, live, f"queued for {queue_timeout_s:g}s without a node: {summary}")
     else:
         _queue(plan, job, now_ns, config, queued_since, f"waiting for a node: {summary}")
+
+
+SKIPPED_SHOWN = 3  # nodes whose reason a ranking note names (the rest are counted)
+
+
+def _why(asked: Sequence[NodeInfo], selection: Selection) -> dict[str, str]:
+    """``ranked 1 of 3, score 12.5 (capacity 9.5, preferences 3); skipped n-c: engine
+    docker not installed`` for each asked node."""
+    position = {node.node_id: index for index, node in enumerate(selection.ranked, 1)}
+    skipped = sorted(selection.rejected.items())
+    shown = "; ".join(f"{node}: {reason}" for node, reason in skipped[:SKIPPED_SHOWN])
+    if len(skipped) > SKIPPED_SHOWN:
+        shown += f"; and {len(skipped) - SKIPPED_SHOWN} more"
+    notes = {}
+    for node in asked:
+        rank = selection.ranks[node.node_id]
+        note = f"ranked {position[node.node_id]} of {len(selection.ranked)}, {rank.explain()}"
+        notes[node.node_id] = f"{note}; skipped {shown}" if shown else note
+    return notes
 
 
 def _shortage(

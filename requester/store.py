@@ -23,6 +23,7 @@ from protocol.bookkeeping import NO_VERDICT, NOT_QUEUED, Queueing, Verdict
 from protocol.errors import NotFoundError, StateTransitionError, ValidationError
 from protocol.execution import ComputeState, DesiredState, Execution, RunCommandResult
 from protocol.history import (
+    EXECUTION_CREATED,
     TOPIC_SUBMISSION,
     JobHistory,
     JobHistoryType,
@@ -310,10 +311,11 @@ class JobStore:
 
     # -- executions ---------------------------------------------------------------------------
 
-    def create_execution(self, execution: Execution) -> Execution:
+    def create_execution(self, execution: Execution, why: str = "") -> Execution:
         """Store a new execution of a stored job, revision 1, without its Job.
 
         It starts New, or AskForBid when the requester asks for a bid as it creates it.
+        ``why`` (why this node: its rank) goes into the history entry.
         """
         with self._transaction() as conn:
             self._load_job(conn, execution.job_id)
@@ -327,7 +329,10 @@ class JobStore:
             )
             sql.insert_execution(conn, stored)
             entry = execution_row(
-                stored, ExecutionStateType.UNDEFINED, time_ns=now, comment="Execution created"
+                stored,
+                ExecutionStateType.UNDEFINED,
+                time_ns=now,
+                comment=f"{EXECUTION_CREATED}: {why}" if why else EXECUTION_CREATED,
             )
             sql.insert_history(conn, entry)
             self._cache.put_execution(stored)

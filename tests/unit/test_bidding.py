@@ -239,3 +239,8 @@ def test_default_rules_bid_on_a_fitting_job_and_explain_the_first_problem() -> N
     assert decide(make_request(job), default_rules()) == no(
         "engine docker is not installed (installed: noop, wasm)", rule="engine"
     )
+
+
+def test_a_node_never_refuses_on_a_favour_preference() -> None:
+    preferring = make_job([{"Key": "favour_zone", "Operator": "=", "Values": ["x"]}])
+    assert LabelsRule().check(make_request(preferring)) == YES

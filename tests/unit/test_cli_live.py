@@ -182,3 +182,14 @@ def test_another_kind_of_server_on_the_api_port_is_named_as_such(foreign_server:
         ), result.stderr
         assert "404" in result.stderr
         assert "--api-host/--api-port" in result.stderr
+
+
+def test_describe_says_why_the_node_was_chosen(stack: Devstack, env: dict[str, str]) -> None:
+    """Two able compute nodes: the one asked is ranked first of two, with its scores."""
+    ended = run_job(stack.api_port, noop_job())
+    described = bacalao(env, "job", "describe", ended["ID"])
+    assert described.exit_code == 0, described.output
+    text = " ".join(described.stdout.split())
+    assert "Why these nodes" in text
+    assert "ranked 1 of 2, score " in text
+    assert "capacity " in text

@@ -445,3 +445,18 @@ def test_a_node_whose_execution_this_plan_fails_is_described_by_that_failure() -
     assert plan.ask == []  # not again in this round
     assert plan.job_state is JobStateType.QUEUED
     assert plan.job_message == "waiting for a node: a: no bid from a in time"
+
+
+def test_each_ask_says_why_its_node_ranks_there_and_who_was_skipped() -> None:
+    j = job(count=1)
+    j.constraints = Job.model_validate(
+        {
+            "Tasks": [{"Engine": {"Type": "noop"}}],
+            "Constraints": [{"Key": "zone", "Operator": "=", "Values": ["eu"]}],
+        }
+    ).constraints
+    nodes = [node("a", labels={"zone": "eu"}), node("b", labels={"zone": "us"})]
+    plan = schedule(j, [], nodes, NOW, SchedulerConfig(over_ask=1), random.Random(7))
+    assert [n.node_id for n in plan.ask] == ["a"]
+    assert plan.why["a"].startswith("ranked 1 of 1, score ")
+    assert plan.why["a"].endswith("; skipped b: labels do not match zone = eu")

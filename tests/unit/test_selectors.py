@@ -4,7 +4,15 @@ import pytest
 
 from protocol.errors import ValidationError
 from protocol.job import LabelSelectorRequirement
-from protocol.selectors import describe, matches, parse_selector, unmet
+from protocol.selectors import (
+    describe,
+    hard_unmet,
+    is_preference,
+    matches,
+    parse_selector,
+    preferences,
+    unmet,
+)
 
 
 def req(key: str, operator: str, *values: str) -> LabelSelectorRequirement:
@@ -233,3 +241,13 @@ def test_model_accepts_empty_value_and_int64_bounds() -> None:
     assert req("owner", "=", "").values == [""]
     assert req("n", "gt", "9223372036854775807").values == ["9223372036854775807"]
     assert req("n", "in", "a", "").values == ["a", ""]
+
+
+def test_favour_keys_are_soft_preferences_on_the_label_they_name() -> None:
+    constraints = [req("favour_region", "=", "us"), req("region", "=", "eu")]
+    assert hard_unmet({"region": "eu"}, constraints) == []  # the preference does not exclude
+    assert hard_unmet({"region": "us"}, constraints) == ["region = eu"]
+    (preference,) = preferences(constraints)
+    assert (preference.key, preference.values) == ("region", ["us"])
+    assert is_preference(constraints[0])
+    assert not is_preference(constraints[1])

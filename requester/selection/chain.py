@@ -1,0 +1,98 @@
+"""The ranking chain: filter the nodes that can run a job, then rank them, and say why.
+
+Every ranker sees every compute node in turn: the first that finds it unsuitable names the
+reason, and otherwise the node's rank is the sum of the rankers' scores, each kept, so the
+job's history can show why one node came before another.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from protocol.job import Job
+from protocol.node import NodeInfo
+from protocol.resources import Resources
+from protocol.selectors import is_preference, preferences
+from requester.selection.base import RankContext, Ranker, Score
+from requester.selection.capabilities import ENGINE, PUBLISHER, StorageRanker, source_types
+from requester.selection.capacity import CapacityRanker, SizeRanker
+from requester.selection.labels import AffinityRanker, ConstraintsRanker, PreferencesRanker
+from requester.selection.spread import PreviousRanker, RandomRanker
+
+# Filters first (the cheapest and the most telling refusals lead), then the orderings;
+# randomness last, so it draws once per able node, in the order the nodes were given.
+DEFAULT_RANKERS: tuple[Ranker, ...] = (
+    ENGINE,
+    PUBLISHER,
+    StorageRanker(),
+    ConstraintsRanker(),
+    SizeRanker(),
+    CapacityRanker(),
+    PreferencesRanker(),
+    AffinityRanker(),
+    PreviousRanker(),
+    RandomRanker(),
+)
+
+
+@dataclass(frozen=True)
+class NodeRank:
+    """Why an able node ranks where it does: each ranker's score, and their sum."""
+
+    scores: Mapping[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(self.scores.values())
+
+    def explain(self) -> str:
+        """``score 12.3 (capacity 9.5, preferences 3, random 0.21)``: nonzero scores only."""
+        parts = [f"{name} {value:.3g}" for name, value in self.scores.items() if value]
+        return f"score {self.total:.3g}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+@dataclass(frozen=True)
+class Selection:
+    ranked: list[NodeInfo]  # able nodes, best first
+    rejected: dict[str, str] = field(default_factory=dict)  # node -> why it cannot
+    ranks: dict[str, NodeRank] = field(default_factory=dict)  # able node -> its scores
+
+
+def select(
+    job: Job,
+    nodes: Sequence[NodeInfo],
+    previous: Mapping[str, int],
+    rng: random.Random,
+    needs: Resources,
+    rankers: Sequence[Ranker] = DEFAULT_RANKERS,
+) -> Selection:
+    """Nodes able to run ``job``, best first, and why each other compute node is not."""
+    context = RankContext(
+        needs=needs,
+        previous=previous,
+        rng=rng,
+        sources=frozenset(source_types(job)),
+        constraints=tuple(req for req in job.constraints if not is_preference(req)),
+        preferences=tuple(preferences(job.constraints)),
+    )
+    rejected: dict[str, str] = {}
+    ranks: dict[str, NodeRank] = {}
+    able: list[NodeInfo] = []
+    for node in nodes:
+        if node.compute_node_info is None:
+            continue  # a requester: not a candidate, not worth a reason
+        scores: dict[str, float] = {}
+        for ranker in rankers:
+            result = ranker.rank(job, node, context)
+            if isinstance(result, Score):
+                scores[ranker.name] = result.value
+                continue
+            rejected[node.node_id] = result.reason
+            break
+        else:
+            able.append(node)
+            ranks[node.node_id] = NodeRank(scores)
+    able.sort(key=lambda node: ranks[node.node_id].total, reverse=True)
+    return Selection(ranked=able, rejected=rejected, ranks=ranks)
