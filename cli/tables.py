@@ -12,7 +12,7 @@ from cli.output import format_mapping, format_time, human_bytes, short_id
 from protocol.execution import Execution
 from protocol.history import EXECUTION_CREATED, JobHistory
 from protocol.job import InputSource, Job, JobStateType, SpecConfig
-from protocol.node import NodeState
+from protocol.node import NodeReputation, NodeState
 from protocol.resources import Resources
 from protocol.selectors import describe
 from protocol.states import ExecutionStateType
@@ -152,7 +152,15 @@ def resources_text(resources: Resources) -> str:
 
 def nodes_table(nodes: Iterable[NodeState], wide: bool = False) -> Table:
     table = _table(
-        "ID", "Type", "Connection", "Engines", "Publishers", "Available", "Labels", wide=wide
+        "ID",
+        "Type",
+        "Connection",
+        "Engines",
+        "Publishers",
+        "Available",
+        "Reputation",
+        "Labels",
+        wide=wide,
     )
     for node in nodes:
         info = node.info
@@ -164,6 +172,7 @@ def nodes_table(nodes: Iterable[NodeState], wide: bool = False) -> Table:
             ", ".join(compute.execution_engines) if compute else "",
             ", ".join(compute.publishers) if compute else "",
             _capacity(compute.available_capacity) if compute else "",
+            reputation_text(node.reputation) if compute else "",
             _free(format_mapping(info.labels), wide),
         )
     return table
@@ -283,5 +292,19 @@ def node_overview(node: NodeState) -> list[RenderableType]:
             ("Largest job", _largest_job(compute.max_job_requirements)),
             ("Running", str(compute.running_executions)),
             ("Queued", str(compute.enqueued_executions)),
+            ("Reputation", reputation_text(node.reputation, long=True)),
         ]
     return [fields_grid(rows, title="Node")]
+
+
+def reputation_text(reputation: NodeReputation | None, long: bool = False) -> str:
+    """``0.83`` (``0.83: 4.9 completed, 0.2 failed, decayed`` when ``long``); ``-`` with no
+    history."""
+    if reputation is None:
+        return "-"
+    if not long:
+        return f"{reputation.score:.2f}"
+    return (
+        f"{reputation.score:.2f}: {reputation.completed:.3g} completed, "
+        f"{reputation.failed:.3g} failed (decayed, half-life 1 h)"
+    )

@@ -62,10 +62,21 @@ class NodeConnection(enum.StrEnum):
     DISCONNECTED = "DISCONNECTED"
 
 
+class NodeReputation(WireModel):
+    """How the node's executions ended, as the requester counts them (decayed over time):
+    ``Score`` is (completed + 1) / (completed + failed + 2), 0.5 with no history."""
+
+    score: float = Field(alias="Score")
+    completed: float = Field(default=0.0, alias="Completed")
+    failed: float = Field(default=0.0, alias="Failed")
+
+
 class NodeState(WireModel):
-    """A node as the requester sees it: what it announced, and whether it is still there."""
+    """A node as the requester sees it: what it announced, whether it is still there, and
+    (a bacalao addition) its reputation."""
 
     info: NodeInfo = Field(alias="Info")
     membership: str = Field(default="APPROVED", alias="Membership")
     connection: NodeConnection = Field(default=NodeConnection.CONNECTED, alias="Connection")
     last_seen: int = Field(default=0, alias="LastSeen")
+    reputation: NodeReputation | None = Field(default=None, alias="Reputation")

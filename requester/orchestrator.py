@@ -43,7 +43,7 @@ from protocol.messages import (
     RunResult,
     ShutdownNotice,
 )
-from protocol.node import NodeInfo, NodeState
+from protocol.node import NodeInfo, NodeReputation, NodeState
 from protocol.resources import Resources
 from protocol.specs import validate_job
 from protocol.states import ExecutionDesiredStateType as D
@@ -62,6 +62,7 @@ from requester.events import (
 from requester.limits import SubmissionLimits, check_limits
 from requester.nodes import NodeTable
 from requester.planner import Held, Outbox, Planner
+from requester.reputation import Reputations
 from requester.room import Ledger, Room
 from requester.scheduler import (
     ASKING,
@@ -146,6 +147,7 @@ class Orchestrator:
         self.counts: Counter[str] = Counter()  # asks and their answers, for /metrics
         self.refusals: Counter[str] = Counter()  # refused asks by what refused them
         self._evaluations = 0
+        self.reputations = Reputations(store.reputations(), store.put_reputation, now_ns)
         store.on_execution_ended(self._ended)
 
     # -- OrchestratorService -------------------------------------------------------------
@@ -186,7 +188,15 @@ class Orchestrator:
         """This node first (as gossip last saw it, for a hybrid's live capacity), then the rest."""
         table = {state.info.node_id: state for state in self.node_table.states()}
         mine = table.pop(self._info.node_id, NodeState(info=self._info))
-        return [mine, *table.values()]
+        return [self._with_reputation(state) for state in (mine, *table.values())]
+
+    def _with_reputation(self, state: NodeState) -> NodeState:
+        reputation = self.reputations.get(state.info.node_id)
+        if reputation is None:
+            return state
+        now = reputation.decayed(now_ns())
+        shown = NodeReputation(score=now.score, completed=now.completed, failed=now.failed)
+        return state.model_copy(update={"reputation": shown})
 
     def self_info(self) -> NodeInfo:
         return self._info
@@ -387,7 +397,9 @@ class Orchestrator:
             rooms[node_id] = rooms[node_id].plus(needs, -1)
 
     def _ended(self, execution: Execution) -> None:
-        """Store listener: an execution ended, its room is free again."""
+        """Store listener: an execution ended, its room is free again, and what it says of
+        its node counts in the node's reputation."""
+        self.reputations.record(execution)
         if threading.get_ident() == self._worker:
             self._ledger.ended(execution.id)
             self._room_freed = True
@@ -471,6 +483,7 @@ class Orchestrator:
             settle_until_ns,
             announced,
             self._rooms,
+            self.reputations.scores,
         )
         if plan.wait_for_room:
             eligible = frozenset(plan.eligible)

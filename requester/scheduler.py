@@ -88,6 +88,7 @@ class Wait:
     room: Mapping[str, Room] | None  # each node's room as the requester knows it (None: unknown)
     placed: frozenset[str]  # direct asks not yet answered: they hold their node's room
     needs: Resources  # the job's size, defaults filled in (job_needs)
+    reputation: Mapping[str, float] = field(default_factory=dict)  # node -> score (0, 1)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def schedule(
     settle_until_ns: int = 0,
     announced: Mapping[str, int] = NO_NEWS,
     room: Mapping[str, Room] | None = None,
+    reputation: Mapping[str, float] | None = None,
 ) -> Plan:
     """``nodes`` are connected; ``away`` went silent lately and may come back, so a job
     only they could run waits (until its queue timeout) instead of failing. Until
@@ -158,7 +160,8 @@ def schedule(
     ``announced`` says when each node last announced itself: a node that refused as busy and
     announced since may have room now, and is asked again without waiting for a new round.
     ``room`` says how much each node has free (see :mod:`requester.room`): a node known to
-    lack room for the job is not asked; the job waits, queued, for room to free."""
+    lack room for the job is not asked; the job waits, queued, for room to free.
+    ``reputation`` is each node's score (requester/reputation.py): it ranks nodes."""
     plan = Plan(job_id=job.id)
     connected = {node.node_id for node in nodes}
     live = [e for e in executions if not e.state.terminal]
@@ -263,7 +266,15 @@ def schedule(
     lost = bool(failed_now)
     lost = lost or bool(select(job, away, {}, rng, needs).ranked)
     wait = Wait(
-        needed, undecided, lost, settle_until_ns if settling else 0, announced, room, placed, needs
+        needed,
+        undecided,
+        lost,
+        settle_until_ns if settling else 0,
+        announced,
+        room,
+        placed,
+        needs,
+        reputation or {},
     )
     _plan_asks(plan, job, executions, live, nodes, now_ns, config, rng, wait)
     return plan
@@ -314,7 +325,7 @@ def _plan_asks(
     previous: dict[str, int] = {}
     for execution in executions:
         previous[execution.node_id] = previous.get(execution.node_id, 0) + 1
-    selection = select(job, nodes, previous, rng, wait.needs)
+    selection = select(job, nodes, previous, rng, wait.needs, reputation=wait.reputation)
     # Waiting may help: nodes were busy or lost, the job asked to queue, or it is queued.
     may_wait = (
         any_busy

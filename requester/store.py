@@ -41,6 +41,7 @@ from protocol.states import (
 )
 from protocol.wire import STORED
 from requester import store_schema as sql
+from requester.reputation import Reputation
 from requester.store_cache import RowCache
 from requester.store_schema import ORDER_COLUMNS, PageToken
 
@@ -611,6 +612,30 @@ class JobStore:
             jobs = conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
             runs = conn.execute("SELECT state, COUNT(*) FROM executions GROUP BY state").fetchall()
         return {str(s): int(n) for s, n in jobs}, {int(s): int(n) for s, n in runs}
+
+    # -- reputations ---------------------------------------------------------------------
+
+    def reputations(self) -> dict[str, Reputation]:
+        """Every node's reputation as last saved."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT node_id, completed, failed, updated_ns FROM reputations"
+            ).fetchall()
+        return {
+            node: Reputation(completed, failed, updated)
+            for node, completed, failed, updated in rows
+        }
+
+    def put_reputation(self, node_id: str, reputation: Reputation) -> None:
+        """Save a node's reputation (in the batch under way, if any)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO reputations (node_id, completed, failed, updated_ns)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET"
+                " completed = excluded.completed, failed = excluded.failed,"
+                " updated_ns = excluded.updated_ns",
+                (node_id, reputation.completed, reputation.failed, reputation.updated_ns),
+            )
 
     def on_execution_ended(self, listener: Callable[[Execution], None]) -> None:
         """Call ``listener`` with every execution this store moves to a terminal state."""

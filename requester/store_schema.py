@@ -95,6 +95,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                 '$.ComputeState.Details.NeverRan', '$.ComputeState.Details.Busy')
         WHERE json_extract(json, '$.ComputeState.Details') IS NOT NULL""",
     ),
+    # 4: each node's reputation (requester/reputation.py), kept across restarts.
+    (
+        """CREATE TABLE reputations (
+            node_id TEXT PRIMARY KEY,
+            completed REAL NOT NULL,
+            failed REAL NOT NULL,
+            updated_ns INTEGER NOT NULL
+        )""",
+    ),
 )
 # What a Job or an Execution is read from: its JSON and its bookkeeping columns.
 JOB_COLUMNS = "json, queued_since_ns, round_ns, prev_round_ns, retries"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from protocol.job import Job, LabelSelectorRequirement
@@ -45,6 +45,7 @@ class RankContext:
     sources: frozenset[str] = frozenset()  # every storage source type the job reads
     constraints: tuple[LabelSelectorRequirement, ...] = ()  # the hard ones
     preferences: tuple[LabelSelectorRequirement, ...] = ()  # favour_ ones, on their label
+    reputation: Mapping[str, float] = field(default_factory=dict)  # node -> score in (0, 1)
 
 
 class Ranker(Protocol):

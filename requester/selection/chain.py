@@ -19,6 +19,7 @@ from requester.selection.base import RankContext, Ranker, Score
 from requester.selection.capabilities import ENGINE, PUBLISHER, StorageRanker, source_types
 from requester.selection.capacity import CapacityRanker, SizeRanker
 from requester.selection.labels import AffinityRanker, ConstraintsRanker, PreferencesRanker
+from requester.selection.reputation import ReputationRanker
 from requester.selection.spread import PreviousRanker, RandomRanker
 
 # Filters first (the cheapest and the most telling refusals lead), then the orderings;
@@ -33,6 +34,7 @@ DEFAULT_RANKERS: tuple[Ranker, ...] = (
     PreferencesRanker(),
     AffinityRanker(),
     PreviousRanker(),
+    ReputationRanker(),
     RandomRanker(),
 )
 
@@ -67,8 +69,10 @@ def select(
     rng: random.Random,
     needs: Resources,
     rankers: Sequence[Ranker] = DEFAULT_RANKERS,
+    reputation: Mapping[str, float] | None = None,
 ) -> Selection:
-    """Nodes able to run ``job``, best first, and why each other compute node is not."""
+    """Nodes able to run ``job``, best first, and why each other compute node is not.
+    ``reputation``: each node's score (see requester/reputation.py), unknown nodes 0.5."""
     context = RankContext(
         needs=needs,
         previous=previous,
@@ -76,6 +80,7 @@ def select(
         sources=frozenset(source_types(job)),
         constraints=tuple(req for req in job.constraints if not is_preference(req)),
         preferences=tuple(preferences(job.constraints)),
+        reputation=reputation or {},
     )
     rejected: dict[str, str] = {}
     ranks: dict[str, NodeRank] = {}

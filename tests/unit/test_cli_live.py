@@ -193,3 +193,22 @@ def test_describe_says_why_the_node_was_chosen(stack: Devstack, env: dict[str, s
     assert "Why these nodes" in text
     assert "ranked 1 of 2, score " in text
     assert "capacity " in text
+
+
+def test_node_list_shows_the_reputation_of_nodes_that_ran_jobs(
+    stack: Devstack, env: dict[str, str]
+) -> None:
+    ended = run_job(stack.api_port, noop_job())
+    ran_on = {execution["NodeID"] for execution in ended["executions"]}
+    listed = bacalao(env, "node", "list", "--output", "json")
+    assert listed.exit_code == 0, listed.output
+    reputations = {
+        node["Info"]["NodeID"]: node.get("Reputation") for node in json.loads(listed.stdout)
+    }
+    for node_id in ran_on:
+        reputation = reputations[node_id]
+        assert reputation is not None
+        assert reputation["Completed"] >= 1
+        assert reputation["Score"] > 0.5
+    table = bacalao(env, "node", "list")
+    assert "Reputation" in table.stdout

@@ -1,0 +1,104 @@
+"""Each node's reputation, from how its executions ended: decayed counts, one score.
+
+A completed execution counts for the node; one that failed for a reason of the node's (it
+disconnected, restarted, lost the execution, did not answer an ask in time, or reported a
+retryable error) counts against it. A task that failed by itself (its exit code) would fail
+anywhere, and a refusal is a node's right: neither counts. Counts decay with a half-life, so a
+node that failed an hour ago and has run well since is trusted again.
+
+The score is ``(completed + 1) / (completed + failed + 2)``: 0.5 for a node with no history,
+towards 1 for one that always completes. The requester ranks by it
+(:class:`requester.selection.reputation.ReputationRanker`), keeps it in the job store (the
+``reputations`` table) and shows it with each node (``bacalao node list``).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from protocol.execution import Execution
+from protocol.states import ExecutionStateType as S
+
+HALF_LIFE_S = 3600.0
+
+
+class Outcome(enum.Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"  # the node's doing
+
+
+def outcome_of(execution: Execution) -> Outcome | None:
+    """What an ended execution says of its node (None: nothing)."""
+    if execution.state == S.COMPLETED:
+        return Outcome.COMPLETED
+    if execution.state == S.FAILED and execution.verdict.retryable:
+        return Outcome.FAILED
+    return None
+
+
+@dataclass(frozen=True)
+class Reputation:
+    completed: float = 0.0  # decayed counts, as of updated_ns
+    failed: float = 0.0
+    updated_ns: int = 0
+
+    @property
+    def score(self) -> float:
+        return (self.completed + 1) / (self.completed + self.failed + 2)
+
+    def decayed(self, now_ns: int, half_life_s: float = HALF_LIFE_S) -> Reputation:
+        """The counts as they stand at ``now_ns``."""
+        elapsed_s = max(0.0, (now_ns - self.updated_ns) / 1e9) if self.updated_ns else 0.0
+        factor = math.pow(0.5, elapsed_s / half_life_s)
+        return Reputation(self.completed * factor, self.failed * factor, now_ns)
+
+    def recorded(self, outcome: Outcome, now_ns: int) -> Reputation:
+        now = self.decayed(now_ns)
+        if outcome is Outcome.COMPLETED:
+            return Reputation(now.completed + 1, now.failed, now_ns)
+        return Reputation(now.completed, now.failed + 1, now_ns)
+
+
+NO_HISTORY = Reputation()
+
+
+class Reputations:
+    """Thread-safe: executions end on the orchestrator's thread and on the API's. ``save``
+    persists a node's new reputation (the store's ``put_reputation``)."""
+
+    def __init__(
+        self,
+        loaded: Mapping[str, Reputation],
+        save: Callable[[str, Reputation], None],
+        clock_ns: Callable[[], int],
+    ) -> None:
+        self._reputations = dict(loaded)
+        self._scores = {node: reputation.score for node, reputation in loaded.items()}
+        self._save = save
+        self._clock_ns = clock_ns
+        self._lock = threading.Lock()
+
+    def record(self, execution: Execution) -> None:
+        outcome = outcome_of(execution)
+        if outcome is None:
+            return
+        with self._lock:
+            before = self._reputations.get(execution.node_id, NO_HISTORY)
+            after = before.recorded(outcome, self._clock_ns())
+            self._reputations[execution.node_id] = after
+            self._scores[execution.node_id] = after.score
+            self._save(execution.node_id, after)
+
+    def get(self, node_id: str) -> Reputation | None:
+        with self._lock:
+            return self._reputations.get(node_id)
+
+    @property
+    def scores(self) -> Mapping[str, float]:
+        """Each known node's score as of its latest outcome (read without the lock: the
+        ranking tolerates a score a moment old)."""
+        return self._scores
