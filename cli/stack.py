@@ -29,6 +29,8 @@ from cli.security import security_for
 from compute.bidding.locality import DataLocality
 from compute.bidding.selection import JobSelection
 from compute.executors.registry import default_executors
+from compute.gpus import detect as detect_gpus
+from compute.gpus import gpu_labels
 from compute.metrics import ComputeMetrics
 from compute.node import ComputeConfig, ComputeNode
 from compute.publishers.capability import ResultLinks
@@ -174,9 +176,10 @@ class NodeProcess:
         self.results_server: APIServer | None = None
         self.local_publisher_url: str | None = None
         self.boot_id = secrets.token_hex(8)
-        # what it says it is (Operating-System, Architecture, hostname), under the operator's
+        # what it is (Operating-System, Architecture, hostname, GPUs), under the operator's
         self.labels = {
             **runtime_labels(platform.system(), platform.machine(), socket.gethostname()),
+            **(gpu_labels(detect_gpus()) if options.compute else {}),
             **options.labels,
         }
         # This node's Prometheus metrics (its own registry: nodes may share a process), served
