@@ -21,6 +21,8 @@ from protocol.errors import ValidationError
 from protocol.job import Job, LabelSelectorRequirement, result_folder
 from protocol.selectors import parse_selector
 from protocol.specs import validate_job
+from protocol.verification import VERIFY_KEY
+from protocol.verification import problem as verification_problem
 
 DEFAULT_ENTRYPOINT = "_start"
 DEFAULT_PUBLISHER = "local"
@@ -83,6 +85,7 @@ class TaskSpec:
     labels: Sequence[str] = ()
     constraints: Sequence[str] = ()
     selectors: Sequence[str] = ()
+    verify: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,13 +233,19 @@ def _job_wire(
         "Timeouts": {"ExecutionTimeout": spec.timeout_s},
     }
     constraints = parse_constraints(spec.constraints, spec.selectors)
-    return {
+    job: dict[str, Any] = {
         "Type": "batch",
         "Count": spec.count,
         "Labels": parse_labels(spec.labels),
         "Constraints": [requirement.to_wire() for requirement in constraints],
         "Tasks": [task],
     }
+    if spec.verify:
+        job["Meta"] = {VERIFY_KEY: spec.verify}
+        problem = verification_problem(Job.model_validate(job))
+        if problem:
+            raise JobSpecError(problem, option="--verify")
+    return job
 
 
 def build_wasm_job(spec: WasmRunSpec) -> BuiltJob:

@@ -101,6 +101,15 @@ class TaskFlags:
             "--count", help="How many nodes run the program.", min=1, rich_help_panel=PLACEMENT
         ),
     ] = 1
+    verify: Annotated[
+        str,
+        typer.Option(
+            "--verify",
+            help="Compare the results of the --count runs and keep the one most of them agree "
+            "on: deterministic (the others' nodes lose reputation).",
+            rich_help_panel=PLACEMENT,
+        ),
+    ] = ""
     labels: Annotated[
         list[str] | None,
         repeatable(

@@ -125,6 +125,9 @@ class NodeOptions:
     local_publisher_port: int | None = None  # None: DEFAULT_LOCAL_PUBLISHER_PORT, as api_port
     local_publisher_listen: str | None = None  # bound; None: local_publisher_host
     data_locality: str = "anywhere"
+    # Tests only (no flag): this compute node's results differ from every other's, to show
+    # that verification finds it out.
+    tamper_results: bool = False
     accept_networked: bool = False  # bid on jobs asking for network access
     job_selection: JobSelection = field(default_factory=JobSelection)  # --job-selection-*
     docker_host: str | None = None  # None: DOCKER_HOST, else the local socket
@@ -385,6 +388,7 @@ class NodeProcess:
                 max_execution_timeout_s=float(options.limits.max_execution_timeout_s),
                 accept_networked_jobs=options.accept_networked,
                 job_selection=options.job_selection,
+                tamper_results=options.tamper_results,
             ),
             plugins,
             self.outbox,

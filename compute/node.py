@@ -76,6 +76,7 @@ class ComputeConfig:
     bid_workers: int = 4
     installed_check_s: float = 10.0
     job_selection: JobSelection = field(default_factory=JobSelection)
+    tamper_results: bool = False  # tests only: this node's results differ from all others'
 
 
 Installed = tuple[frozenset[str], frozenset[str], frozenset[str]]
@@ -112,6 +113,7 @@ class ComputeNode:
             work_dir / "executions",
             default_timeout_s=config.default_execution_timeout_s,
             activity=ActivityLog(work_dir / "activity.jsonl"),
+            tamper_results=config.tamper_results,
         )
         self._slots = Slots()  # every execution this node was asked about, by state
         self._lock = threading.Lock()

@@ -25,6 +25,7 @@ from compute.executors.base import Executor, Mount, RunRequest
 from compute.executors.interrupts import RunControl, RunControls, StopReason
 from compute.publishers.base import Publisher
 from compute.registry import Registry
+from compute.result_hash import result_hash
 from compute.storage.base import StorageProvider
 from protocol.errors import BacalaoError, ExecutionError, RetryableExecutionError
 from protocol.execution import Execution, RunCommandResult
@@ -33,6 +34,7 @@ from protocol.job import InputSource
 from protocol.messages import ComputeError, Message, RunResult
 from protocol.resources import Resources
 from protocol.specs import SOURCES
+from protocol.verification import verification
 
 log = logging.getLogger("bacalao.compute")
 
@@ -96,8 +98,11 @@ class Runner:
         default_timeout_s: float = 1800.0,
         output_limit_bytes: int = 64 * 1024,
         activity: ActivityLog | None = None,
+        tamper_results: bool = False,
     ) -> None:
         self._node_id = node_id
+        # Tests only: a node whose results differ from every other's (see verification).
+        self._tamper_results = tamper_results
         self._plugins = plugins
         self._work_dir = work_dir
         self._default_timeout_s = default_timeout_s
@@ -216,6 +221,10 @@ class Runner:
             exit_code=outcome.exit_code,
         )
         (results_dir / "exitCode").write_text(str(outcome.exit_code))
+        if self._tamper_results:
+            with (results_dir / "stdout").open("a") as stdout_file:
+                stdout_file.write(f"tampered by {self._node_id}\n")
+        hashed = result_hash(results_dir) if verification(job) else ""
         publisher = self._plugins.publishers.get(task.publisher.type)
         published = publisher.publish(task.publisher, job.id, execution.id, results_dir)
         stdout, stdout_cut = read_truncated(results_dir / "stdout", self._output_limit_bytes)
@@ -229,6 +238,7 @@ class Runner:
         return RunResult(
             execution_id=execution.id,
             job_id=job.id,
+            result_hash=hashed,
             published_result=published,
             run_output=RunCommandResult(
                 stdout=stdout,

@@ -25,11 +25,13 @@ class Queueing:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What the requester concluded when an execution ended. All false while it is live."""
+    """What the requester concluded when an execution ended (or, for ``mismatched``, when
+    the job's results were compared). All false while it is live."""
 
     retryable: bool = False  # another node may well succeed where this one failed
     never_ran: bool = False  # ended while bidding: not an attempt to run, the queue bounds it
     busy: bool = False  # refused for lack of room, not for anything the job asks
+    mismatched: bool = False  # completed, but its result is not the one most agree on
 
 
 NOT_QUEUED = Queueing()

@@ -65,6 +65,9 @@ class RunResult(Message):
     job_id: str = Field(alias="JobID")
     published_result: SpecConfig | None = Field(default=None, alias="PublishResult")
     run_output: RunCommandResult = Field(alias="RunCommandResult")
+    # "sha256:...": what the run produced, for a job that asks for verification
+    # (protocol/verification.py); "" otherwise.
+    result_hash: str = Field(default="", alias="ResultHash")
 
 
 class ComputeError(Message):

@@ -221,7 +221,9 @@ def _jobs_router(service: OrchestratorService) -> APIRouter:
         results = [
             run.published_result.to_wire()
             for run in service.store.executions(job.id)
-            if run.state == ExecutionStateType.COMPLETED and run.published_result is not None
+            if run.state == ExecutionStateType.COMPLETED
+            and run.published_result is not None
+            and not run.verdict.mismatched  # a verified job's results are the majority's
         ]
         return listing(results)
 

@@ -48,6 +48,7 @@ from protocol.resources import Resources
 from protocol.specs import validate_job
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
+from protocol.verification import RESULT_HASH
 from requester.backlog import Backlog
 from requester.events import (
     Evaluate,
@@ -129,7 +130,9 @@ class Orchestrator:
         self._rng = rng or random.Random()
         self.node_table = NodeTable(self._config.disconnect_after_s)
         self._held = Held()
-        self._planner = Planner(store, self._held, on_placed=self._placed)
+        self._planner = Planner(
+            store, self._held, on_placed=self._placed, on_mismatch=self._mismatched
+        )
         self._ledger = Ledger()
         self._backlog = Backlog()
         self._rooms: dict[str, Room] | None = None  # the room known, for the chunk under way
@@ -396,6 +399,10 @@ class Orchestrator:
         if rooms is not None and node_id in rooms:
             rooms[node_id] = rooms[node_id].plus(needs, -1)
 
+    def _mismatched(self, execution: Execution) -> None:
+        """Planner listener: a completed execution's result lost a verified job's vote."""
+        self.reputations.record(execution)
+
     def _ended(self, execution: Execution) -> None:
         """Store listener: an execution ended, its room is free again, and what it says of
         its node counts in the node's reputation."""
@@ -630,6 +637,7 @@ class Orchestrator:
             message=message,
             run_output=output,
             published_result=result.published_result,
+            details={RESULT_HASH: result.result_hash} if result.result_hash else None,
             expect=(S.BID_ACCEPTED, S.RUNNING, S.PUBLISHING),
         )
         return execution.job_id

@@ -52,10 +52,17 @@ Placed = Callable[[str, str, Resources], None]
 class Planner:
     """``on_placed(node_id, execution_id, needs)`` hears of every ask sent (its room taken)."""
 
-    def __init__(self, store: JobStore, outbox: Sender, on_placed: Placed | None = None) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        outbox: Sender,
+        on_placed: Placed | None = None,
+        on_mismatch: Callable[[Execution], None] | None = None,
+    ) -> None:
         self._store = store
         self._outbox = outbox
         self._on_placed = on_placed
+        self._on_mismatch = on_mismatch
 
     def apply(self, plan: Plan, job: Job, needs: Resources) -> None:
         for execution_id, reason in plan.fail:
@@ -76,6 +83,8 @@ class Planner:
                 )
         for execution_id, reason in plan.cancel:
             self._cancel(execution_id, job.id, reason)
+        for execution_id, reason in plan.mismatched:
+            self._mismatch(execution_id, reason)
         for node in plan.ask:
             self._ask(job, node.node_id, needs, plan.direct, plan.why.get(node.node_id, ""))
         if plan.job_state is not None:
@@ -115,6 +124,18 @@ class Planner:
                 "event=execution_update_skipped execution=%s reason=%r", execution_id, str(exc)
             )
             return None
+
+    def _mismatch(self, execution_id: str, reason: str) -> None:
+        """A completed execution whose result lost the vote: marked, its node told of."""
+        marked = self._store.update_execution(
+            execution_id,
+            message=reason,
+            expect=(S.COMPLETED,),
+            verdict=Verdict(mismatched=True),
+        )
+        log.info("event=result_mismatched execution=%s node=%s", execution_id, marked.node_id)
+        if self._on_mismatch is not None:
+            self._on_mismatch(marked)
 
     def _fail(self, execution_id: str, reason: str) -> None:
         before = self._store.get_execution(execution_id)

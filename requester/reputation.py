@@ -2,7 +2,8 @@
 
 A completed execution counts for the node; one that failed for a reason of the node's (it
 disconnected, restarted, lost the execution, did not answer an ask in time, or reported a
-retryable error) counts against it. A task that failed by itself (its exit code) would fail
+retryable error) counts against it, and so does a result that lost a verified job's vote
+(:mod:`requester.verifier`). A task that failed by itself (its exit code) would fail
 anywhere, and a refusal is a node's right: neither counts. Counts decay with a half-life, so a
 node that failed an hour ago and has run well since is trusted again.
 
@@ -29,12 +30,13 @@ HALF_LIFE_S = 3600.0
 class Outcome(enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"  # the node's doing
+    MISMATCHED = "mismatched"  # it completed, but its result lost a verified job's vote
 
 
 def outcome_of(execution: Execution) -> Outcome | None:
     """What an ended execution says of its node (None: nothing)."""
     if execution.state == S.COMPLETED:
-        return Outcome.COMPLETED
+        return Outcome.MISMATCHED if execution.verdict.mismatched else Outcome.COMPLETED
     if execution.state == S.FAILED and execution.verdict.retryable:
         return Outcome.FAILED
     return None
@@ -60,6 +62,8 @@ class Reputation:
         now = self.decayed(now_ns)
         if outcome is Outcome.COMPLETED:
             return Reputation(now.completed + 1, now.failed, now_ns)
+        if outcome is Outcome.MISMATCHED:  # counted as completed when it ended: no more
+            return Reputation(max(0.0, now.completed - 1), now.failed + 1, now_ns)
         return Reputation(now.completed, now.failed + 1, now_ns)
 
 

@@ -21,8 +21,10 @@ from protocol.node import NodeInfo
 from protocol.resources import Resources
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
+from protocol.verification import verification
 from requester.room import Room
 from requester.selection import Selection, select, source_types
+from requester.verifier import hash_of, verify
 
 ASKING = (S.ASK_FOR_BID, S.ASK_FOR_BID_ACCEPTED)
 
@@ -68,11 +70,19 @@ class Plan:
     wait_for_room: bool = False
     # Why each asked node: its rank among the able ones, its scores, who was skipped.
     why: dict[str, str] = field(default_factory=dict)
+    # A verified job's completed executions whose result lost the vote, and why.
+    mismatched: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return not (
-            self.fail or self.accept or self.reject or self.cancel or self.ask or self.job_state
+            self.fail
+            or self.accept
+            or self.reject
+            or self.cancel
+            or self.ask
+            or self.job_state
+            or self.mismatched
         )
 
 
@@ -208,6 +218,16 @@ def schedule(
             f"execution {failure.id} on {failure.node_id} failed: {failure.compute_state.message}"
         )
         return plan
+    if len(completed) >= job.count and verification(job):
+        verdicts = verify(completed)
+        if verdicts.disagreement:
+            _fail(plan, live, f"verification failed: {verdicts.disagreement}")
+            return plan
+        plan.mismatched = [
+            (e.id, f"result {hash_of(e)} differs from the majority's {verdicts.majority}")
+            for e in verdicts.mismatched
+            if not e.verdict.mismatched
+        ]
     if len(completed) >= job.count:
         plan.reject = [
             (e.id, "job already completed") for e in live if e.state == S.ASK_FOR_BID_ACCEPTED

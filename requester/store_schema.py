@@ -104,10 +104,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_ns INTEGER NOT NULL
         )""",
     ),
+    # 5: a verified job's executions whose result lost the vote (requester/verifier.py).
+    ("ALTER TABLE executions ADD COLUMN mismatched INTEGER NOT NULL DEFAULT 0",),
 )
 # What a Job or an Execution is read from: its JSON and its bookkeeping columns.
 JOB_COLUMNS = "json, queued_since_ns, round_ns, prev_round_ns, retries"
-EXECUTION_COLUMNS = "json, retryable, never_ran, busy"
+EXECUTION_COLUMNS = "json, retryable, never_ran, busy, mismatched"
 SCHEMA_VERSION = len(MIGRATIONS)
 
 ORDER_COLUMNS = {
@@ -240,8 +242,8 @@ def insert_execution(conn: sqlite3.Connection, execution: Execution) -> None:
     try:
         conn.execute(
             "INSERT INTO executions (id, job_id, node_id, state, desired_state, created_ns,"
-            " modified_ns, json, retryable, never_ran, busy)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " modified_ns, json, retryable, never_ran, busy, mismatched)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (execution.id, execution.job_id, execution.node_id, int(execution.state),
              int(execution.desired_state.state_type), execution.create_time,
              execution.modify_time, _execution_json(execution), *_verdict(execution.verdict)),
@@ -253,7 +255,7 @@ def insert_execution(conn: sqlite3.Connection, execution: Execution) -> None:
 def update_execution(conn: sqlite3.Connection, execution: Execution) -> None:
     conn.execute(
         "UPDATE executions SET state = ?, desired_state = ?, modified_ns = ?, json = ?,"
-        " retryable = ?, never_ran = ?, busy = ? WHERE id = ?",
+        " retryable = ?, never_ran = ?, busy = ?, mismatched = ? WHERE id = ?",
         (int(execution.state), int(execution.desired_state.state_type), execution.modify_time,
          _execution_json(execution), *_verdict(execution.verdict), execution.id),
     )  # fmt: skip
@@ -275,8 +277,13 @@ def _queueing(queueing: Queueing) -> tuple[int, int, int, int]:
     return queueing.since_ns, queueing.round_ns, queueing.prev_round_ns, queueing.retries
 
 
-def _verdict(verdict: Verdict) -> tuple[int, int, int]:
-    return int(verdict.retryable), int(verdict.never_ran), int(verdict.busy)
+def _verdict(verdict: Verdict) -> tuple[int, int, int, int]:
+    return (
+        int(verdict.retryable),
+        int(verdict.never_ran),
+        int(verdict.busy),
+        int(verdict.mismatched),
+    )
 
 
 def job_from_row(row: Sequence[Any]) -> Job:
@@ -291,9 +298,10 @@ def job_from_row(row: Sequence[Any]) -> Job:
 def execution_from_row(row: Sequence[Any]) -> Execution:
     """An Execution from a row of :data:`EXECUTION_COLUMNS`."""
     execution = Execution.model_validate_json(row[0], context=STORED)
-    retryable, never_ran, busy = row[1:4]
-    if retryable or never_ran or busy:
-        return execution.with_verdict(Verdict(bool(retryable), bool(never_ran), bool(busy)))
+    retryable, never_ran, busy, mismatched = row[1:5]
+    if retryable or never_ran or busy or mismatched:
+        flags = (bool(retryable), bool(never_ran), bool(busy), bool(mismatched))
+        return execution.with_verdict(Verdict(*flags))
     return execution
 
 

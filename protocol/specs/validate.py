@@ -9,6 +9,8 @@ from protocol.errors import ValidationError
 from protocol.job import Job, SpecConfig
 from protocol.specs.engines import WasmParams
 from protocol.specs.registry import ENGINES, PUBLISHERS, SOURCES, SpecFamily
+from protocol.verification import VERIFY_KEY
+from protocol.verification import problem as verification_problem
 
 
 def _canonicalize(family: SpecFamily, spec: SpecConfig, where: str) -> None:
@@ -46,4 +48,8 @@ def validate_job(job: Job) -> list[str]:
             )
     if task.publisher.type == "noop" and task.result_paths:
         warnings.append("ResultPaths are set but the noop publisher discards results")
+    verify_problem = verification_problem(job)
+    if verify_problem:
+        where_given = "Job.Meta" if VERIFY_KEY in job.meta else "Job.Labels"
+        raise ValidationError(f"{where_given}[{VERIFY_KEY}]", verify_problem)
     return warnings
