@@ -327,3 +327,43 @@ def test_refusals_are_counted_under_a_bounded_set_of_names() -> None:
         seen[f"rule {index}"] += 1
     assert refusal_label("rule 3", seen) == "rule 3"  # known names keep counting
     assert refusal_label("one more", seen) == "other"  # no new names past the bound
+
+
+def test_a_direct_ask_s_result_alone_says_it_started_and_ended(
+    orchestrator: tuple[Orchestrator, Recorder],
+) -> None:
+    """The node's outbox left out the ExecutionStarted its RunResult followed."""
+    service, sent = orchestrator
+    job_id, node_id, ask = submitted(service, sent)
+    assert not ask.wait_for_approval
+    done = RunResult(
+        execution_id=ask.execution.id, job_id=job_id, run_output=RunCommandResult(stdout="ok")
+    )
+    service.handle(envelope(node_id, done))
+    store = service.store
+    wait_until(
+        lambda: store.get_job(job_id).state.state_type == JobStateType.COMPLETED,
+        10,
+        message="the job completed",
+    )
+    assert store.get_execution(ask.execution.id).state == S.COMPLETED
+    assert service.counts["bid_accepted"] == 1
+
+
+def test_a_result_for_an_ask_that_waits_for_approval_is_stale() -> None:
+    config = RequesterConfig(settle_s=0, scheduler=SchedulerConfig(over_ask=2))
+    with running(config) as (service, sent):
+        job_id, node_id, ask = submitted(service, sent)
+        assert ask.wait_for_approval
+        done = RunResult(
+            execution_id=ask.execution.id, job_id=job_id, run_output=RunCommandResult()
+        )
+        service.handle(envelope(node_id, done))  # never accepted: it cannot have run
+        bid = BidResult(execution_id=ask.execution.id, job_id=job_id, accepted=True)
+        service.handle(envelope(node_id, bid))  # handled after the result, in order
+
+        def bid_recorded() -> bool:
+            state = service.store.get_execution(ask.execution.id).state
+            return state in (S.ASK_FOR_BID_ACCEPTED, S.BID_ACCEPTED)
+
+        wait_until(bid_recorded, 10, message="the bid recorded, the result ignored")
