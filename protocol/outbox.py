@@ -5,9 +5,7 @@ costs a broker round trip apiece; :class:`Outbox` hands them to one sender threa
 everything queued at that moment and publishes it per destination as one batch
 (:meth:`Bus.send_many`). When traffic is light a message leaves at once, alone; under load
 the batches grow by themselves, with no timer and no added latency. Order is kept per
-destination; an ExecutionStarted is left out when the execution's result is in the same
-batch (see :func:`coalesced`). A publish that fails is logged and dropped: the protocol's
-timeouts recover.
+destination. A publish that fails is logged and dropped: the protocol's timeouts recover.
 """
 
 from __future__ import annotations
@@ -19,31 +17,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from protocol.errors import TransportError
-from protocol.messages import ComputeError, ExecutionStarted, Message, RunResult
+from protocol.messages import Message
 
 log = logging.getLogger("bacalao.transport")
-
-# What a message about an execution says of its start: a node's result or failure implies it
-# started, so an ExecutionStarted queued before one of them to the same node says nothing more.
-_ENDINGS = (RunResult, ComputeError)
-
-
-def coalesced(taken: Sequence[tuple[str, Message]]) -> list[tuple[str, Message]]:
-    """``taken`` without the ExecutionStarted messages that a RunResult or ComputeError for
-    the same execution, to the same node, follows (a run shorter than one publish: the
-    requester records both from the result, with one write instead of two)."""
-    ended = {
-        (node_id, message.execution_id)
-        for node_id, message in taken
-        if isinstance(message, _ENDINGS)
-    }
-    if not ended:
-        return list(taken)
-    return [
-        (node_id, message)
-        for node_id, message in taken
-        if not (isinstance(message, ExecutionStarted) and (node_id, message.execution_id) in ended)
-    ]
 
 
 class BatchSender(Protocol):
@@ -112,7 +88,7 @@ class Outbox:
 
     def _publish(self, taken: list[tuple[str, Message]]) -> None:
         by_node: dict[str, list[Message]] = {}
-        for node_id, message in coalesced(taken):
+        for node_id, message in taken:
             by_node.setdefault(node_id, []).append(message)
         for node_id, messages in by_node.items():
             try:

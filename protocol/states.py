@@ -64,15 +64,13 @@ EXECUTION_TRANSITIONS: Mapping[ExecutionStateType, frozenset[ExecutionStateType]
     _E.UNDEFINED: frozenset({_E.NEW}),
     _E.NEW: frozenset({_E.ASK_FOR_BID, _E.CANCELLED, _E.FAILED}),
     # AskForBid -> BidAccepted / Running: a node asked to start at once (WaitForApproval
-    # false) bid, or answered that it started; -> Completed: its result came first (the
-    # node's outbox leaves out an ExecutionStarted its RunResult follows in the same batch).
+    # false) bid, or answered that it started.
     _E.ASK_FOR_BID: frozenset(
         {
             _E.ASK_FOR_BID_ACCEPTED,
             _E.ASK_FOR_BID_REJECTED,
             _E.BID_ACCEPTED,
             _E.RUNNING,
-            _E.COMPLETED,
             _E.CANCELLED,
             _E.FAILED,
         }

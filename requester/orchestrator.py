@@ -528,14 +528,14 @@ class Orchestrator:
             if isinstance(payload, ExecutionStarted):
                 return self._on_started(envelope.sender, payload, execution)
             if isinstance(payload, RunResult):
-                return self._on_run_result(payload, execution)
+                return self._on_run_result(payload)
             if isinstance(payload, ComputeError):
                 failed = self._store.update_execution(
                     payload.execution_id,
                     state=S.FAILED,
                     desired=D.STOPPED,
                     message=payload.message,
-                    expect=_reporting(execution),
+                    expect=(S.BID_ACCEPTED, S.RUNNING, S.PUBLISHING),
                     verdict=Verdict(retryable=payload.retryable),
                 )
                 return failed.job_id
@@ -624,8 +624,7 @@ class Orchestrator:
         )
         return None
 
-    def _on_run_result(self, result: RunResult, execution: Execution) -> str:
-        before_state = execution.state
+    def _on_run_result(self, result: RunResult) -> str:
         output = result.run_output
         failed = output.exit_code != 0 or bool(output.error_msg)
         message = "completed"
@@ -639,10 +638,8 @@ class Orchestrator:
             run_output=output,
             published_result=result.published_result,
             details={RESULT_HASH: result.result_hash} if result.result_hash else None,
-            expect=_reporting(execution),
+            expect=(S.BID_ACCEPTED, S.RUNNING, S.PUBLISHING),
         )
-        if before_state == S.ASK_FOR_BID:
-            self.counts["bid_accepted"] += 1  # its start, said by the result itself
         return execution.job_id
 
     def _planner_send(self, node_id: str, message: BidRejected | CancelExecution) -> None:
@@ -660,13 +657,3 @@ def refusal_label(refused_by: str, seen: Mapping[str, int]) -> str:
     if refused_by in seen or len(seen) < MAX_REFUSAL_LABELS:
         return refused_by
     return "other"
-
-
-RESULT_STATES = (S.BID_ACCEPTED, S.RUNNING, S.PUBLISHING)
-
-
-def _reporting(execution: Execution) -> tuple[S, ...]:
-    """The states a RunResult or ComputeError may find ``execution`` in: one that runs, or,
-    placed directly, one whose ExecutionStarted the node left out because its result was
-    ready before the start had left (protocol/outbox.py)."""
-    return (*RESULT_STATES, S.ASK_FOR_BID) if is_direct(execution) else RESULT_STATES

@@ -10,15 +10,8 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from protocol.errors import TransportError
-from protocol.execution import RunCommandResult
-from protocol.messages import (
-    BidAccepted,
-    ComputeError,
-    ExecutionStarted,
-    Message,
-    RunResult,
-)
-from protocol.outbox import Outbox, coalesced
+from protocol.messages import BidAccepted, Message
+from protocol.outbox import Outbox
 from tests.support.wait import wait_until
 
 DEADLINE_S = 10.0
@@ -226,23 +219,3 @@ def test_a_message_sent_after_close_is_counted_as_failed_not_left_queued() -> No
     outbox.send("node-a", msg(1))
     assert outbox.failed == 1
     assert outbox.flush(timeout_s=0.1)
-
-
-def test_an_execution_started_its_result_follows_in_the_batch_is_left_out() -> None:
-    started = ExecutionStarted(execution_id="e-1", job_id="j-1")
-    other = ExecutionStarted(execution_id="e-2", job_id="j-1")
-    result = RunResult(execution_id="e-1", job_id="j-1", run_output=RunCommandResult())
-    failed = ComputeError(execution_id="e-2", job_id="j-1", message="boom")
-    assert coalesced([("r", started), ("r", other), ("r", result)]) == [
-        ("r", other),
-        ("r", result),
-    ]
-    assert coalesced([("r", started), ("r", other), ("r", failed)]) == [
-        ("r", started),
-        ("r", failed),
-    ]
-    assert coalesced([("r", started), ("elsewhere", result)]) == [
-        ("r", started),
-        ("elsewhere", result),
-    ]
-    assert coalesced([("r", started)]) == [("r", started)]
