@@ -19,6 +19,7 @@ from protocol.execution import Execution
 from protocol.job import Job, JobStateType
 from protocol.node import NodeInfo
 from protocol.resources import Resources
+from protocol.selectors import preferences
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from protocol.verification import verification
@@ -345,7 +346,7 @@ def _plan_asks(
     previous: dict[str, int] = {}
     for execution in executions:
         previous[execution.node_id] = previous.get(execution.node_id, 0) + 1
-    selection = select(job, nodes, previous, rng, wait.needs, reputation=wait.reputation)
+    selection = _sample(job, nodes, previous, rng, wait, busy_nodes, config)
     # Waiting may help: nodes were busy or lost, the job asked to queue, or it is queued.
     may_wait = (
         any_busy
@@ -407,6 +408,35 @@ def _plan_asks(
 
 
 SKIPPED_SHOWN = 3  # nodes whose reason a ranking note names (the rest are counted)
+SAMPLE_FLOOR = 16  # able nodes a scan looks for before it stops (see selection.select)
+
+
+def _sample(
+    job: Job,
+    nodes: Sequence[NodeInfo],
+    previous: Mapping[str, int],
+    rng: random.Random,
+    wait: Wait,
+    busy_nodes: set[str],
+    config: SchedulerConfig,
+) -> Selection:
+    """Able nodes for the job: a random sample of them when the cluster is large and the
+    sample has room for every execution still needed, else all of them. A job with
+    ``favour_`` preferences always looks at every node (its preferred ones may be few)."""
+    limit = max(SAMPLE_FLOOR, 2 * wait.needed * config.over_ask)
+    if preferences(job.constraints) or len(nodes) <= limit:
+        return select(job, nodes, previous, rng, wait.needs, reputation=wait.reputation)
+    sample = select(job, nodes, previous, rng, wait.needs, reputation=wait.reputation, limit=limit)
+    rooms = wait.room or {}
+    usable = [
+        node
+        for node in sample.ranked
+        if node.node_id not in busy_nodes
+        and (node.node_id not in rooms or rooms[node.node_id].fits(wait.needs))
+    ]
+    if sample.complete or len(usable) >= wait.needed * config.over_ask:
+        return sample
+    return select(job, nodes, previous, rng, wait.needs, reputation=wait.reputation)
 
 
 def _why(asked: Sequence[NodeInfo], selection: Selection) -> dict[str, str]:
