@@ -235,6 +235,19 @@ class APIClient:
         items = self._job_items(job_id, "results")
         return [self._parse(SpecConfig, item, "result spec") for item in items]
 
+    def job_logs(
+        self, job_id: str, *, execution_id: str = "", follow: bool = False, tail: int = 0
+    ) -> Iterator[str]:
+        """``GET /jobs/{id}/logs``: its NDJSON lines as they arrive (:mod:`cli.logs` reads
+        them); with ``follow``, until the execution ends."""
+        params: dict[str, QueryValue] = {"follow": "true" if follow else "false"}
+        if execution_id:
+            params["execution_id"] = execution_id
+        if tail:
+            params["tail"] = tail
+        with _prefix_hint(job_id):
+            yield from self.stream_lines(f"{_JOBS}/{_quoted(job_id)}/logs", params)
+
     # -- nodes and agent ------------------------------------------------------------------
 
     def nodes(self) -> list[NodeState]:
@@ -271,8 +284,35 @@ class APIClient:
         json: Any = None,
     ) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
-        try:
+        with self._reaching(method, url):
             response = self._http.request(method, path, params=params, json=json)
+        self._raise_for_error(method, path, response)
+        try:
+            body = response.json()
+        except ValueError:
+            raise self._foreign(method, path, response) from None
+        if not isinstance(body, dict):
+            raise APIError(f"{method} {url}: expected a JSON object, got {type(body).__name__}")
+        return body
+
+    def stream_lines(self, path: str, params: Mapping[str, QueryValue]) -> Iterator[str]:
+        """``GET path``, whose answer streams (NDJSON): its lines, each as it arrives. Errors
+        are those of every request, also when the stream breaks off midway."""
+        url = f"{self.base_url}{path}"
+        with (
+            self._reaching("GET", url),
+            self._http.stream("GET", path, params=params) as response,
+        ):
+            if response.is_error:
+                response.read()
+                self._raise_for_error("GET", path, response)
+            yield from response.iter_lines()
+
+    @contextmanager
+    def _reaching(self, method: str, url: str) -> Iterator[None]:
+        """What can go wrong between here and the requester, as an APIError to act on."""
+        try:
+            yield
         except httpx.ConnectError as exc:
             tls = handshake_failure(exc)
             if tls is not None and tls.untrusted:
@@ -302,18 +342,13 @@ class APIClient:
             raise APIError(f"the requester at {self.base_url} did not answer in time") from None
         except httpx.HTTPError as exc:
             raise APIError(f"{method} {url} failed: {exc}") from None
+
+    def _raise_for_error(self, method: str, path: str, response: httpx.Response) -> None:
         if response.is_error:
             message, field = _error_message(response)
             if response.status_code in _ROUTE_STATUSES and not _speaks_bacalhau(response):
                 raise self._foreign(method, path, response)
             raise APIError(message, status_code=response.status_code, field=field)
-        try:
-            body = response.json()
-        except ValueError:
-            raise self._foreign(method, path, response) from None
-        if not isinstance(body, dict):
-            raise APIError(f"{method} {url}: expected a JSON object, got {type(body).__name__}")
-        return body
 
     def _job_items(self, job_id: str, what: str) -> list[Any]:
         with _prefix_hint(job_id):

@@ -15,6 +15,7 @@ from cli.client import APIClient
 from cli.context import ApiHostOption, ApiPortOption, ApiTokenOption, settings
 from cli.errors import CLIError
 from cli.jobspec import load_job
+from cli.logs import follow_logs, tailed
 from cli.options import ShowFlags, SubmitFlags, with_flag_groups
 from cli.output import OutputFormat, emit, print_note, write_stderr, write_stdout
 from cli.progress import download_progress
@@ -27,9 +28,10 @@ from cli.tables import (
     jobs_table,
     node_choices,
 )
-from cli.wait import first_completed
+from cli.wait import EXIT_INTERRUPTED, first_completed
 from protocol.execution import Execution
 from protocol.job import JobStateType
+from protocol.logs import MAX_TAIL_LINES
 from protocol.results import download_result
 
 app = typer.Typer(
@@ -241,19 +243,47 @@ def logs(
         typer.Option(
             "--execution-id",
             "-e",
-            help="Whose output (default: the first completed execution, else the latest ended).",
+            help="Whose output (default: the first completed execution, else the latest ended; "
+            "with --follow, the one running).",
         ),
     ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Print the output of the running execution as its program writes it, until "
+            "it ends (a job that has not started yet is waited for).",
+        ),
+    ] = False,
+    tail: Annotated[
+        int,
+        typer.Option(
+            "--tail",
+            "-n",
+            help="Only the last N lines of each stream (0: all of it).",
+            min=0,
+            max=MAX_TAIL_LINES,
+        ),
+    ] = 0,
     api_host: ApiHostOption = None,
     api_port: ApiPortOption = None,
     api_token: ApiTokenOption = None,
 ) -> None:
     """Print what a job's program wrote: its stdout on stdout, its stderr on stderr.
 
-    Output is captured when an execution ends (up to the node's truncation limit); an
-    execution still running has none to show yet.
+    Without --follow, the output captured when an execution ended (up to the node's
+    truncation limit). With --follow, the output of the running execution as it is written,
+    streamed from its compute node through the requester, ending when the execution does.
     """
     with settings(ctx).client(api_host, api_port, api_token) as client:
+        if follow:
+            try:
+                follow_logs(client, job_id, execution_id=execution_id or "", tail=tail)
+            except KeyboardInterrupt:
+                print_note(f"Stopped following; job {job_id} keeps running", style="yellow")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+            return
         found = client.executions(job_id)
     execution: Execution | None
     if execution_id is not None:
@@ -268,9 +298,12 @@ def logs(
         execution = first_completed(found) or latest
     output = execution.run_output if execution is not None else None
     if execution is None or output is None:
-        raise CLIError(f"job {job_id} has no ended execution with output yet")
-    write_stdout(output.stdout)
-    write_stderr(output.stderr)
+        raise CLIError(
+            f"job {job_id} has no ended execution with output yet "
+            f"(`bacalao job logs --follow {job_id}` follows a running one)"
+        )
+    write_stdout(tailed(output.stdout, tail))
+    write_stderr(tailed(output.stderr, tail))
     if output.stdout_truncated or output.stderr_truncated:
         print_note("(output truncated by the node; `bacalao job get` has all of it)")
 

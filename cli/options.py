@@ -193,6 +193,17 @@ class SubmitFlags:
             rich_help_panel=RUN_PANEL,
         ),
     ] = False
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Print the program's output as it writes it (stdout on stdout, stderr on "
+            "stderr), streamed from the compute node, instead of once the job has ended. With "
+            "--count N, one execution's output is followed.",
+            rich_help_panel=RUN_PANEL,
+        ),
+    ] = False
     wait_timeout_s: Annotated[
         float,
         typer.Option(

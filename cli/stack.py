@@ -410,6 +410,8 @@ class NodeProcess:
     def stop(self) -> None:
         if self.announcer is not None:
             self.announcer.close()
+        if self.orchestrator is not None:
+            self.orchestrator.logs.close()  # ends open log streams: the API stops at once
         if self.api is not None:
             self.api.stop()
         if self.orchestrator is not None:

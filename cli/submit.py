@@ -34,8 +34,14 @@ def run_job(ctx: typer.Context, built: BuiltJob, flags: SubmitFlags) -> None:
     """Submit ``built`` (or print it, with --dry-run) and follow it as ``flags`` say; raises
     ``typer.Exit`` with the job's exit code when it did not complete."""
     shared = settings(ctx)
+    if flags.follow and not flags.wait:
+        raise typer.BadParameter(
+            "--follow waits for the job to print its output: drop --no-wait",
+            param_hint="'--follow'",
+        )
     options = RunOptions(
         wait=flags.wait,
+        follow=flags.follow,
         id_only=flags.id_only,
         dry_run=flags.dry_run,
         wait_timeout_s=flags.wait_timeout_s,

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from cli.client import APIClient, PutJobResult
 from cli.context import DEFAULT_POLL_INTERVAL_S
-from cli.errors import APIError, WaitTimeoutError
+from cli.errors import APIError, CLIError, WaitTimeoutError
 from cli.jobspec import BuiltJob, job_to_yaml
+from cli.logs import Followed, follow_logs
 from cli.output import (
     print_error,
     print_note,
@@ -37,6 +38,7 @@ _REJECTED_STATES = (ExecutionStateType.BID_REJECTED, ExecutionStateType.ASK_FOR_
 @dataclass(frozen=True)
 class RunOptions:
     wait: bool = True
+    follow: bool = False  # print the output as it is written, not once the job ended
     id_only: bool = False
     dry_run: bool = False
     wait_timeout_s: float = DEFAULT_WAIT_TIMEOUT_S
@@ -105,15 +107,20 @@ def first_completed(executions: list[Execution]) -> Execution | None:
     return runs[0] if runs else None
 
 
-def _print_output(client: APIClient, job: Job) -> None:
+def _print_output(client: APIClient, job: Job, followed: Followed | None = None) -> None:
     """The program's stdout exactly on stdout, its stderr on stderr. With Count > 1, every
     completed run's, each after a header line on stderr naming the execution and its node
-    (so stdout holds only what the programs wrote)."""
+    (so stdout holds only what the programs wrote). ``followed``: an execution whose output
+    was printed as it came already (with Count > 1, the others are printed)."""
     runs = completed_runs(client.executions(job.id))
     if job.count <= 1:
         runs = runs[:1]
     shown = [run for run in runs if run.run_output is not None]
-    if not shown:
+    if followed is not None:
+        if job.count <= 1 or not followed.execution_id:
+            return
+        shown = [run for run in shown if run.id != followed.execution_id]
+    elif not shown:
         print_note(f"job {job.id} completed without reporting any output", style="dim")
         return
     truncated = False
@@ -179,6 +186,25 @@ def _announce(result: PutJobResult, options: RunOptions) -> None:
         )
 
 
+def _follow(client: APIClient, job_id: str, count: int, options: RunOptions) -> Followed | None:
+    """Print the job's output as it is written (:mod:`cli.logs`; with Count > 1, one
+    execution's, after a header line on stderr); None when it cannot be followed, so that
+    it is printed once the job ended instead."""
+
+    def header(followed: Followed) -> None:
+        if count > 1:
+            write_stderr(f"== execution {followed.execution_id} on {followed.node_id} ==\n")
+
+    deadline_s = time.monotonic() + options.wait_timeout_s
+    try:
+        return follow_logs(client, job_id, deadline_s=deadline_s, on_execution=header)
+    except WaitTimeoutError:
+        raise
+    except CLIError as exc:
+        print_note(f"({exc}; its output is printed when it ends)", style="dim")
+        return None
+
+
 def submit(client: APIClient, built: BuiltJob, options: RunOptions) -> int:
     """Submit (or print, with --dry-run) the job and follow it; returns the exit code."""
     for warning in built.warnings:
@@ -190,7 +216,10 @@ def submit(client: APIClient, built: BuiltJob, options: RunOptions) -> int:
     _announce(result, options)
     if not options.wait:
         return 0
+    followed: Followed | None = None
     try:
+        if options.follow:
+            followed = _follow(client, result.job_id, built.job.count, options)
         job = _wait_with_spinner(client, result.job_id, options)
     except KeyboardInterrupt:
         print_note(
@@ -201,7 +230,7 @@ def submit(client: APIClient, built: BuiltJob, options: RunOptions) -> int:
         return EXIT_INTERRUPTED
     if job.state.state_type == JobStateType.COMPLETED:
         if not options.id_only:
-            _print_output(client, job)
+            _print_output(client, job, followed)
         return 0
     report_failure(client, job)
     return 1

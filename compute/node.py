@@ -29,6 +29,7 @@ from compute.bidding.chain import blocking_rules, decide, default_rules, may_blo
 from compute.bidding.locality import DataLocality
 from compute.bidding.selection import JobSelection, selection_rules
 from compute.capacity import CapacityTracker, execution_needs
+from compute.logs import LogServer, LogServerConfig, LogSource
 from compute.runner import ActivityLog, Plugins, Runner
 from compute.slots import HOLDS_CAPACITY, Slot, Slots, SlotState
 from protocol.envelope import Envelope
@@ -41,6 +42,7 @@ from protocol.messages import (
     BidResult,
     CancelExecution,
     ComputeError,
+    ExecutionLogsRequest,
     ExecutionStarted,
     Message,
 )
@@ -77,6 +79,7 @@ class ComputeConfig:
     installed_check_s: float = 10.0
     job_selection: JobSelection = field(default_factory=JobSelection)
     tamper_results: bool = False  # tests only: this node's results differ from all others'
+    logs: LogServerConfig = field(default_factory=LogServerConfig)
 
 
 Installed = tuple[frozenset[str], frozenset[str], frozenset[str]]
@@ -128,6 +131,8 @@ class ComputeNode:
         self.counts: Counter[str] = Counter()  # bids by outcome, for /metrics
         self.refusals: Counter[str] = Counter()  # refused asks by what refused them
         self._installed_cache: tuple[float, Installed] | None = None
+        # Serves each run's stdout and stderr to its requester while it runs (compute/logs.py).
+        self.logs = LogServer(self, outbox, config.logs)
 
     # -- info ----------------------------------------------------------------------------
 
@@ -173,6 +178,17 @@ class ComputeNode:
             self._prune()
             return self._slots.listed()
 
+    def log_source(self, execution_id: str) -> LogSource | None:
+        """Whose ``execution_id`` is, where its run writes its output, whether it ended (for
+        :class:`LogServer`); None when the node does not hold it."""
+        with self._lock:
+            slot = self._slots.get(execution_id)
+            if slot is None or slot.state is SlotState.WITHDRAWN:
+                return None
+            ended = slot.state is SlotState.FINISHED
+            requester = slot.requester
+        return LogSource(requester, self._runner.results_dir(execution_id), ended)
+
     def _prune(self) -> None:
         """Forget executions finished, or asks withdrawn, longer ago than
         ``finished_memory_s`` (lock held)."""
@@ -207,6 +223,7 @@ class ComputeNode:
     def start(self) -> None:
         self._sweeper = threading.Thread(target=self._sweep, name="reservations", daemon=True)
         self._sweeper.start()
+        self.logs.start()
 
     def close(self) -> None:
         self._stopping.set()
@@ -216,6 +233,7 @@ class ComputeNode:
             self._runner.cancel(execution)
         self._bidders.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.logs.close()
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
         self._runner.close()
@@ -274,6 +292,8 @@ class ComputeNode:
             self._on_cancel(payload.execution_id, reason, envelope.sender)
         elif isinstance(payload, CancelExecution):
             self._on_cancel(payload.execution_id, f"cancelled: {payload.reason}", envelope.sender)
+        elif isinstance(payload, ExecutionLogsRequest):
+            self.logs.handle(envelope.sender, payload)
 
     def _reply(self, requester: str, message: Message) -> None:
         try:

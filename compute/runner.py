@@ -148,6 +148,10 @@ class Runner:
     def close(self) -> None:
         self._activity.close()
 
+    def results_dir(self, execution_id: str) -> Path:
+        """Where the run of ``execution_id`` writes its results (``stdout``, ``stderr``...)."""
+        return self._work_dir / execution_id / "results"
+
     def clean(self, execution_id: str) -> None:
         """Remove what :meth:`run` left of ``execution_id`` on disk (its inputs, results)."""
         shutil.rmtree(self._work_dir / execution_id, ignore_errors=True)

@@ -11,7 +11,9 @@ log = logging.getLogger("bacalao.dispatch")
 
 Handler = Callable[[Envelope], None]
 
-TO_COMPUTE = frozenset({"AskForBid", "BidAccepted", "BidRejected", "CancelExecution"})
+TO_COMPUTE = frozenset(
+    {"AskForBid", "BidAccepted", "BidRejected", "CancelExecution", "ExecutionLogsRequest"}
+)
 TO_REQUESTER = frozenset(
     {"BidResult", "ExecutionStarted", "RunResult", "ComputeError", "ExecutionLogs"}
 )

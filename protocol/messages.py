@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from protocol.execution import Execution, RunCommandResult
 from protocol.job import SpecConfig
+from protocol.logs import MAX_CHUNK_BYTES, MAX_TAIL_LINES, LogChunk
 from protocol.node import NodeInfo
 from protocol.wire import WireModel
 
@@ -79,6 +80,49 @@ class ComputeError(Message):
     retryable: bool = Field(default=False, alias="Retryable")
 
 
+class ExecutionLogsRequest(Message):
+    """Requester -> compute: send what the execution wrote past these byte offsets, at most
+    ``MaxBytes``. ``StreamID`` names the requester's follow and ``Seq`` this ask of it; the
+    answer echoes both. With ``Follow`` the node waits a moment for output when there is none
+    yet; ``TailLines`` (first ask only) starts each stream at its last N lines instead."""
+
+    execution_id: str = Field(alias="ExecutionID")
+    job_id: str = Field(alias="JobID")
+    stream_id: str = Field(alias="StreamID", min_length=1, max_length=64)
+    seq: int = Field(default=0, ge=0, alias="Seq")
+    stdout_offset: int = Field(default=0, ge=0, alias="StdoutOffset")
+    stderr_offset: int = Field(default=0, ge=0, alias="StderrOffset")
+    max_bytes: int = Field(default=MAX_CHUNK_BYTES, ge=1, le=MAX_CHUNK_BYTES, alias="MaxBytes")
+    follow: bool = Field(default=True, alias="Follow")
+    tail_lines: int = Field(default=0, ge=0, le=MAX_TAIL_LINES, alias="TailLines")
+
+
+class ExecutionLogs(Message):
+    """Compute -> requester: the one answer to an ExecutionLogsRequest. ``Chunks``: at most
+    one per stream, ``MAX_CHUNK_BYTES`` of data in all (none: nothing new yet). ``End``: no
+    more will come, because the execution ended and all it wrote was sent (or, to an ask
+    without ``Follow``, all it has written so far). ``Error``: why the node will not serve
+    it (it does not hold the execution, or no longer has its output); ``End`` then too."""
+
+    execution_id: str = Field(alias="ExecutionID")
+    job_id: str = Field(alias="JobID")
+    stream_id: str = Field(alias="StreamID", max_length=64)
+    seq: int = Field(default=0, ge=0, alias="Seq")
+    chunks: list[LogChunk] = Field(default_factory=list, alias="Chunks", max_length=2)
+    end: bool = Field(default=False, alias="End")
+    error: str = Field(default="", alias="Error", max_length=1024)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ExecutionLogs:
+        streams = [chunk.stream for chunk in self.chunks]
+        if len(set(streams)) != len(streams):
+            raise ValueError("Chunks: at most one chunk per stream")
+        size = sum(len(chunk.data) for chunk in self.chunks)
+        if size > MAX_CHUNK_BYTES:
+            raise ValueError(f"Chunks: {size} bytes of data, over the {MAX_CHUNK_BYTES} limit")
+        return self
+
+
 class NodeInfoMessage(Message):
     """``Executions`` as in :class:`Heartbeat`: a busy node announces NodeInfo more often
     than it beats, so both carry what it holds. ``Using``: see below."""
@@ -114,6 +158,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "ExecutionStarted": ExecutionStarted,
     "RunResult": RunResult,
     "ComputeError": ComputeError,
+    "ExecutionLogsRequest": ExecutionLogsRequest,
+    "ExecutionLogs": ExecutionLogs,
     "NodeInfo": NodeInfoMessage,
     "Heartbeat": Heartbeat,
     "ShutdownNotice": ShutdownNotice,

@@ -29,6 +29,7 @@ from protocol.states import ExecutionStateType
 from requester.api_auth import BearerTokens
 from requester.api_body import parse_put_job, read_body
 from requester.api_errors import install_error_handlers
+from requester.api_logs import logs_router
 from requester.api_nodes import find_node, node_query, select_nodes
 from requester.api_query import (
     history_event_type,
@@ -44,6 +45,7 @@ from requester.api_query import (
     since_ns,
 )
 from requester.api_schema import PUT_JOB_BODY, answers, install_openapi
+from requester.logs import LogRelay
 from requester.service import OrchestratorService
 
 JOBS = "/api/v1/orchestrator/jobs"
@@ -84,6 +86,8 @@ def create_app(
     app.include_router(_jobs_router(service))
     app.include_router(_nodes_router(service))
     app.include_router(_agent_router(service))
+    relay = getattr(service, "logs", None)  # an Orchestrator follows logs; a test double may not
+    app.include_router(logs_router(service, relay if isinstance(relay, LogRelay) else None))
     if metrics is not None:
         app.add_route("/metrics", metrics_endpoint(metrics), ["GET"], include_in_schema=False)
     return app

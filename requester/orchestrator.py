@@ -37,6 +37,7 @@ from protocol.messages import (
     BidResult,
     CancelExecution,
     ComputeError,
+    ExecutionLogs,
     ExecutionStarted,
     Heartbeat,
     NodeInfoMessage,
@@ -61,6 +62,7 @@ from requester.events import (
     Stop,
 )
 from requester.limits import SubmissionLimits, check_limits
+from requester.logs import LogRelay, LogRelayConfig
 from requester.nodes import NodeTable
 from requester.planner import Held, Outbox, Planner
 from requester.reputation import Reputations
@@ -97,6 +99,7 @@ class RequesterConfig:
     # announce themselves again before "nobody can run it" is believed.
     settle_s: float = 15.0
     limits: SubmissionLimits = field(default_factory=SubmissionLimits)
+    logs: LogRelayConfig = field(default_factory=LogRelayConfig)
 
 
 @dataclass
@@ -152,6 +155,8 @@ class Orchestrator:
         self._evaluations = 0
         self.reputations = Reputations(store.reputations(), store.put_reputation, now_ns)
         store.on_execution_ended(self._ended)
+        # Followers of running executions' output, fed by their nodes (requester/logs.py).
+        self.logs = LogRelay(store, outbox, self._config.logs)
 
     # -- OrchestratorService -------------------------------------------------------------
 
@@ -228,8 +233,10 @@ class Orchestrator:
             self._events.put(Evaluate(job_id))
         self._thread = threading.Thread(target=self._run, name="orchestrator", daemon=True)
         self._thread.start()
+        self.logs.start()
 
     def close(self) -> None:
+        self.logs.close()
         self._stopping.set()
         self._events.put(Stop())
         if self._thread is not None:
@@ -253,6 +260,8 @@ class Orchestrator:
         elif isinstance(payload, ShutdownNotice):
             self.node_table.on_shutdown(payload.node_id)
             self._events.put(NodeLeft(payload.node_id))
+        elif isinstance(payload, ExecutionLogs):
+            self.logs.handle(envelope.sender, payload)  # output, not state: no pass needed
         else:
             self._events.put(Inbound(envelope))
 

@@ -7,7 +7,8 @@
   cannot be had raises :class:`ExecutionError` naming it.
 * Container: see :mod:`compute.executors.docker_container` (mounts, limits, network,
   privileges, env, labels ``bacalao.execution-id`` / ``bacalao.job-id`` for finding
-  leftovers). stdout and stderr are read back apart into the results folder after the end.
+  leftovers). stdout and stderr are copied apart into the results folder while it runs
+  (:mod:`compute.executors.docker_logs`), so a running container's output can be followed.
 * Outcomes: the container's exit code; the OOM killer -> ``"out of memory (limit X)"``;
   timeout and cancel kill the container and end like every engine's
   (:mod:`compute.executors.interrupts`). The container is removed whatever happened; a daemon
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import docker.errors
@@ -34,6 +34,7 @@ from compute.executors.docker_container import (
 )
 from compute.executors.docker_daemon import DockerDaemon, daemon_calls
 from compute.executors.docker_images import api_problem, ensure_image
+from compute.executors.docker_logs import LiveLogs
 from compute.executors.interrupts import RunControl, RunControls
 from protocol.errors import ExecutionError, RetryableExecutionError
 from protocol.job import InputSource, SpecConfig
@@ -126,19 +127,22 @@ class DockerExecutor:
         client = self.daemon.client()
         with daemon_calls(self.daemon, f"creating the container of {request.execution_id}"):
             container = create_container(client, spec)
+        logs = LiveLogs(container, request.results_dir)
         try:
             with daemon_calls(self.daemon, f"starting the container of {request.execution_id}"):
                 start_container(container, spec.image)
+            logs.start()
             control.on_stop(lambda: self._kill(container, request.execution_id))
             with daemon_calls(self.daemon, f"running {request.execution_id}"):
                 status_code = wait_for_exit(container, request.timeout_s)
                 stopped = control.reason is not None  # a deadline passing from here on is moot
                 container.reload()
-                write_logs(container, request.results_dir)
+                logs.finish()
             if stopped:
                 return control.outcome()
             return container_outcome(container.attrs["State"], status_code, spec.memory_bytes)
         finally:
+            logs.close()
             self._remove(container, request.execution_id)
 
     def _kill(self, container: Container, execution_id: str) -> None:
@@ -197,23 +201,3 @@ def wait_for_exit(container: Container, timeout_s: float) -> int:
     if error:
         raise RetryableExecutionError(f"docker could not follow the container: {error}")
     return int(result["StatusCode"])
-
-
-def write_logs(container: Container, results_dir: Path) -> None:
-    """stdout and stderr, read back apart, into the files of the same name. A file that
-    cannot be written is this node's failure (retryable), told apart from the daemon's."""
-    for name in ("stdout", "stderr"):
-        path = results_dir / name
-        chunks = container.logs(
-            stdout=name == "stdout", stderr=name == "stderr", stream=True, follow=False
-        )
-        try:
-            file = path.open("wb")
-        except OSError as exc:
-            raise RetryableExecutionError(f"cannot write {path}: {exc}") from exc
-        with file:
-            for chunk in chunks:
-                try:
-                    file.write(chunk)
-                except OSError as exc:
-                    raise RetryableExecutionError(f"cannot write {path}: {exc}") from exc

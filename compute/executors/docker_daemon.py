@@ -25,7 +25,9 @@ from protocol.errors import RetryableExecutionError
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
-MAX_POOL_SIZE = 64  # each running container holds one connection while it is waited on
+# each running container holds three connections: one waits for its end, two follow its
+# stdout and stderr (compute/executors/docker_logs.py)
+MAX_POOL_SIZE = 192
 
 
 class DockerDaemon:

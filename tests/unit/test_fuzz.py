@@ -16,6 +16,7 @@ from protocol.envelope import Codec
 from protocol.errors import MessageError, ValidationError
 from protocol.execution import ComputeState, Execution, RunCommandResult
 from protocol.job import Job, SpecConfig
+from protocol.logs import LogChunk
 from protocol.messages import (
     AskForBid,
     BidAccepted,
@@ -23,6 +24,8 @@ from protocol.messages import (
     BidResult,
     CancelExecution,
     ComputeError,
+    ExecutionLogs,
+    ExecutionLogsRequest,
     ExecutionStarted,
     Message,
     RunResult,
@@ -213,6 +216,17 @@ def _messages() -> list[Message]:
             job_id="j-1",
             published_result=SpecConfig(type="local", params={"URL": "file:///r"}),
             run_output=RunCommandResult(stdout="hi", exit_code=0),
+        ),
+        ExecutionLogsRequest(
+            execution_id="e-1", job_id="j-1", stream_id="s-1", seq=3, stdout_offset=5, tail_lines=2
+        ),
+        ExecutionLogs(
+            execution_id="e-1",
+            job_id="j-1",
+            stream_id="s-1",
+            seq=3,
+            chunks=[LogChunk(stream="stdout", offset=5, data=b"hi\n\xff")],
+            end=True,
         ),
     ]
 
