@@ -28,6 +28,7 @@ from protocol.metrics import metrics_endpoint
 from protocol.states import ExecutionStateType
 from requester.api_auth import BearerTokens
 from requester.api_body import parse_put_job, read_body
+from requester.api_dashboard import install_dashboard
 from requester.api_errors import install_error_handlers
 from requester.api_logs import logs_router
 from requester.api_nodes import find_node, node_query, select_nodes
@@ -90,6 +91,7 @@ def create_app(
     app.include_router(logs_router(service, relay if isinstance(relay, LogRelay) else None))
     if metrics is not None:
         app.add_route("/metrics", metrics_endpoint(metrics), ["GET"], include_in_schema=False)
+    install_dashboard(app)  # GET /dashboard/: the web page over this API
     return app
 
 

@@ -4,6 +4,10 @@ With tokens configured, every request but the liveness probes must carry
 ``Authorization: Bearer <token>`` naming one of them; any other is answered 401 in
 Bacalhau's error shape before it reaches a route, so it changes nothing. Without tokens the
 API is open, which :func:`check_exposure` allows only on a loopback address.
+
+The dashboard's static files (:mod:`requester.api_dashboard`) are served to anyone too: a
+browser cannot put a bearer token on a page it navigates to, and they hold no data (the page
+asks for a token and sends it on each API call it makes).
 """
 
 from __future__ import annotations
@@ -17,10 +21,16 @@ from pathlib import Path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from protocol.errors import ValidationError
+from requester.api_dashboard import DASHBOARD
 
 MIN_API_TOKEN_LENGTH = 16
 # What a load balancer or an orchestrator probes without credentials; they reveal nothing.
 OPEN_PATHS = frozenset({"/api/v1/agent/alive", "/api/v1/healthz", "/api/v1/livez"})
+
+
+def is_open(path: str) -> bool:
+    """Whether ``path`` is served without a token: a probe, or the dashboard's files."""
+    return path in OPEN_PATHS or path == DASHBOARD or path.startswith(DASHBOARD + "/")
 
 
 def check_token(token: str, field: str) -> str:
@@ -90,7 +100,7 @@ class BearerTokens:
             raise ValueError("BearerTokens needs at least one token")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         given = _bearer(scope)

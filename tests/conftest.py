@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.browser import chromium_running
 from tests.support.docker_engine import DockerEngine, docker_engine_running
 from tests.support.ipfs_server import IPFSNode, ipfs_node_running
 from tests.support.rabbitmq import RabbitMQServer, rabbitmq_server
 from tests.support.s3_server import S3Server, s3_server_running
 from tests.support.services import RedisServer, redis_server
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +73,14 @@ def ipfs_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IPFSNode]:
     (``.api_multiaddr``, ``.api_url``, ``.client()`` = an ipfshttpclient Client)."""
     with ipfs_node_running(tmp_path_factory.mktemp("ipfs")) as node:
         yield node
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, headless, driven by Playwright; a test opens its own
+    ``browser.new_context()``. Skipped locally without chromium or playwright, failed when
+    ``CI`` is set. One per test, not per session: while Playwright's sync API is open, this
+    thread counts as running its event loop, so ``asyncio.run`` in a later test would fail.
+    Ask for it after the fixtures that start a node."""
+    with chromium_running() as running:
+        yield running

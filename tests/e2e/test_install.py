@@ -50,3 +50,13 @@ def test_a_regular_install_runs_the_quick_start_from_anywhere(tmp_path: Path) ->
         cwd=elsewhere, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert str(env_dir) in shown.stdout  # the installed copy, not the checkout
+    # The dashboard's page, script, style and icon are package data of the installed copy.
+    script = "import requester.api_dashboard as d; print(d.__file__, *sorted(d.load_assets()))"
+    assets = subprocess.run(
+        [str(python), "-c", script],
+        cwd=elsewhere, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert assets.returncode == 0, assets.stderr
+    where, *names = assets.stdout.split()
+    assert str(env_dir) in where
+    assert names == ["app.js", "favicon.svg", "index.html", "style.css"]
