@@ -29,6 +29,11 @@ from protocol.wire import STORED, WireModel
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 1234
 DEFAULT_TIMEOUT_S = 30.0
+# An idle connection is let go well before the requester's API closes it (its keep-alive,
+# requester.server.KEEP_ALIVE_S): reusing one the server is closing at that very moment
+# fails as "Server disconnected without sending a response".
+KEEPALIVE_EXPIRY_S = 2.0
+CONNECTION_LIMITS = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
 ENV_API_HOST = "BACALAO_API_HOST"
 ENV_API_PORT = "BACALAO_API_PORT"
 ENV_API_TOKEN = "BACALAO_API_TOKEN"  # noqa: S105 (the variable's name)
@@ -145,7 +150,11 @@ class APIClient:
         # also what the CLI trusts a results server's https:// URL with (`job get`)
         self.trust = trusting(tls_ca)
         self._http = httpx.Client(
-            base_url=self.base_url, timeout=timeout_s, transport=transport, verify=self.trust
+            base_url=self.base_url,
+            timeout=timeout_s,
+            transport=transport,
+            verify=self.trust,
+            limits=CONNECTION_LIMITS,
         )
         self.authenticate(token)
 

@@ -21,6 +21,11 @@ log = logging.getLogger("bacalao.api")
 DEFAULT_START_TIMEOUT_S = 10.0
 DEFAULT_STOP_TIMEOUT_S = 10.0
 GRACEFUL_SHUTDOWN_S = 5
+# How long an idle keep-alive connection stays open. Well past what clients keep one for
+# (cli.client.KEEPALIVE_EXPIRY_S, httpx's 5 s default): when both sides give up at the same
+# moment, a client can send a request on a connection the server is closing and read
+# "Server disconnected without sending a response".
+KEEP_ALIVE_S = 30
 
 
 class _Server(uvicorn.Server):
@@ -70,6 +75,7 @@ class APIServer:
             log_config=None,
             ws="none",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            timeout_keep_alive=KEEP_ALIVE_S,
             ssl_certfile=None if tls is None else str(tls.cert),
             ssl_keyfile=None if tls is None else str(tls.key),
         )

@@ -56,9 +56,12 @@ def executor(docker_engine: DockerEngine) -> Iterator[DockerExecutor]:
 
 
 def ours(client: docker.DockerClient, execution_id: str | None = None) -> list[Any]:
-    """Containers labelled by the executor (all of them, or one execution's), any state."""
+    """Containers labelled by the executor (all of them, or one execution's), any state.
+
+    Sparse: as the list answered it. Without, the SDK inspects each listed container in turn,
+    and one removed in between fails the whole listing with 404 (seen in CI)."""
     label = LABEL_MANAGED if execution_id is None else f"{LABEL_EXECUTION}={execution_id}"
-    return list(client.containers.list(all=True, filters={"label": label}))
+    return list(client.containers.list(all=True, filters={"label": label}, sparse=True))
 
 
 def docker_request(

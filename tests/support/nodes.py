@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from cli.client import CONNECTION_LIMITS
 from protocol.identity import KEY_FILE, NodeIdentity
 from tests.support.services import free_port
 from tests.support.tls import TLSPair
@@ -46,7 +47,11 @@ class NodeProc:
             headers = {"Authorization": f"Bearer {self.api_token}"} if self.api_token else {}
             verify = ssl.create_default_context(cafile=self.tls_ca) if self.tls_ca else True
             self._client = httpx.Client(
-                base_url=self.api_url, timeout=10, headers=headers, verify=verify
+                base_url=self.api_url,
+                timeout=10,
+                headers=headers,
+                verify=verify,
+                limits=CONNECTION_LIMITS,
             )
         return self._client
 
