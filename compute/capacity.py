@@ -64,10 +64,16 @@ def execution_needs(asked: Resources, allocated: Resources, defaults: Resources)
 
 
 def total(amounts: Iterable[Resources]) -> Resources:
-    result = Resources()
+    """The sum of ``amounts``, adding plain numbers: one model built, not one per amount (a
+    busy node sums every held execution on each ask)."""
+    cpu = 0.0
+    memory = disk = gpu = 0
     for amount in amounts:
-        result = result + amount
-    return result
+        cpu += amount.cpu
+        memory += amount.memory
+        disk += amount.disk
+        gpu += amount.gpu
+    return Resources(cpu=round(cpu, 6), memory=memory, disk=disk, gpu=gpu)
 
 
 def shortfall(needed: Resources, held: Resources, maximum: Resources) -> list[str]:
@@ -200,5 +206,6 @@ class CapacityTracker:
         return reservation is not None and reservation.expires_at_s > now_s
 
     def _held(self, now_s: float) -> Resources:
-        live = (r.resources for r in self._reservations.values() if r.expires_at_s > now_s)
-        return total(live) + total(self._allocations.values())
+        live = [r.resources for r in self._reservations.values() if r.expires_at_s > now_s]
+        live.extend(self._allocations.values())
+        return total(live)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -26,7 +27,13 @@ SHUTDOWN_NOTICE_TIMEOUT_S = 2.0
 
 class Announcer:
     """Every ``heartbeat_interval_s`` a Heartbeat; every ``info_every`` beats, or as soon as
-    :meth:`changed` is called, the full NodeInfo."""
+    :meth:`changed` is called, the full NodeInfo.
+
+    What the node holds (``holding``) goes out once per interval: in every Heartbeat and
+    periodic NodeInfo, and in a NodeInfo announcing a change only when a report is due (a
+    busy node announces many changes a second and may never beat). The list grows with
+    throughput (runs finished lately are on it), so sending it with every change made gossip
+    the largest cost of a busy node and of its requester."""
 
     def __init__(
         self,
@@ -56,6 +63,7 @@ class Announcer:
         self._node_id = info().node_id
         self._thread: threading.Thread | None = None
         self._seq = 0
+        self._report_due_s = 0.0  # monotonic: when the holdings are next reported
 
     def start(self) -> None:
         self._announce()
@@ -94,7 +102,7 @@ class Announcer:
                     return
                 self._stopping.wait(self._min_gap_s)
                 self._changed.clear()
-                self._announce()
+                self._announce(report=time.monotonic() >= self._report_due_s)
                 beats = 0
                 continue
             beats += 1
@@ -102,19 +110,26 @@ class Announcer:
                 self._announce()
             else:
                 self._seq += 1
-                held = self._holding() if self._holding is not None else None
+                held = self._held()
                 node_id = self._info().node_id
                 self._broadcast(Heartbeat(node_id=node_id, seq=self._seq, executions=held))
 
-    def _announce(self) -> None:
+    def _announce(self, *, report: bool = True) -> None:
+        """The NodeInfo; with the holdings when ``report`` (else None: "no news of them")."""
         self._seq += 1
         if self._described is not None:
             info, using = self._described()
         else:
             info, using = self._info(), None
         info = info.model_copy(update={"seq": self._seq})
-        held = self._holding() if self._holding is not None else None
+        held = self._held() if report else None
         self._broadcast(NodeInfoMessage(info=info, executions=held, using=using))
+
+    def _held(self) -> list[str] | None:
+        """What the node holds now (None from a node that runs nothing); the next report is
+        due an interval from now."""
+        self._report_due_s = time.monotonic() + self._interval_s
+        return self._holding() if self._holding is not None else None
 
     def _broadcast(self, message: Message, timeout_s: float | None = None) -> None:
         """Gossip is sent again every interval, so an announcement waits for a lost broker

@@ -125,7 +125,8 @@ class ExecutionLogs(Message):
 
 class NodeInfoMessage(Message):
     """``Executions`` as in :class:`Heartbeat`: a busy node announces NodeInfo more often
-    than it beats, so both carry what it holds. ``Using``: see below."""
+    than it beats, so a NodeInfo carries what it holds when a report is due (once per
+    heartbeat interval), and None (no news of it) in between. ``Using``: see below."""
 
     info: NodeInfo = Field(alias="NodeInfo")
     executions: list[str] | None = Field(default=None, alias="Executions")

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from protocol.errors import NotFoundError, ValidationError
 from protocol.ids import now_ns
@@ -25,6 +26,18 @@ class _Entry:
     capacity: CapacityReport | None = None  # its latest AvailableCapacity with what it counted
 
 
+class Announced(NamedTuple):
+    """What a NodeInfo told the table."""
+
+    fresh: bool  # a node new to the table, or back after it was disconnected
+    restarted: bool  # another BootID: it forgot what it was running
+    news: bool  # anything but its sequence number differs from its previous announcement
+
+
+def _same_announcement(old: NodeInfo, new: NodeInfo) -> bool:
+    return old.model_copy(update={"seq": new.seq}) == new
+
+
 class NodeTable:
     """Thread-safe. A node that misses heartbeats for ``disconnect_after_s`` is disconnected."""
 
@@ -36,12 +49,14 @@ class NodeTable:
         self._lock = threading.Lock()
         self._nodes: dict[str, _Entry] = {}
 
-    def on_info(self, info: NodeInfo, using: list[str] | None = None) -> tuple[bool, bool]:
-        """Record an announcement; (new or back, restarted since last seen).
+    def on_info(self, info: NodeInfo, using: list[str] | None = None) -> Announced:
+        """Record an announcement, and say what was new in it.
 
         A node that restarted (another BootID) has forgotten what it was running. ``using``:
         the executions its AvailableCapacity left out (nodes that say so get a
-        :class:`CapacityReport`)."""
+        :class:`CapacityReport`). An idle node repeats itself every few heartbeats: that is
+        no news (and its unchanged CapacityReport is kept, so rooms worked out from it are
+        still good)."""
         with self._lock:
             entry = self._nodes.get(info.node_id)
             fresh = entry is None or not entry.connected
@@ -53,6 +68,15 @@ class NodeTable:
             if using is not None and info.compute_node_info is not None:
                 available = info.compute_node_info.available_capacity
                 capacity = CapacityReport(available, frozenset(using))
+            news = (
+                fresh
+                or restarted
+                or entry is None
+                or capacity != entry.capacity
+                or not _same_announcement(entry.info, info)
+            )
+            if not news and entry is not None:
+                capacity = entry.capacity
             self._nodes[info.node_id] = _Entry(
                 info=info,
                 last_seen=self._clock(),
@@ -60,7 +84,7 @@ class NodeTable:
                 announced_at_ns=now_ns(),
                 capacity=capacity,
             )
-            return fresh, restarted
+            return Announced(fresh, restarted, news)
 
     def on_heartbeat(self, node_id: str, executions: list[str] | None = None) -> bool:
         """Refresh a node and keep what it says it holds; False when the node is unknown
@@ -142,6 +166,11 @@ class NodeTable:
     def connected(self) -> list[NodeInfo]:
         with self._lock:
             return [entry.info for entry in self._nodes.values() if entry.connected]
+
+    def any_compute_connected(self) -> bool:
+        """Whether a compute node is connected: stops at the first (no list of them all)."""
+        with self._lock:
+            return any(e.connected and e.info.is_compute for e in self._nodes.values())
 
     def states(self) -> list[NodeState]:
         with self._lock:

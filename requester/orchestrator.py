@@ -247,14 +247,15 @@ class Orchestrator:
         payload = envelope.payload
         if isinstance(payload, NodeInfoMessage):
             node_id = payload.info.node_id
-            fresh, restarted = self.node_table.on_info(payload.info, payload.using)
+            fresh, restarted, news = self.node_table.on_info(payload.info, payload.using)
             self.node_table.on_heartbeat(node_id, payload.executions)
             if fresh:
                 log.info("event=node_joined node=%s", node_id)
             if restarted:
                 log.warning("event=node_restarted node=%s", node_id)
                 self._events.put(NodeRestarted(node_id))
-            self._events.put(RoomNews(node_id, joined=fresh))
+            if news or self._waiting_for_room():
+                self._events.put(RoomNews(node_id, joined=fresh))
         elif isinstance(payload, Heartbeat):
             self.node_table.on_heartbeat(payload.node_id, payload.executions)
         elif isinstance(payload, ShutdownNotice):
@@ -376,7 +377,7 @@ class Orchestrator:
         if now_ns() >= self._settle_until_ns():
             self._from_before = set()
             return
-        if not any(node.is_compute for node in self.node_table.connected()):
+        if not self.node_table.any_compute_connected():
             yield from self._store.job_ids()
             return
         if self._from_before:
@@ -466,6 +467,13 @@ class Orchestrator:
         except Exception:
             log.exception("event=evaluate_failed job=%s", job_id)
 
+    def _waiting_for_room(self) -> bool:
+        """Whether a job may be waiting for a node to announce itself (bus thread: a read of
+        the backlog's size). When none is, an announcement that repeats the last one needs
+        no pass: at 1,000 idle nodes, a pass for every one of them was most of gossip's
+        cost."""
+        return bool(self._backlog) or bool(self._carried) or now_ns() < self._settle_until_ns()
+
     def _settle_until_ns(self) -> int:
         return self._started_ns + int(self._config.settle_s * 1e9)
 
@@ -474,9 +482,7 @@ class Orchestrator:
         job from before the start, or for any job while no compute node has spoken."""
         if now_ns() >= self._settle_until_ns():
             return False
-        return job.create_time < self._started_ns or not any(
-            node.is_compute for node in self.node_table.connected()
-        )
+        return job.create_time < self._started_ns or not self.node_table.any_compute_connected()
 
     def _evaluate(self, job_id: str) -> None:
         job = self._store.get_job(job_id)

@@ -4,7 +4,8 @@ import pytest
 
 from protocol.errors import NotFoundError
 from protocol.ids import now_ns
-from protocol.node import NodeConnection, NodeInfo
+from protocol.node import ComputeNodeInfo, NodeConnection, NodeInfo, NodeType
+from protocol.resources import Resources
 from requester.nodes import NodeTable
 
 
@@ -23,7 +24,7 @@ def info(node_id: str, boot_id: str = "b1") -> NodeInfo:
 def test_nodes_missing_heartbeats_are_disconnected_and_come_back() -> None:
     clock = Clock()
     table = NodeTable(disconnect_after_s=15, clock=clock)
-    assert table.on_info(info("n-a")) == (True, False)
+    assert table.on_info(info("n-a"))[:2] == (True, False)
     clock.now += 10
     assert table.on_heartbeat("n-a")
     clock.now += 14
@@ -32,15 +33,15 @@ def test_nodes_missing_heartbeats_are_disconnected_and_come_back() -> None:
     assert table.sweep() == ["n-a"]
     assert table.connected() == []
     assert table.get("n-a").connection is NodeConnection.DISCONNECTED
-    assert table.on_info(info("n-a")) == (True, False)
+    assert table.on_info(info("n-a"))[:2] == (True, False)
     assert [n.node_id for n in table.connected()] == ["n-a"]
 
 
 def test_a_new_boot_id_says_the_node_restarted() -> None:
     table = NodeTable(disconnect_after_s=15, clock=Clock())
     table.on_info(info("n-a", "b1"))
-    assert table.on_info(info("n-a", "b1")) == (False, False)
-    assert table.on_info(info("n-a", "b2")) == (False, True)
+    assert table.on_info(info("n-a", "b1"))[:2] == (False, False)
+    assert table.on_info(info("n-a", "b2"))[:2] == (False, True)
 
 
 def test_shutdown_notice_disconnects_and_unknown_heartbeats_are_ignored() -> None:
@@ -105,3 +106,38 @@ def test_a_node_info_is_capacity_news_a_heartbeat_is_not() -> None:
     assert table.announced() == {"n-a": first}
     table.on_info(info("n-a"))
     assert table.announced()["n-a"] >= first
+
+
+def compute_info(node_id: str, cpu: float, seq: int, **labels: str) -> NodeInfo:
+    return NodeInfo(
+        node_id=node_id,
+        boot_id="b1",
+        seq=seq,
+        labels=labels,
+        compute_node_info=ComputeNodeInfo(available_capacity=Resources(cpu=cpu)),
+    )
+
+
+def test_an_announcement_that_repeats_the_last_one_is_no_news() -> None:
+    table = NodeTable(disconnect_after_s=15, clock=Clock())
+    assert table.on_info(compute_info("n-a", 2.0, 1), ["e-1"]).news  # new to the table
+    report = table.capacity_reports()["n-a"]
+    repeated = table.on_info(compute_info("n-a", 2.0, 2), ["e-1"])
+    assert repeated == (False, False, False)
+    assert table.capacity_reports()["n-a"] is report  # kept: rooms made from it still hold
+    assert table.on_info(compute_info("n-a", 1.0, 3), ["e-1"]).news  # capacity changed
+    assert table.on_info(compute_info("n-a", 1.0, 4), ["e-1", "e-2"]).news  # counted more
+    assert table.on_info(compute_info("n-a", 1.0, 5, zone="b"), ["e-1", "e-2"]).news  # labels
+    assert not table.on_info(compute_info("n-a", 1.0, 6, zone="b"), ["e-1", "e-2"]).news
+
+
+def test_any_compute_connected() -> None:
+    clock = Clock()
+    table = NodeTable(disconnect_after_s=15, clock=clock)
+    table.on_info(NodeInfo(node_id="n-r", node_type=NodeType.REQUESTER))
+    assert not table.any_compute_connected()
+    table.on_info(compute_info("n-c", 1.0, 1))
+    assert table.any_compute_connected()
+    clock.now += 16
+    table.sweep()
+    assert not table.any_compute_connected()

@@ -27,6 +27,7 @@ from protocol.messages import (
 from protocol.node import ComputeNodeInfo, NodeInfo, NodeType
 from protocol.resources import Resources
 from protocol.states import ExecutionStateType as S
+from requester.events import RoomNews
 from requester.orchestrator import (
     MAX_REFUSAL_LABELS,
     REQUESTER_ID_META,
@@ -327,3 +328,26 @@ def test_refusals_are_counted_under_a_bounded_set_of_names() -> None:
         seen[f"rule {index}"] += 1
     assert refusal_label("rule 3", seen) == "rule 3"  # known names keep counting
     assert refusal_label("one more", seen) == "other"  # no new names past the bound
+
+
+def test_an_idle_node_repeating_its_announcement_wakes_no_pass() -> None:
+    with JobStore(":memory:") as store:
+        info = NodeInfo(node_id="n-requester", node_type=NodeType.REQUESTER)
+        service = Orchestrator(info, store, Recorder(), RequesterConfig(settle_s=0))
+
+        def announce(seq: int, cpu: float) -> list[object]:
+            node = compute_info("n-a")
+            assert node.compute_node_info is not None
+            news = node.compute_node_info.model_copy(
+                update={"available_capacity": Resources(cpu=cpu, memory=8 * 1024**3)}
+            )
+            node = node.model_copy(update={"seq": seq, "compute_node_info": news})
+            service.handle(envelope("n-a", NodeInfoMessage(info=node, using=[])))
+            queued = list(service._events.queue)
+            service._events.queue.clear()
+            return queued
+
+        assert [type(e) for e in announce(1, 4)] == [RoomNews]  # joined
+        assert announce(2, 4) == []  # the same again: nothing for a pass to do
+        assert announce(3, 4) == []
+        assert [type(e) for e in announce(4, 2)] == [RoomNews]  # its room changed
