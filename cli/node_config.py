@@ -38,6 +38,7 @@ from pydantic_settings import (
 )
 
 from cli.node_parsing import (
+    parse_accept_probes,
     parse_allowed_paths,
     parse_data_locality,
     parse_ipfs_api,
@@ -113,6 +114,9 @@ class NodeSettings(BaseSettings):
     job_selection_probe_http: str | None = None
     job_selection_probe_exec: str | None = None
     job_selection_probe_timeout: float = Field(default=10.0, ge=0.1)
+    bid_accept_probe_http: str | None = None
+    bid_accept_probe_exec: str | None = None
+    bid_accept_probe_timeout: float = Field(default=10.0, ge=0.1)
     docker_host: str | None = None
     ipfs_connect: str | None = None
     data_dir: Path | None = None  # None: ~/.bacalao
@@ -207,6 +211,11 @@ class NodeSettings(BaseSettings):
                 self.job_selection_probe_http,
                 self.job_selection_probe_exec,
                 self.job_selection_probe_timeout,
+            ),
+            "accept_probes": parse_accept_probes(
+                self.bid_accept_probe_http,
+                self.bid_accept_probe_exec,
+                self.bid_accept_probe_timeout,
             ),
             "docker_host": self.docker_host,
             "ipfs_api": parse_ipfs_api(self.ipfs_connect),

@@ -11,6 +11,7 @@ from protocol.units import parse_bytes, parse_cpu
 
 if TYPE_CHECKING:
     from compute.bidding.selection import JobSelection
+    from requester.accept_probes import AcceptProbeConfig
 
 NODE_TYPES = {"requester", "compute"}
 
@@ -29,6 +30,17 @@ def parse_job_selection(
         probe_exec=(probe_exec or "").strip(),
         probe_timeout_s=probe_timeout,
     )
+
+
+def parse_accept_probes(
+    probe_http: str | None, probe_exec: str | None, probe_timeout: float
+) -> AcceptProbeConfig:
+    from requester.accept_probes import AcceptProbeConfig
+
+    url = (probe_http or "").strip()
+    if url and not url.startswith(("http://", "https://")):
+        raise ValidationError("bid-accept-probe-http", f"{url!r} is not an http(s) URL")
+    return AcceptProbeConfig(http=url, exec=(probe_exec or "").strip(), timeout_s=probe_timeout)
 
 
 def parse_labels(values: list[str] | None) -> dict[str, str]:

@@ -272,6 +272,41 @@ ProbeTimeout = Annotated[
         rich_help_panel=SELECTION_PANEL,
     ),
 ]
+ACCEPT_PANEL = "Bid acceptance (which bids this requester accepts)"
+AcceptProbeHttp = Annotated[
+    str | None,
+    typer.Option(
+        "--bid-accept-probe-http",
+        envvar="BACALAO_BID_ACCEPT_PROBE_HTTP",
+        metavar="URL",
+        help='POST {"Job", "NodeID", "Node"} as JSON to URL for each positive bid: a status '
+        'other than 2xx vetoes it, a JSON {"Accept": bool, "Reason": str} decides, any other '
+        "2xx accepts; no answer in time vetoes. Every bid then waits for approval.",
+        rich_help_panel=ACCEPT_PANEL,
+    ),
+]
+AcceptProbeExec = Annotated[
+    str | None,
+    typer.Option(
+        "--bid-accept-probe-exec",
+        envvar="BACALAO_BID_ACCEPT_PROBE_EXEC",
+        metavar="CMD",
+        help='Run CMD (sh -c) for each positive bid with {"Job", "NodeID", "Node"} as JSON '
+        "on stdin and in BACALHAU_BID_ACCEPT_PROBE_DATA: exit 0 accepts, anything else "
+        "vetoes with the last line of its stderr; killed and vetoed after the probe timeout.",
+        rich_help_panel=ACCEPT_PANEL,
+    ),
+]
+AcceptProbeTimeout = Annotated[
+    float,
+    typer.Option(
+        "--bid-accept-probe-timeout",
+        envvar="BACALAO_BID_ACCEPT_PROBE_TIMEOUT",
+        min=0.1,
+        help="Seconds a bid accept probe has to answer.",
+        rich_help_panel=ACCEPT_PANEL,
+    ),
+]
 DataLocalityOption = Annotated[
     str,
     typer.Option(

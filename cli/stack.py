@@ -50,6 +50,7 @@ from protocol.node import NodeInfo, NodeType
 from protocol.outbox import Outbox
 from protocol.resources import Resources
 from protocol.transport import Bus, BusOptions
+from requester.accept_probes import AcceptProbeConfig, probes_of
 from requester.api import create_app
 from requester.api_auth import check_exposure
 from requester.limits import SubmissionLimits
@@ -130,6 +131,7 @@ class NodeOptions:
     tamper_results: bool = False
     accept_networked: bool = False  # bid on jobs asking for network access
     job_selection: JobSelection = field(default_factory=JobSelection)  # --job-selection-*
+    accept_probes: AcceptProbeConfig = field(default_factory=AcceptProbeConfig)  # --bid-accept-*
     docker_host: str | None = None  # None: DOCKER_HOST, else the local socket
     ipfs_api: str | None = None  # the IPFS daemon's RPC API multiaddr; None: no ipfs
 
@@ -242,7 +244,10 @@ class NodeProcess:
                 disconnect_after_s=options.disconnect_after_s,
                 limits=options.limits,
             )
-            self.orchestrator = Orchestrator(self.info(), self.store, self.outbox, config)
+            probes = probes_of(options.accept_probes)
+            self.orchestrator = Orchestrator(
+                self.info(), self.store, self.outbox, config, accept_probes=probes
+            )
             RequesterMetrics(self.orchestrator, self.metrics)
             self.dispatcher.requester = self.orchestrator.handle
         self.bus.start()

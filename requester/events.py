@@ -13,7 +13,7 @@ from protocol.envelope import Envelope
 
 @dataclass(frozen=True)
 class Evaluate:
-    """A job was submitted or stopped: look at it."""
+    """A job was submitted or stopped, or a probe answered about its bid: look at it."""
 
     job_id: str
 

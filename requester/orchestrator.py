@@ -22,8 +22,8 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from protocol.bookkeeping import Verdict
@@ -45,11 +45,13 @@ from protocol.messages import (
     ShutdownNotice,
 )
 from protocol.node import NodeInfo, NodeReputation, NodeState
+from protocol.probes import Probe
 from protocol.resources import Resources
 from protocol.specs import validate_job
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from protocol.verification import RESULT_HASH
+from requester.accept_probes import AcceptProbes
 from requester.backlog import Backlog
 from requester.events import (
     Evaluate,
@@ -125,11 +127,19 @@ class Orchestrator:
         outbox: Outbox,
         config: RequesterConfig | None = None,
         rng: random.Random | None = None,
+        accept_probes: Sequence[Probe] = (),
     ) -> None:
+        """``accept_probes``: the operator's bid accept probes (requester/accept_probes.py);
+        with any, every bid waits for approval."""
         self._info = info
         self._store = store
         self._outbox = outbox
         self._config = config or RequesterConfig()
+        self._accept: AcceptProbes | None = None
+        if accept_probes:
+            scheduler = replace(self._config.scheduler, approve_bids=True)
+            self._config = replace(self._config, scheduler=scheduler)
+            self._accept = AcceptProbes(accept_probes, self._reviewed)
         self._rng = rng or random.Random()
         self.node_table = NodeTable(self._config.disconnect_after_s)
         self._held = Held()
@@ -241,6 +251,12 @@ class Orchestrator:
         self._events.put(Stop())
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._accept is not None:
+            self._accept.close()
+
+    def _reviewed(self, job_id: str) -> None:
+        """An accept probe answered about a bid for the job (a probe thread)."""
+        self._events.put(Evaluate(job_id))
 
     def handle(self, envelope: Envelope) -> None:
         """Bus handler (bus thread): gossip updates the node table, the rest is queued."""
@@ -506,7 +522,10 @@ class Orchestrator:
             announced,
             self._rooms,
             self.reputations.scores,
+            None if self._accept is None else self._accept.vetoes(job.id),
         )
+        if self._accept is not None:
+            self._accept.review(job, plan, executions, nodes)
         if plan.wait_for_room:
             eligible = frozenset(plan.eligible)
             self._backlog.wait(job.id, job.priority, job_needs(job, config), eligible)

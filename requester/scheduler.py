@@ -36,6 +36,9 @@ class SchedulerConfig:
     # (AskForBid with WaitForApproval false). More: ask Count x over_ask nodes, each reserving
     # until the requester accepts the first Count positive bids in rank order.
     over_ask: int = 1
+    # Every bid waits for the requester's approval, even with over_ask 1: bid accept probes
+    # (requester/accept_probes.py) must see a bid before its run starts.
+    approve_bids: bool = False
     bid_timeout_s: float = 10.0
     default_queue_timeout_s: float = 600.0
     max_attempts_per_count: int = 3
@@ -100,6 +103,7 @@ class Wait:
     placed: frozenset[str]  # direct asks not yet answered: they hold their node's room
     needs: Resources  # the job's size, defaults filled in (job_needs)
     reputation: Mapping[str, float] = field(default_factory=dict)  # node -> score (0, 1)
+    vetoes: Mapping[str, str] = field(default_factory=dict)  # node -> why a probe said no
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,7 @@ def schedule(
     announced: Mapping[str, int] = NO_NEWS,
     room: Mapping[str, Room] | None = None,
     reputation: Mapping[str, float] | None = None,
+    vetoes: Mapping[str, str] | None = None,
 ) -> Plan:
     """``nodes`` are connected; ``away`` went silent lately and may come back, so a job
     only they could run waits (until its queue timeout) instead of failing. Until
@@ -172,7 +177,8 @@ def schedule(
     announced since may have room now, and is asked again without waiting for a new round.
     ``room`` says how much each node has free (see :mod:`requester.room`): a node known to
     lack room for the job is not asked; the job waits, queued, for room to free.
-    ``reputation`` is each node's score (requester/reputation.py): it ranks nodes."""
+    ``reputation`` is each node's score (requester/reputation.py): it ranks nodes.
+    ``vetoes``: nodes a bid accept probe said no to for this job, never asked again for it."""
     plan = Plan(job_id=job.id)
     connected = {node.node_id for node in nodes}
     live = [e for e in executions if not e.state.terminal]
@@ -296,6 +302,7 @@ def schedule(
         placed,
         needs,
         reputation or {},
+        vetoes or {},
     )
     _plan_asks(plan, job, executions, live, nodes, now_ns, config, rng, wait)
     return plan
@@ -379,7 +386,7 @@ def _plan_asks(
     want = needed * config.over_ask - undecided
     if want > 0 and roomy:
         plan.ask = roomy[:want]
-        plan.direct = config.over_ask <= 1
+        plan.direct = config.over_ask <= 1 and not config.approve_bids
         plan.why = _why(plan.ask, selection)
         # Look again when these bids are due, even if every ask or answer is lost.
         _wake(plan, now_ns + int(config.bid_timeout_s * 1e9) + 1)
@@ -425,8 +432,19 @@ def _sample(
     ``favour_`` preferences always looks at every node (its preferred ones may be few)."""
     limit = max(SAMPLE_FLOOR, 2 * wait.needed * config.over_ask)
     if preferences(job.constraints) or len(nodes) <= limit:
-        return select(job, nodes, previous, rng, wait.needs, reputation=wait.reputation)
-    sample = select(job, nodes, previous, rng, wait.needs, reputation=wait.reputation, limit=limit)
+        return select(
+            job, nodes, previous, rng, wait.needs, reputation=wait.reputation, vetoes=wait.vetoes
+        )
+    sample = select(
+        job,
+        nodes,
+        previous,
+        rng,
+        wait.needs,
+        reputation=wait.reputation,
+        limit=limit,
+        vetoes=wait.vetoes,
+    )
     rooms = wait.room or {}
     usable = [
         node
@@ -436,7 +454,9 @@ def _sample(
     ]
     if sample.complete or len(usable) >= wait.needed * config.over_ask:
         return sample
-    return select(job, nodes, previous, rng, wait.needs, reputation=wait.reputation)
+    return select(
+        job, nodes, previous, rng, wait.needs, reputation=wait.reputation, vetoes=wait.vetoes
+    )
 
 
 def _why(asked: Sequence[NodeInfo], selection: Selection) -> dict[str, str]:

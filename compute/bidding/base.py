@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from protocol.job import Job
+from protocol.probes import ProbeAnswer
 from protocol.resources import Resources
 
 
@@ -47,6 +48,11 @@ YES = BidDecision(should_bid=True)
 
 def refuse(reason: str) -> BidDecision:
     return BidDecision(should_bid=False, reason=reason)
+
+
+def from_probe(answer: ProbeAnswer) -> BidDecision:
+    """An operator probe's answer (protocol/probes.py) as a bid decision."""
+    return BidDecision(True, answer.reason) if answer.yes else refuse(answer.reason)
 
 
 def installed_list(names: frozenset[str]) -> str:

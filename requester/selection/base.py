@@ -46,6 +46,7 @@ class RankContext:
     constraints: tuple[LabelSelectorRequirement, ...] = ()  # the hard ones
     preferences: tuple[LabelSelectorRequirement, ...] = ()  # favour_ ones, on their label
     reputation: Mapping[str, float] = field(default_factory=dict)  # node -> score in (0, 1)
+    vetoes: Mapping[str, str] = field(default_factory=dict)  # node -> why a probe said no
 
 
 class Ranker(Protocol):

@@ -21,10 +21,12 @@ from requester.selection.capacity import CapacityRanker, SizeRanker
 from requester.selection.labels import AffinityRanker, ConstraintsRanker, PreferencesRanker
 from requester.selection.reputation import ReputationRanker
 from requester.selection.spread import PreviousRanker, RandomRanker
+from requester.selection.vetoes import VetoRanker
 
 # Filters first (the cheapest and the most telling refusals lead), then the orderings;
 # randomness last, so it draws once per able node, in the order the nodes were given.
 DEFAULT_RANKERS: tuple[Ranker, ...] = (
+    VetoRanker(),
     ENGINE,
     PUBLISHER,
     StorageRanker(),
@@ -72,9 +74,11 @@ def select(
     rankers: Sequence[Ranker] = DEFAULT_RANKERS,
     reputation: Mapping[str, float] | None = None,
     limit: int | None = None,
+    vetoes: Mapping[str, str] | None = None,
 ) -> Selection:
     """Nodes able to run ``job``, best first, and why each other compute node is not.
     ``reputation``: each node's score (see requester/reputation.py), unknown nodes 0.5.
+    ``vetoes``: the nodes an accept probe said no to for this job, and why.
 
     ``limit``: stop once that many able nodes are found, starting at a random node, as
     Nomad's scheduler does: placing a job then costs the same on 10 nodes or 1,000 (the best
@@ -92,6 +96,7 @@ def select(
         constraints=tuple(req for req in job.constraints if not is_preference(req)),
         preferences=tuple(preferences(job.constraints)),
         reputation=reputation or {},
+        vetoes=vetoes or {},
     )
     rejected: dict[str, str] = {}
     ranks: dict[str, NodeRank] = {}
