@@ -44,7 +44,7 @@ JobIdArgument = Annotated[
 ]
 DEFAULT_LIST_LIMIT = 10
 TIME_ORDER_FIELDS = frozenset({"", "created_at", "modified_at"})  # "": created_at
-# What the requester's GET /jobs accepts as order_by (requester/store_schema.py ORDER_COLUMNS).
+# What the requester's GET /jobs accepts as order_by (requester/store/paging.py ORDER_COLUMNS).
 JOB_ORDER_FIELDS = ("created_at", "modified_at", "id", "name", "state")
 
 

@@ -44,7 +44,9 @@ from cli.node_parsing import (
     parse_ipfs_api,
     parse_job_selection,
     parse_labels,
+    parse_lease_ttl,
     parse_node_type,
+    parse_store,
     parse_total_limits,
 )
 from protocol.errors import ValidationError
@@ -120,6 +122,8 @@ class NodeSettings(BaseSettings):
     docker_host: str | None = None
     ipfs_connect: str | None = None
     data_dir: Path | None = None  # None: ~/.bacalao
+    store: str | None = None  # None: SQLite, jobs.db in the data dir
+    lease_ttl: float = Field(default=15.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["text", "json"] = "text"
 
@@ -219,6 +223,12 @@ class NodeSettings(BaseSettings):
             ),
             "docker_host": self.docker_host,
             "ipfs_api": parse_ipfs_api(self.ipfs_connect),
+            "store": parse_store(self.store) if requester else None,
+            "lease_ttl_s": (
+                parse_lease_ttl(self.lease_ttl, self.heartbeat_interval)
+                if requester
+                else self.lease_ttl
+            ),
         }
         fields.update(overrides)
         return NodeOptions(**fields)

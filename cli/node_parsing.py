@@ -106,3 +106,39 @@ def parse_ipfs_api(text: str | None) -> str | None:
     from protocol.ipfs import parse_api_address
 
     return parse_api_address(text, field="ipfs-connect").multiaddr
+
+
+STORE_FLAG = "--store"
+
+
+def store_problem(target: str, problem: object) -> ValidationError:
+    """What is wrong with the job store ``target``, naming the flag (never its password)."""
+    from requester.store import describe
+
+    return ValidationError(STORE_FLAG, f"{describe(target)}: {problem}")
+
+
+def parse_store(target: str | None) -> str | None:
+    """The job store ``--store`` names, checked without opening it (its scheme, a
+    PostgreSQL URL's syntax); None: SQLite, jobs.db in the data dir."""
+    from requester.store import StoreError, check_target
+
+    text = (target or "").strip()
+    if not text:
+        return None
+    try:
+        check_target(text)
+    except StoreError as exc:
+        raise store_problem(text, exc) from None
+    return text
+
+
+def parse_lease_ttl(lease_ttl_s: float, heartbeat_interval_s: float) -> float:
+    """A lease renewed each heartbeat must outlast one, or it lapses between two."""
+    if lease_ttl_s <= heartbeat_interval_s:
+        raise ValidationError(
+            "lease-ttl",
+            f"{lease_ttl_s:g} s must be longer than --heartbeat-interval ({heartbeat_interval_s:g}"
+            " s): a lease is renewed on each heartbeat",
+        )
+    return lease_ttl_s

@@ -43,6 +43,7 @@ from cli.serve_options import (
     InsecureOption,
     IpfsConnect,
     Labels,
+    LeaseTtl,
     LocalPublisherAddress,
     LocalPublisherListen,
     LocalPublisherPort,
@@ -61,6 +62,7 @@ from cli.serve_options import (
     ProbeHttp,
     ProbeTimeout,
     RejectStateless,
+    StoreTarget,
     TlsCertOption,
     TlsKeyOption,
 )
@@ -180,6 +182,8 @@ def serve(
     docker_host: DockerHost = D.docker_host,
     ipfs_connect: IpfsConnect = D.ipfs_connect,
     data_dir: DataDir = D.data_dir,
+    store: StoreTarget = D.store,
+    lease_ttl: LeaseTtl = D.lease_ttl,
     log_level: LogLevel = D.log_level,
     log_format: LogFormat = D.log_format,
 ) -> None:

@@ -64,6 +64,25 @@ DataDir = Annotated[
         "--data-dir", envvar="BACALAO_DIR", help="Where state lives (default ~/.bacalao)."
     ),
 ]
+StoreTarget = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="BACALAO_STORE",
+        show_default=False,
+        help="The requester's job store: a SQLite file (a path or sqlite:///path; default: "
+        "jobs.db in the data dir), or postgresql://user:pass@host:port/db to share one.",
+    ),
+]
+LeaseTtl = Annotated[
+    float,
+    typer.Option(
+        "--lease-ttl",
+        envvar="BACALAO_LEASE_TTL",
+        help="On a shared (PostgreSQL) store: seconds a requester's hold on its jobs outlasts "
+        "its last heartbeat; longer than --heartbeat-interval.",
+    ),
+]
 OverAsk = Annotated[
     int,
     typer.Option(

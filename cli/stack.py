@@ -53,12 +53,13 @@ from protocol.transport import Bus, BusOptions
 from requester.accept_probes import AcceptProbeConfig, probes_of
 from requester.api import create_app
 from requester.api_auth import check_exposure
+from requester.lease_keeper import LeaseKeeper
 from requester.limits import SubmissionLimits
 from requester.metrics import RequesterMetrics
 from requester.orchestrator import Orchestrator, RequesterConfig
 from requester.scheduler import SchedulerConfig
 from requester.server import APIServer
-from requester.store import JobStore
+from requester.store import JobStore, StoreError, open_database
 from requester.tls import TLSFiles
 
 log = logging.getLogger("bacalao.node")
@@ -126,6 +127,12 @@ class NodeOptions:
     local_publisher_port: int | None = None  # None: DEFAULT_LOCAL_PUBLISHER_PORT, as api_port
     local_publisher_listen: str | None = None  # bound; None: local_publisher_host
     data_locality: str = "anywhere"
+    # the requester's job store (--store): a SQLite path or URL, a postgresql:// URL; None:
+    # SQLite, jobs.db in the data dir
+    store: str | None = None
+    # how long a requester's lease on a job outlasts its last renewal (each heartbeat), on a
+    # store several requesters share
+    lease_ttl_s: float = 15.0
     # Tests only (no flag): this compute node's results differ from every other's, to show
     # that verification finds it out.
     tamper_results: bool = False
@@ -134,6 +141,19 @@ class NodeOptions:
     accept_probes: AcceptProbeConfig = field(default_factory=AcceptProbeConfig)  # --bid-accept-*
     docker_host: str | None = None  # None: DOCKER_HOST, else the local socket
     ipfs_api: str | None = None  # the IPFS daemon's RPC API multiaddr; None: no ipfs
+
+
+def open_store(target: str, owner: str, lease_ttl_s: float) -> JobStore:
+    """The requester's job store; a ValidationError naming --store if it cannot be opened.
+    On a store several requesters may share, the jobs this one creates are leased to it."""
+    from cli.node_parsing import store_problem
+
+    try:
+        database = open_database(target)
+    except StoreError as exc:
+        raise store_problem(target, exc) from None
+    lease_owner = owner if database.shared else ""
+    return JobStore(database, lease_owner=lease_owner, lease_ttl_s=lease_ttl_s)
 
 
 def http_base_url(host: str, port: int, scheme: str = "http") -> str:
@@ -176,6 +196,7 @@ class NodeProcess:
         self.compute: ComputeNode | None = None
         self.api: APIServer | None = None
         self.store: JobStore | None = None
+        self.lease_keeper: LeaseKeeper | None = None
         self.announcer: Announcer | None = None
         self.api_port: int | None = None
         self.results_server: APIServer | None = None
@@ -231,7 +252,15 @@ class NodeProcess:
             ComputeMetrics(self.compute, self.metrics)
             self.dispatcher.compute = self.compute.handle
         if options.requester:
-            self.store = JobStore(str(self.folder / "jobs.db"))
+            target = options.store or str(self.folder / "jobs.db")
+            self.store = open_store(target, self.node_id, options.lease_ttl_s)
+            if self.store.lease_owner:
+                self.lease_keeper = LeaseKeeper(
+                    self.store.leases,
+                    self.store.lease_owner,
+                    options.lease_ttl_s,
+                    options.heartbeat_interval_s,
+                )
             config = RequesterConfig(
                 scheduler=SchedulerConfig(
                     over_ask=options.over_ask,
@@ -255,6 +284,8 @@ class NodeProcess:
             self.compute.start()
         if self.orchestrator is not None:
             self.orchestrator.start()
+            if self.lease_keeper is not None:
+                self.lease_keeper.start()
             self._start_api(self.orchestrator)
         self.announcer = Announcer(
             self.bus,
@@ -427,6 +458,8 @@ class NodeProcess:
             self.results_server.stop()
         self.outbox.close()
         self.bus.close()
+        if self.lease_keeper is not None:
+            self.lease_keeper.stop()
         if self.store is not None:
             self.store.close()
         log.info("event=node_stopped node=%s", self.node_id)

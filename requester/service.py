@@ -9,7 +9,7 @@ from protocol.job import Job
 from protocol.node import NodeInfo, NodeState
 
 if TYPE_CHECKING:
-    from requester.store import JobStore
+    from requester.store import Store
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class SubmitResult:
 
 class OrchestratorService(Protocol):
     @property
-    def store(self) -> JobStore: ...
+    def store(self) -> Store: ...
 
     def submit(self, job: Job) -> SubmitResult:
         """Validate (ValidationError naming the field), assign an ID, store, schedule."""

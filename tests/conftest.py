@@ -11,6 +11,7 @@ import pytest
 from tests.support.browser import chromium_running
 from tests.support.docker_engine import DockerEngine, docker_engine_running
 from tests.support.ipfs_server import IPFSNode, ipfs_node_running
+from tests.support.postgres import PostgresServer, postgres_server
 from tests.support.rabbitmq import RabbitMQServer, rabbitmq_server
 from tests.support.s3_server import S3Server, s3_server_running
 from tests.support.services import RedisServer, redis_server
@@ -64,6 +65,13 @@ def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQServe
 def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A Redis server for the whole session (``.url``)."""
     with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session (``.url(db)``, ``.create_database()``)."""
+    with postgres_server() as server:
         yield server
 
 

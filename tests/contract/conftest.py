@@ -1,4 +1,5 @@
-"""The transports every contract test runs over: one entry per backend in ``TRANSPORTS``.
+"""The transports every contract test runs over: one entry per backend in ``TRANSPORTS``;
+the job stores, one per backend in ``STORES`` (tests/contract/stores.py).
 
 A factory yields a :class:`Transport`: a URL for each node (``peer://`` nodes each listen on
 their own), what the backend promises (a stopped node's queue keeps its messages; they even
@@ -19,6 +20,7 @@ import pytest
 from protocol.envelope import Codec, Envelope
 from protocol.messages import Heartbeat
 from protocol.transport import Bus, BusOptions
+from tests.contract.stores import STORES, StoreBackend
 from tests.support.brokers import Broker, peer_broker, shared_broker
 from tests.support.rabbitmq import RabbitMQServer, rabbitmq_server
 from tests.support.services import RedisServer, redis_server
@@ -176,3 +178,9 @@ def restartable_cluster(restartable_transport: Transport) -> Iterator[Cluster]:
         yield nodes
     finally:
         nodes.close()
+
+
+@pytest.fixture(params=list(STORES))
+def store_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
+    with STORES[request.param](request) as backend:
+        yield backend

@@ -1,8 +1,10 @@
-"""Running an executor on a thread, for tests that cancel or time it from outside."""
+"""Threads for tests: an executor run on one (to cancel or time it from outside), and work
+released on several at once."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from compute.executors.base import Executor, RunOutcome, RunRequest
 
@@ -30,3 +32,23 @@ class RunInThread:
         assert self.error is None, self.error
         assert self.outcome is not None
         return self.outcome
+
+
+def run_together(count: int, work: Callable[[int], None]) -> list[BaseException]:
+    """Run ``work(0..count-1)`` on ``count`` threads released at once; what they raised."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            work(index)
+        except BaseException as exc:  # collected and asserted on by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -19,7 +19,7 @@ from typer.testing import CliRunner, Result
 from cli.devstack import Devstack
 from cli.main import create_app
 from cli.stack import NodeOptions
-from requester.store_schema import ORDER_COLUMNS
+from requester.store import ORDER_COLUMNS
 from tests.support.jobs import HELLO_WAT, noop_job, run_job
 
 pytestmark = pytest.mark.timeout(90)

@@ -125,6 +125,9 @@ def test_what_is_given_overrides_the_file_and_the_file_the_defaults(tmp_path: Pa
         ("a.json", '{"over-ask": ', "config", "does not parse"),
         ("a.toml", "over-ask = \n", "config", "does not parse"),
         ("a.txt", "over-ask: 2\n", "config", "not a config file"),
+        ("a.yaml", "lease-ttl: 2\nheartbeat-interval: 5\n", "lease-ttl", "longer than"),
+        ("a.yaml", "store: mysql://db/jobs\n", "--store", "unknown store scheme 'mysql'"),
+        ("a.yaml", "store: postgresql://u:pw@h:x/db\n", "--store", "u:***@h:x/db: not a"),
     ],
 )
 def test_a_bad_file_or_value_is_an_error_naming_the_key(

@@ -16,8 +16,8 @@ from protocol.history import HistoryRow
 from protocol.ids import new_execution_id
 from protocol.job import Job, JobStateType
 from protocol.states import ExecutionDesiredStateType, ExecutionStateType
-from requester import store_schema
 from requester.store import JobStore
+from requester.store import rows as store_rows
 
 E = ExecutionStateType
 D = ExecutionDesiredStateType
@@ -120,14 +120,14 @@ def test_a_change_that_fails_inside_a_batch_is_undone_and_the_rest_kept(
 ) -> None:
     job = new_job(store)
     execution = store.create_execution(make_execution(job.id))
-    real_insert = store_schema.insert_history
+    real_insert = store_rows.insert_history
 
     def failing_for_jobs(conn: sqlite3.Connection, row: HistoryRow) -> None:
         if row.execution_id == "":
             raise OSError("disk full")  # the job's history entry, after its row was written
         real_insert(conn, row)
 
-    monkeypatch.setattr(store_schema, "insert_history", failing_for_jobs)
+    monkeypatch.setattr(store_rows, "insert_history", failing_for_jobs)
     with store.batch():
         with pytest.raises(OSError, match="disk full"):
             store.update_job_state(job.id, J.RUNNING)

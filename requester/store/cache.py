@@ -4,8 +4,11 @@ job or execution it just wrote without a query and a JSON parse.
 Only jobs still in flight are kept (with their executions), so its size follows the jobs in
 flight, not the jobs ever run. It is changed only by the thread holding the store's writer
 lock, inside a transaction, and each change is journalled: a rolled-back savepoint or
-transaction undoes its changes here too, so the cache never holds a row SQLite does not.
-The rows are the store's own: callers must not mutate them (they ``model_copy``).
+transaction undoes its changes here too, so the cache never holds a row the database does
+not. The rows are the store's own: callers must not mutate them (they ``model_copy``).
+
+It assumes this process is the database's only writer (SQLite's file lock makes it so). A
+PostgreSQL store may have other writers, so it keeps a :class:`NoCache`, which holds nothing.
 """
 
 from __future__ import annotations
@@ -128,3 +131,14 @@ class RowCache:
                 table.pop(key, None)
             else:
                 table[key] = previous
+
+
+class NoCache(RowCache):
+    """A cache that keeps nothing: every read goes to the database, which other processes
+    may write as well."""
+
+    def put_job(self, job: Job, executions: list[Execution] | None = None) -> None:
+        return
+
+    def put_execution(self, execution: Execution) -> None:
+        return

@@ -1,0 +1,164 @@
+"""What every part of the job store shares: its database, its row cache kept in step with
+the database's transactions, the clock it stamps rows with, and the rows it loads to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Self, TypeVar
+
+from protocol.errors import NotFoundError
+from protocol.execution import Execution
+from protocol.ids import now_ns
+from protocol.job import Job, JobStateType
+from requester.store import rows
+from requester.store.cache import NoCache, RowCache
+from requester.store.database import Connection, Database
+from requester.store.schema import EXECUTION_COLUMNS, JOB_COLUMNS
+
+T = TypeVar("T")
+
+ACTIVE_JOB_STATES = (JobStateType.PENDING, JobStateType.QUEUED, JobStateType.RUNNING)
+
+
+class StoreCore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._cache = NoCache() if database.shared else RowCache()
+        self._last_ns = 0
+        self._ended_listeners: list[Callable[[Execution], None]] = []
+        self._state_listeners: list[Callable[[JobStateType, Job], None]] = []
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def transactions(self) -> int:
+        """Write transactions committed (or tried), for the bench."""
+        return self._db.transactions
+
+    @property
+    def statements(self) -> int:
+        """Statements run on the writer connection, reads included."""
+        return self._db.statements
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "Transactions": self._db.transactions,
+            "Statements": self._db.statements,
+            "RowsChanged": self._db.rows_changed,
+            "CachedJobs": len(self._cache),
+            "CacheHits": self._cache.hits,
+            "CacheMisses": self._cache.misses,
+        }
+
+    def on_transaction(self, timer: Callable[[float], None]) -> None:
+        """Call ``timer`` with the seconds each write transaction held the writer."""
+        self._db.on_transaction(timer)
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises.
+        Inside :meth:`batch` (same thread) it is a savepoint of the batch's transaction."""
+        with self._db.lock:
+            if self._db.batch_is_mine():
+                with self._db.transaction() as conn, self._cache.change():
+                    yield conn
+                return
+            with self._cache_kept_in_step(), self._db.transaction() as conn:
+                yield conn
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every change this thread makes in the block commits as one transaction (each is a
+        savepoint, so a refused change still writes nothing), and this thread's reads see
+        them. Other writers wait for the block: keep it short."""
+        with self._db.lock:
+            if self._db.batch_is_mine():  # nested: the outer batch commits
+                yield
+                return
+            with self._cache_kept_in_step(), self._db.batch():
+                yield
+
+    @contextmanager
+    def _cache_kept_in_step(self) -> Iterator[None]:
+        """Around a transaction: the cache keeps its changes if it commits, and drops them if
+        it (or its COMMIT) fails."""
+        try:
+            yield
+        except BaseException:
+            self._cache.rolled_back()
+            raise
+        self._cache.committed()
+
+    def _cached(self, read: Callable[[RowCache], T | None]) -> T | None:
+        """``read`` of the cache, if the writer lock is free (the cache is then what was
+        committed) or this thread's; None (read the database) while another thread writes."""
+        if not self._db.lock.acquire(blocking=False):
+            return None
+        try:
+            return read(self._cache)
+        finally:
+            self._db.lock.release()
+
+    def _tick(self) -> int:
+        """Now, in Unix nanoseconds, strictly later than any time this store handed out."""
+        self._last_ns = max(now_ns(), self._last_ns + 1)
+        return self._last_ns
+
+    # -- rows to change ---------------------------------------------------------------------
+
+    def _load_job(self, conn: Connection, job_id: str) -> Job:
+        """The job's row; through the writer (its lock held) the row is locked until the
+        commit where other processes write too."""
+        if "\x00" in job_id:  # no ID holds one, and PostgreSQL cannot even compare it
+            raise NotFoundError(f"job {job_id} not found")
+        lock = ""
+        if self._db.is_writer(conn):  # the writer's lock is held: the cache is the writer's view
+            cached = self._cache.job(job_id)
+            if cached is not None:
+                return cached
+            lock = self._db.lock_sql
+        row = conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?{lock}",  # noqa: S608
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"job {job_id} not found")
+        return rows.job_from_row(row)
+
+    def _load_execution(self, conn: Connection, execution_id: str) -> Execution:
+        if "\x00" in execution_id:
+            raise NotFoundError(f"execution {execution_id} not found")
+        lock = ""
+        if self._db.is_writer(conn):
+            cached = self._cache.execution(execution_id)
+            if cached is not None:
+                return cached
+            lock = self._db.lock_sql
+        row = conn.execute(
+            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?{lock}",  # noqa: S608
+            (execution_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        return rows.execution_from_row(row)

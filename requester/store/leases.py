@@ -1,0 +1,147 @@
+"""Which requester follows which job: one lease row per job, ``(owner, expires_at_ns)``.
+
+An owner claims the jobs it takes, renews its leases with its heartbeat, and releases them
+when it stops; a lease its owner stopped renewing expires after its TTL, and another
+requester may then claim the job (:meth:`Leases.unowned` lists those). Each claim is one
+upsert that takes a row only if it is free, expired or already the claimer's, so when
+several requesters claim one job at once exactly one holds it. Times are the caller's clock
+(Unix nanoseconds): owners' clocks must agree to well within a TTL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from protocol.errors import NotFoundError, ValidationError
+from protocol.ids import now_ns as clock_ns
+from requester.store.core import ACTIVE_JOB_STATES
+from requester.store.database import Connection, Database
+
+NS_PER_S = 1_000_000_000
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+DEFAULT_TTL_S = 15.0
+
+
+def insert_lease(conn: Connection, job_id: str, owner: str, expires_at_ns: int) -> None:
+    """The lease of a job just created (in its transaction), to whoever created it."""
+    conn.execute(
+        "INSERT INTO leases (job_id, owner, expires_at_ns) VALUES (?, ?, ?)",
+        (job_id, owner, expires_at_ns),
+    )
+
+
+def delete_lease(conn: Connection, job_id: str) -> None:
+    """The lease of a job that ended (in that transaction): nobody follows it any more."""
+    conn.execute("DELETE FROM leases WHERE job_id = ?", (job_id,))
+
+
+class Leases:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def claim(
+        self, owner: str, job_ids: Iterable[str], ttl_s: float, now_ns: int | None = None
+    ) -> list[str]:
+        """Take the lease of each job that is free or expired, and renew those ``owner``
+        already holds, until ``ttl_s`` from now; the IDs ``owner`` holds afterwards.
+        :class:`NotFoundError` for a job the store does not have (nothing is claimed)."""
+        wanted = sorted(set(job_ids))  # one order for every claimer: no deadlock between them
+        if not owner:
+            raise ValidationError("owner", "a lease needs an owner")
+        if ttl_s <= 0:
+            raise ValidationError("ttl_s", "must be positive")
+        if not wanted:
+            return []
+        now = clock_ns() if now_ns is None else now_ns
+        expires = now + int(ttl_s * NS_PER_S)
+        with self._db.transaction() as conn:
+            known = {
+                row[0]
+                for row in conn.execute(
+                    f"SELECT id FROM jobs WHERE id IN ({_marks(len(wanted))})",  # noqa: S608
+                    wanted,
+                ).fetchall()
+            }
+            missing = [job_id for job_id in wanted if job_id not in known]
+            if missing:
+                raise NotFoundError(f"job {missing[0]} not found")
+            for job_id in wanted:
+                conn.execute(
+                    "INSERT INTO leases (job_id, owner, expires_at_ns) VALUES (?, ?, ?)"
+                    " ON CONFLICT (job_id) DO UPDATE SET owner = excluded.owner,"
+                    " expires_at_ns = excluded.expires_at_ns"
+                    " WHERE leases.owner = excluded.owner OR leases.expires_at_ns <= ?",
+                    (job_id, owner, expires, now),
+                )
+            return self._owned(conn, owner, wanted)
+
+    def renew(self, owner: str, ttl_s: float, now_ns: int | None = None) -> list[str]:
+        """Push every lease ``owner`` still holds to ``ttl_s`` from now (its heartbeat); the
+        IDs it holds. A lease another requester has claimed since it expired is not its."""
+        now = clock_ns() if now_ns is None else now_ns
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE leases SET expires_at_ns = ? WHERE owner = ?",
+                (now + int(ttl_s * NS_PER_S), owner),
+            )
+            return self._owned(conn, owner, None)
+
+    def release(self, owner: str, job_ids: Sequence[str] | None = None) -> None:
+        """Give up ``owner``'s leases of ``job_ids`` (None: all of them), so that another
+        requester may claim those jobs at once."""
+        with self._db.transaction() as conn:
+            if job_ids is None:
+                conn.execute("DELETE FROM leases WHERE owner = ?", (owner,))
+            elif job_ids:
+                conn.execute(
+                    f"DELETE FROM leases WHERE owner = ? AND job_id IN ({_marks(len(job_ids))})",  # noqa: S608
+                    (owner, *job_ids),
+                )
+
+    def owner(self, job_id: str, now_ns: int | None = None) -> str | None:
+        """Who holds the job's lease now; None when nobody does (free or expired)."""
+        now = clock_ns() if now_ns is None else now_ns
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT owner FROM leases WHERE job_id = ? AND expires_at_ns > ?", (job_id, now)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def held(self, owner: str, now_ns: int | None = None) -> list[str]:
+        """The jobs whose lease ``owner`` holds now, by ID."""
+        now = clock_ns() if now_ns is None else now_ns
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT job_id FROM leases WHERE owner = ? AND expires_at_ns > ? ORDER BY job_id",
+                (owner, now),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def unowned(self, now_ns: int | None = None) -> list[str]:
+        """Jobs not yet ended that nobody holds a live lease of, oldest first: what a
+        requester takes over."""
+        now = clock_ns() if now_ns is None else now_ns
+        states = tuple(state.value for state in ACTIVE_JOB_STATES)
+        query = (
+            "SELECT jobs.id FROM jobs LEFT JOIN leases ON leases.job_id = jobs.id"  # noqa: S608
+            f" WHERE jobs.state IN ({_marks(len(states))})"
+            " AND (leases.job_id IS NULL OR leases.expires_at_ns <= ?)"
+            " ORDER BY jobs.created_ns, jobs.id"
+        )
+        with self._db.read() as conn:
+            rows = conn.execute(query, (*states, now)).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def _owned(self, conn: Connection, owner: str, job_ids: Sequence[str] | None) -> list[str]:
+        query = "SELECT job_id FROM leases WHERE owner = ?"
+        params: list[str] = [owner]
+        if job_ids is not None:
+            query += f" AND job_id IN ({_marks(len(job_ids))})"
+            params += job_ids
+        rows = conn.execute(query + " ORDER BY job_id", params).fetchall()
+        return [str(row[0]) for row in rows]

@@ -1,0 +1,124 @@
+"""What is PostgreSQL's own in the job store: several stores (requesters) on one database,
+migrations run once however many start together, and a URL or server that does not work is
+one line naming --store. What every backend does is in tests/contract/test_store_contract.py."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import create_app
+from protocol.errors import StateTransitionError
+from protocol.states import ExecutionStateType as E
+from requester.store import SCHEMA_VERSION, JobStore, StoreError
+from tests.support.postgres import PostgresServer
+from tests.support.services import free_port
+from tests.support.stored import make_execution, make_job
+from tests.support.threads import run_together
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+def test_compare_and_set_lets_exactly_one_of_several_stores_win(postgres: PostgresServer) -> None:
+    url = postgres.create_database()
+    with JobStore(url) as first, JobStore(url) as second:
+        job = first.create_job(make_job(), "v")
+        execution = first.create_execution(make_execution(job.id))
+        first.update_execution(execution.id, state=E.ASK_FOR_BID)
+        stores = (first, second)
+
+        def work(index: int) -> None:
+            stores[index % 2].update_execution(
+                execution.id,
+                state=E.ASK_FOR_BID_ACCEPTED,
+                message=f"bid seen by requester {index % 2}",
+                expect={E.ASK_FOR_BID},
+            )
+
+        errors = run_together(8, work)
+        assert len(errors) == 7
+        assert all(isinstance(error, StateTransitionError) for error in errors)
+        assert second.get_execution(execution.id).revision == first.get_execution(
+            execution.id
+        ).revision == 3  # fmt: skip
+        assert len(second.history(job.id, event_type="executions")) == 3
+
+
+def test_updates_from_several_stores_are_never_lost(postgres: PostgresServer) -> None:
+    url = postgres.create_database()
+    with JobStore(url) as first, JobStore(url) as second:
+        job = first.create_job(make_job(), "v")
+        execution = first.create_execution(make_execution(job.id))
+        stores = (first, second)
+
+        def work(index: int) -> None:
+            for step in range(10):
+                stores[index % 2].update_execution(execution.id, message=f"{index}: {step}")
+
+        assert run_together(6, work) == []
+        assert first.get_execution(execution.id).revision == 1 + 6 * 10
+        assert len(second.history(job.id, event_type="executions")) == 1 + 6 * 10
+
+
+def test_stores_opening_a_new_database_together_migrate_it_once(
+    postgres: PostgresServer,
+) -> None:
+    url = postgres.create_database()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        stores = list(pool.map(lambda _: JobStore(url), range(4)))
+    for store in stores:
+        store.close()
+    with psycopg.connect(url) as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
+    assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_a_database_of_a_newer_bacalao_is_refused(postgres: PostgresServer) -> None:
+    url = postgres.create_database()
+    JobStore(url).close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreError, match="newer than this bacalao"):
+        JobStore(url)
+
+
+def test_a_url_that_does_not_work_says_why(postgres: PostgresServer) -> None:
+    with pytest.raises(StoreError, match="not a PostgreSQL URL: invalid URI query parameter"):
+        JobStore("postgresql://bacalao@127.0.0.1/db?bogus=1")
+    with pytest.raises(StoreError, match="port 'notaport' is not a number"):
+        JobStore("postgresql://bacalao@127.0.0.1:notaport/db")
+    with pytest.raises(StoreError, match=r"cannot reach PostgreSQL: .*Connection refused"):
+        JobStore(f"postgresql://bacalao:x@127.0.0.1:{free_port()}/db")
+    wrong = postgres.url("postgres").replace(postgres.password, "wrong")
+    with pytest.raises(StoreError, match="password authentication failed"):
+        JobStore(wrong)
+    with pytest.raises(StoreError, match='database "nowhere" does not exist'):
+        JobStore(postgres.url("nowhere"))
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        ("postgresql://bacalao:secret@127.0.0.1:{port}/db", "cannot reach PostgreSQL: "),
+        ("postgresql://bacalao:secret@127.0.0.1:x/db", "not a PostgreSQL URL: "),
+        ("mysql://bacalao:secret@127.0.0.1/db", "unknown store scheme 'mysql'"),
+    ],
+    ids=["unreachable", "bad-port", "unknown-scheme"],
+)
+def test_serve_with_a_store_that_does_not_work_is_one_line_naming_store(
+    tmp_path: Path, target: str, problem: str
+) -> None:
+    url = target.format(port=free_port())
+    args = ["serve", "--node-type", "requester", "--api-port", "0", "--store", url]
+    result = CliRunner().invoke(create_app(), [*args, "--data-dir", str(tmp_path)])
+    assert result.exit_code in (1, 2), result.output
+    assert isinstance(result.exception, SystemExit)  # not a traceback
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    shown = url.replace(":secret@", ":***@")
+    assert lines[0].startswith(f"Error: --store: {shown}: {problem}")
+    assert "secret" not in result.stderr
