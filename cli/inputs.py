@@ -25,6 +25,9 @@ import wasmtime
 
 from cli.errors import JobSpecError
 from cli.publishers import BOOLEANS
+from protocol.errors import ValidationError
+from protocol.job import InputSource, SourceSpec
+from protocol.specs.sources import InlineParams
 
 DEFAULT_INPUT_TARGET = "/inputs"
 MODULE_DIR = "/app"
@@ -66,8 +69,20 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _KEYED_PART = re.compile(r",\s*(" + "|".join(_LONG_KEYS) + r")\s*=", re.IGNORECASE)
 
 
-def source_spec(uri: str, *, option: str = "--input") -> dict[str, Any]:
-    """``s3://bucket/key`` -> ``{"Type": "s3", "Params": {"Bucket": ..., "Key": ...}}``."""
+def source_spec(uri: str, *, option: str = "--input") -> SourceSpec:
+    """``s3://bucket/key`` -> ``SourceSpec(type="s3", params=S3Params(bucket=..., key=...))``."""
+    return _typed(_wire_source(uri, option), option)
+
+
+def _typed(wire: dict[str, Any], option: str) -> SourceSpec:
+    try:
+        return SourceSpec.from_wire(wire)
+    except ValidationError as exc:
+        raise JobSpecError(exc.problem, option=option) from None
+
+
+def _wire_source(uri: str, option: str) -> dict[str, Any]:
+    """The ``{Type, Params}`` a SRC names, options still to be added."""
     uri = uri.strip()
     if uri.startswith("/"):
         return {"Type": "local", "Params": {"SourcePath": uri}}
@@ -179,8 +194,8 @@ def _apply_options(spec: dict[str, Any], options: str, text: str) -> None:
             spec["Params"][wire] = value.strip()
 
 
-def parse_input(text: str) -> dict[str, Any]:
-    """One ``--input`` value -> an InputSource in wire shape."""
+def parse_input(text: str) -> InputSource:
+    """One ``--input`` value -> its InputSource, the source's params typed."""
     stripped = text.strip()
     if not stripped:
         raise JobSpecError("empty value", option="--input")
@@ -193,22 +208,25 @@ def parse_input(text: str) -> dict[str, Any]:
         source, target = parts["src"], parts.get("dst", "")
         if not keyed_first and not target:  # Bacalhau's SRC:DST,opt=... mixed form
             source, target = _split_short(source)
-        spec = source_spec(source)
-        _apply_options(spec, parts.get("opt", ""), text)
+        wire = _wire_source(source, "--input")
+        _apply_options(wire, parts.get("opt", ""), text)
     else:
         source, target = _split_short(stripped)
-        spec = source_spec(source)
+        wire = _wire_source(source, "--input")
     target = target or DEFAULT_INPUT_TARGET
     if not target.startswith("/"):
         raise JobSpecError(f"{text!r}: the target {target!r} must be absolute", option="--input")
-    return {"Source": spec, "Target": target}
+    try:
+        return InputSource.from_wire({"Source": _typed(wire, "--input"), "Target": target})
+    except ValidationError as exc:
+        raise JobSpecError(exc.problem, option="--input") from None
 
 
 @dataclass(frozen=True)
 class Module:
     """The wasm module of ``bacalao wasm run``: an InputSource and where it lands."""
 
-    input_source: dict[str, Any]
+    input_source: InputSource
     target: str
     size_bytes: int | None = None
 
@@ -243,8 +261,15 @@ def inline_module(data: bytes, name: str) -> Module:
     """A module carried inside the job as a base64 ``data:`` URL."""
     url = "data:application/wasm;base64," + base64.b64encode(data).decode("ascii")
     target = _module_target(name)
-    source = {"Source": {"Type": "inline", "Params": {"URL": url}}, "Target": target}
+    source = _module_input(SourceSpec(type="inline", params=InlineParams(url=url)), target)
     return Module(input_source=source, target=target, size_bytes=len(data))
+
+
+def _module_input(spec: SourceSpec, target: str) -> InputSource:
+    try:
+        return InputSource.from_wire({"Source": spec, "Target": target})
+    except ValidationError as exc:
+        raise JobSpecError(exc.problem, option="MODULE") from None
 
 
 def module_source(module: str) -> Module:
@@ -259,4 +284,4 @@ def module_source(module: str) -> Module:
         raise JobSpecError("give the module as a file or a URL, not a data: URL", option="MODULE")
     spec = source_spec(module, option="MODULE")
     target = _module_target(PurePosixPath(unquote(parsed.path)).name)
-    return Module(input_source={"Source": spec, "Target": target}, target=target)
+    return Module(input_source=_module_input(spec, target), target=target)

@@ -18,9 +18,10 @@ from cli.errors import JobSpecError
 from cli.inputs import LARGE_MODULE_BYTES, module_source, parse_input
 from cli.publishers import parse_publisher
 from protocol.errors import ValidationError
-from protocol.job import Job, LabelSelectorRequirement, result_folder
+from protocol.job import EngineSpec, InputSource, Job, LabelSelectorRequirement, result_folder
 from protocol.selectors import parse_selector
-from protocol.specs import validate_job
+from protocol.specs import PublisherSpec, validate_job
+from protocol.specs.engines import DockerParams, WasmParams
 from protocol.verification import VERIFY_KEY
 from protocol.verification import problem as verification_problem
 
@@ -154,7 +155,7 @@ def parse_result_path(value: str) -> dict[str, str]:
 
 
 def with_default_result_path(
-    paths: list[dict[str, str]], publisher: dict[str, Any]
+    paths: list[dict[str, str]], publisher: PublisherSpec
 ) -> list[dict[str, str]]:
     """Bacalhau's docker rule: ``outputs:/outputs`` is always added unless that name or
     path is taken (and, here, unless the noop publisher would throw it away)."""
@@ -163,7 +164,7 @@ def with_default_result_path(
         or path["Path"].rstrip("/") == DEFAULT_RESULT_PATH["Path"]
         for path in paths
     )
-    if taken or publisher["Type"] == "noop":
+    if taken or publisher.type == "noop":
         return paths
     return [*paths, dict(DEFAULT_RESULT_PATH)]
 
@@ -207,12 +208,13 @@ def _checked(
 
 def _job_wire(
     spec: TaskSpec,
-    engine: dict[str, Any],
+    engine: EngineSpec,
     *,
-    program_inputs: Sequence[dict[str, Any]] = (),
+    program_inputs: Sequence[InputSource] = (),
     default_outputs: bool = False,
 ) -> dict[str, Any]:
-    """The job around ``engine``: everything :class:`TaskSpec` says, in wire shape."""
+    """The job around ``engine``: everything :class:`TaskSpec` says, in wire shape but for
+    the specs, which are typed models already."""
     inputs = [parse_input(value) for value in spec.inputs]
     if spec.count < 1:
         raise JobSpecError("must be at least 1", option="--count")
@@ -260,15 +262,13 @@ def build_wasm_job(spec: WasmRunSpec) -> BuiltJob:
             f"{LARGE_MODULE_BYTES // 1024 // 1024} MiB): consider serving it over https:// "
             "and passing that URL as MODULE"
         )
-    engine = {
-        "Type": "wasm",
-        "Params": {
-            "EntryModule": module.target,
-            "Entrypoint": spec.entry_point or DEFAULT_ENTRYPOINT,
-            "Parameters": list(spec.args),
-            "EnvironmentVariables": parse_env(spec.env),
-        },
-    }
+    params = WasmParams(
+        entry_module=module.target,
+        entrypoint=spec.entry_point or DEFAULT_ENTRYPOINT,
+        parameters=list(spec.args),
+        environment_variables=parse_env(spec.env),
+    )
+    engine = EngineSpec(type="wasm", params=params)
     wire = _job_wire(spec, engine, program_inputs=[module.input_source])
     return _checked(wire, warnings, _WASM_FIELD_OPTIONS)
 
@@ -277,16 +277,19 @@ def build_docker_job(spec: DockerRunSpec) -> BuiltJob:
     """The job ``bacalao docker run`` submits, as ``bacalhau docker run`` builds it: ARGS are
     the Parameters (the image's CMD), ``--entrypoint`` replaces its ENTRYPOINT, and
     ``outputs:/outputs`` is published unless that name or path is taken."""
-    env = [f"{key}={value}" for key, value in parse_env(spec.env).items()]  # Bacalhau's shape
-    params = {
+    wire_params = {
         "Image": spec.image,
         "Entrypoint": parse_entrypoint(spec.entrypoint),
         "Parameters": list(spec.args),
-        "EnvironmentVariables": env,
+        "EnvironmentVariables": parse_env(spec.env),
         "WorkingDirectory": spec.workdir,
     }
-    engine = {"Type": "docker", "Params": {key: value for key, value in params.items() if value}}
-    wire = _job_wire(spec, engine, default_outputs=True)
+    try:
+        params = DockerParams.from_wire(wire_params, prefix="Tasks[0].Engine.Params")
+    except ValidationError as exc:
+        option = _option_for(exc.field, _DOCKER_FIELD_OPTIONS)
+        raise JobSpecError(exc.problem if option else str(exc), option=option) from None
+    wire = _job_wire(spec, EngineSpec(type="docker", params=params), default_outputs=True)
     return _checked(wire, (), _DOCKER_FIELD_OPTIONS)
 
 
@@ -347,5 +350,11 @@ def job_to_yaml(job: Job) -> str:
     wire = job.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     for key in _SERVER_FIELDS:
         wire.pop(key, None)
+    for task in wire.get("Tasks", []):
+        specs = [task.get("Engine"), task.get("Publisher")]
+        specs += [source.get("Source") for source in task.get("InputSources", [])]
+        for spec in specs:  # a typed spec's params at their defaults: as if not given
+            if isinstance(spec, dict) and spec.get("Params") == {}:
+                del spec["Params"]
     wire = {"Type": job.type, **wire}  # Bacalhau insists on a Type; say it even if default
     return yaml.safe_dump(wire, sort_keys=False, allow_unicode=True, width=100)

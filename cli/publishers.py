@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from cli.errors import JobSpecError
+from protocol.errors import ValidationError
+from protocol.job import PublisherSpec
 
 OPTION = "--publisher"
 SIMPLE_TYPES = ("local", "noop", "ipfs")
@@ -81,7 +83,7 @@ def _compress(value: str, text: str) -> bool:
     return flag
 
 
-def _s3_spec(value: str, destination: str, options: dict[str, str]) -> dict[str, Any]:
+def _s3_spec(value: str, destination: str, options: dict[str, str]) -> PublisherSpec:
     parsed = urlparse(destination)
     params: dict[str, Any] = {"Bucket": parsed.netloc, "Key": parsed.path.lstrip("/")}
     unknown = sorted(set(options) - set(_S3_OPTIONS))
@@ -98,11 +100,14 @@ def _s3_spec(value: str, destination: str, options: dict[str, str]) -> dict[str,
             params[wire] = setting
     if not params["Bucket"]:
         raise _fail(value, "names no bucket (s3://bucket/key or opt=bucket=NAME)")
-    return {"Type": "s3", "Params": params}
+    try:
+        return PublisherSpec.from_wire({"Type": "s3", "Params": params})
+    except ValidationError as exc:
+        raise _fail(value, exc.problem) from None
 
 
-def parse_publisher(value: str) -> dict[str, Any]:
-    """One ``--publisher`` value -> a publisher spec in wire shape."""
+def parse_publisher(value: str) -> PublisherSpec:
+    """One ``--publisher`` value -> its typed publisher spec."""
     destination, options = _split(value)
     if not destination:
         raise _fail(value, f"names no publisher ({PUBLISHER_FORMS})")
@@ -114,4 +119,4 @@ def parse_publisher(value: str) -> dict[str, Any]:
         raise _fail(value, f"is not a publisher ({PUBLISHER_FORMS})")
     if options:
         raise _fail(value, f"the {kind} publisher takes no options (got opt={next(iter(options))})")
-    return {"Type": kind, "Params": {}}
+    return PublisherSpec(type=kind)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.console import OverflowMethod, RenderableType
 from rich.table import Table
@@ -15,6 +16,8 @@ from protocol.job import InputSource, Job, JobStateType, SpecConfig
 from protocol.node import NodeReputation, NodeState
 from protocol.resources import Resources
 from protocol.selectors import describe
+from protocol.specs.family import TypedSpec
+from protocol.specs.sources import LocalParams
 from protocol.states import ExecutionStateType
 from protocol.units import format_cpu
 
@@ -208,9 +211,16 @@ def fields_grid(
     return grid
 
 
-def spec_summary(spec: SpecConfig) -> str:
+def _shown_params(spec: SpecConfig | TypedSpec) -> dict[str, Any]:
+    """The params a spec was given: a typed spec's without the fields left at defaults."""
+    if isinstance(spec, SpecConfig):
+        return spec.params
+    return spec.params.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+
+def spec_summary(spec: SpecConfig | TypedSpec) -> str:
     """One line for a source or result spec: ``local /data``, ``s3 s3://bucket/key``."""
-    params = spec.params
+    params = _shown_params(spec)
     if "URL" in params and str(params["URL"]).startswith("data:"):
         url = str(params["URL"])
         return f"{spec.type} {url[:_INLINE_PREVIEW_CHARS]}... ({len(url)} chars)"
@@ -224,7 +234,8 @@ def spec_summary(spec: SpecConfig) -> str:
 
 def _input_line(source: InputSource) -> str:
     line = f"{source.target} <- {spec_summary(source.source)}"
-    return f"{line} (read-write)" if source.source.params.get("ReadWrite") else line
+    params = source.source.params
+    return f"{line} (read-write)" if isinstance(params, LocalParams) and params.read_write else line
 
 
 def job_overview(job: Job) -> list[RenderableType]:
@@ -235,7 +246,9 @@ def job_overview(job: Job) -> list[RenderableType]:
     if job.state.message:
         state.append(f" ({job.state.message})", style="")
     engine_params = ", ".join(
-        f"{key}={value}" for key, value in task.engine.params.items() if value not in ("", [], {})
+        f"{key}={value}"
+        for key, value in _shown_params(task.engine).items()
+        if value not in ("", [], {})
     )
     summary: list[tuple[str, RenderableType | str]] = [
         ("ID", job.id),

@@ -33,7 +33,6 @@ from protocol.ids import now_ns
 from protocol.job import InputSource
 from protocol.messages import ComputeError, Message, RunResult
 from protocol.resources import Resources
-from protocol.specs import SOURCES
 from protocol.verification import verification
 
 log = logging.getLogger("bacalao.compute")
@@ -275,7 +274,7 @@ class Runner:
             return mounts
 
     def _stage_one(self, source: InputSource, folder: Path, control: RunControl) -> Mount:
-        provider = self._plugins.storage.get(SOURCES.spelled(source.source.type))
+        provider = self._plugins.storage.get(source.source.type)
         folder.mkdir(parents=True)
         if isinstance(provider, InterruptibleStorage):
             return provider.prepare_interruptible(source, folder, control)

@@ -1,7 +1,10 @@
 """The Bacalhau v1 Job model: structure, defaults and the checks Bacalhau makes.
 
-Engine, source and publisher *params* are checked by :mod:`protocol.specs`, which knows each
-type's typed parameters; this module checks the shape of the job itself.
+A task's engine, input sources and publisher are typed specs of :mod:`protocol.specs`
+(:class:`EngineSpec`, :class:`SourceSpec`, :class:`PublisherSpec`): validating a job parses
+their Params into each Type's model, so nothing downstream parses them again. This module
+checks the shape of the job itself; :func:`protocol.specs.validate_job` what needs every
+spec at once (known types, the wasm EntryModule among the inputs).
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from protocol.bookkeeping import NOT_QUEUED, Queueing
 from protocol.labels import key_problem, parse_integer, value_problem
+from protocol.paths import NAME_MAX_BYTES, path_problem, trimmed
 from protocol.resources import Resources
+from protocol.specs.engines import EngineSpec as EngineSpec
+from protocol.specs.publishers import PublisherSpec as PublisherSpec
+from protocol.specs.sources import InputSource as InputSource
+from protocol.specs.sources import SourceSpec as SourceSpec
 from protocol.units import INT64_MAX, parse_bytes, parse_cpu, parse_gpu, shown, shown_number
 from protocol.wire import FieldValueError, WireInt, WireModel, is_stored
 
@@ -27,6 +35,9 @@ SELECTOR_OPERATORS = ("=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt")
 MAX_TIMEOUT_S = INT64_MAX // 1_000_000_000 // 2
 
 
+NOOP_PUBLISHER = PublisherSpec(type="noop")  # the default; frozen, so one will do
+
+
 def _name_problem(value: str) -> str | None:
     """Bacalhau's rule for job, task and namespace names: not blank, no NUL character."""
     if not value.strip():
@@ -36,31 +47,9 @@ def _name_problem(value: str) -> str | None:
     return None
 
 
-# What Linux file systems take: a name (one path segment) of at most 255 bytes, a path of
-# at most 4096. A task's paths become folders on the compute node, so longer ones are refused
-# at submission instead of failing the run.
-NAME_MAX_BYTES = 255
-PATH_MAX_BYTES = 4096
-
-
-def _path_problem(value: str) -> str | None:
-    if not value.startswith("/"):
-        return f"{shown(value)} must be an absolute path inside the task"
-    if "\x00" in value:
-        return "must not contain a NUL character"
-    if len(value.encode()) > PATH_MAX_BYTES:
-        return f"is {len(value.encode())} bytes long, over the {PATH_MAX_BYTES}-byte path limit"
-    for segment in value.split("/"):
-        if len(segment.encode()) > NAME_MAX_BYTES:
-            return (
-                f"has a segment of {len(segment.encode())} bytes ({shown(segment)}), over the "
-                f"{NAME_MAX_BYTES}-byte limit of a file name"
-            )
-    return None
-
-
 class SpecConfig(WireModel):
-    """A typed plugin reference: ``{Type: wasm, Params: {...}}``."""
+    """An untyped ``{Type, Params}``: what a publisher records of a result (see
+    :data:`protocol.specs.RESULTS`), read by ``job get``. A task's specs are typed."""
 
     type: str = Field(alias="Type")
     params: dict[str, Any] = Field(default_factory=dict, alias="Params")
@@ -78,11 +67,6 @@ class SpecConfig(WireModel):
         return {} if value is None else value
 
 
-def _trimmed(value: Any) -> Any:
-    """Bacalhau's Normalize: names, aliases and paths lose surrounding whitespace."""
-    return value.strip() if isinstance(value, str) else value
-
-
 def result_folder(name: str) -> str:
     """The folder inside the results folder that holds a ResultPath's files: its Name as
     Bacalhau joins it to that folder (Go's ``filepath.Join`` cleans it), so Bacalhau's
@@ -90,25 +74,6 @@ def result_folder(name: str) -> str:
     ``./outputs``. ``""`` when the Name is only slashes."""
     inner = name.strip("/")
     return posixpath.normpath(inner) if inner else ""
-
-
-class InputSource(WireModel):
-    source: SpecConfig = Field(alias="Source")
-    alias: str = Field(default="", alias="Alias")
-    target: str = Field(default="", alias="Target")
-
-    @field_validator("alias", "target", mode="before")
-    @classmethod
-    def _trim(cls, value: Any) -> Any:
-        return _trimmed(value)
-
-    @field_validator("target")
-    @classmethod
-    def _target_absolute(cls, value: str, info: ValidationInfo) -> str:
-        problem = _path_problem(value) if value and not is_stored(info) else None
-        if problem:
-            raise ValueError(problem)
-        return value
 
 
 class ResultPath(WireModel):
@@ -121,7 +86,7 @@ class ResultPath(WireModel):
     @field_validator("name", "path", mode="before")
     @classmethod
     def _trim(cls, value: Any) -> Any:
-        return _trimmed(value)
+        return trimmed(value)
 
     @field_validator("name")
     @classmethod
@@ -142,7 +107,7 @@ class ResultPath(WireModel):
     @field_validator("path")
     @classmethod
     def _path_absolute(cls, value: str, info: ValidationInfo) -> str:
-        problem = None if is_stored(info) else _path_problem(value)
+        problem = None if is_stored(info) else path_problem(value)
         if problem:
             raise ValueError(problem)
         return value
@@ -309,10 +274,8 @@ class LabelSelectorRequirement(WireModel):
 
 class Task(WireModel):
     name: str = Field(default="main", alias="Name")
-    engine: SpecConfig = Field(alias="Engine")
-    publisher: SpecConfig = Field(
-        default_factory=lambda: SpecConfig.model_validate({"Type": "noop"}), alias="Publisher"
-    )
+    engine: EngineSpec = Field(alias="Engine")
+    publisher: PublisherSpec = Field(default=NOOP_PUBLISHER, alias="Publisher")
     env: dict[str, str] = Field(default_factory=dict, alias="Env")
     meta: dict[str, str] = Field(default_factory=dict, alias="Meta")
     input_sources: list[InputSource] = Field(default_factory=list, alias="InputSources")
@@ -346,7 +309,7 @@ class Task(WireModel):
     def _null_is_default(cls, value: Any, info: Any) -> Any:
         if value is not None:
             return value
-        return {"Type": "noop"} if info.field_name == "publisher" else {}
+        return NOOP_PUBLISHER if info.field_name == "publisher" else {}
 
     @model_validator(mode="after")
     def _unique_names_and_paths(self, info: ValidationInfo) -> Self:

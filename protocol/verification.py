@@ -10,7 +10,10 @@ executions agree on (:mod:`requester.verifier`).
 
 from __future__ import annotations
 
-from protocol.job import Job
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # protocol.specs checks jobs with this module, and protocol.job uses them
+    from protocol.job import Job
 
 VERIFY_KEY = "bacalhau.org/verify"
 DETERMINISTIC = "deterministic"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from protocol.errors import ValidationError
 from protocol.job import Job
+from protocol.specs.sources import InlineParams
 
 DAY_S = 24 * 3600
 
@@ -46,9 +47,10 @@ def check_limits(job: Job, limits: SubmissionLimits) -> None:
         _at_most(len(task.input_sources), limits.max_inputs, f"{where}.InputSources", "inputs")
         _at_most(len(task.result_paths), limits.max_result_paths, f"{where}.ResultPaths", "paths")
         for number, source in enumerate(task.input_sources):
-            if source.source.type != "inline":
+            params = source.source.params
+            if not isinstance(params, InlineParams):
                 continue
-            inline_bytes += len(str(source.source.params.get("URL", "")))
+            inline_bytes += len(params.url)
             if limits.max_inline_bytes and inline_bytes > limits.max_inline_bytes:
                 raise ValidationError(
                     f"{where}.InputSources[{number}]",

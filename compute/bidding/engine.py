@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from compute.bidding.base import YES, BidDecision, BidRequest, installed_list, refuse
-from protocol.specs import ENGINES
 
 
 class EngineRule:
     name = "engine"
 
     def check(self, request: BidRequest) -> BidDecision:
-        wanted = request.job.task.engine.type
-        canonical = ENGINES.spelled(wanted).lower()
-        installed = {ENGINES.spelled(name).lower() for name in request.engines}
-        if canonical in installed:
+        wanted = request.job.task.engine.type  # spelled as registered when the job was read
+        if wanted.lower() in {name.lower() for name in request.engines}:
             return YES
         return refuse(f"engine {wanted} is not installed {installed_list(request.engines)}")

@@ -16,8 +16,7 @@ from typing import Protocol
 from compute.bidding.base import YES, BidDecision, BidRequest, refuse
 from compute.bidding.inputs import describe_input, may_read_inputs, task_inputs
 from protocol.errors import BacalaoError, ValidationError
-from protocol.job import Job, SpecConfig
-from protocol.specs import SOURCES
+from protocol.job import Job, SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +38,9 @@ class DataLocality(StrEnum):
 class LocalityProbe(Protocol):
     """What a bid rule asks of a storage provider (``compute.storage.base.StorageProvider``)."""
 
-    def has_locally(self, spec: SpecConfig) -> bool: ...
+    def has_locally(self, spec: SourceSpec) -> bool: ...
 
-    def size_bytes(self, spec: SpecConfig) -> int | None: ...
+    def size_bytes(self, spec: SourceSpec) -> int | None: ...
 
 
 class StorageLookup(Protocol):
@@ -50,15 +49,15 @@ class StorageLookup(Protocol):
     def get(self, type_name: str) -> LocalityProbe: ...
 
 
-def probe(storage: StorageLookup, spec: SpecConfig) -> LocalityProbe | None:
+def probe(storage: StorageLookup, spec: SourceSpec) -> LocalityProbe | None:
     """The provider of ``spec``'s type, or None when this node has none."""
     try:
-        return storage.get(SOURCES.spelled(spec.type))
+        return storage.get(spec.type)
     except ValidationError:
         return None
 
 
-def is_local(storage: StorageLookup, spec: SpecConfig) -> bool:
+def is_local(storage: StorageLookup, spec: SourceSpec) -> bool:
     """Whether the data of ``spec`` is on this node; a provider that fails says no."""
     provider = probe(storage, spec)
     if provider is None:

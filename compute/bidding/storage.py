@@ -10,16 +10,11 @@ from compute.bidding.base import YES, BidDecision, BidRequest, installed_list, r
 from compute.bidding.inputs import task_inputs
 from protocol.errors import ValidationError
 from protocol.job import Task
-from protocol.specs import SOURCES
 
 
 def source_types(task: Task) -> list[str]:
-    """The source types ``task`` reads from, as written, in order, without repeats."""
+    """The source types ``task`` reads from, as registered, in order, without repeats."""
     return list(dict.fromkeys(source.source.type for source in task_inputs(task)))
-
-
-def _key(name: str) -> str:
-    return SOURCES.spelled(name).lower()
 
 
 class StorageRule:
@@ -30,8 +25,8 @@ class StorageRule:
             wanted = source_types(request.job.task)
         except ValidationError as exc:
             return refuse(f"cannot read the job's wasm engine params: {exc}")
-        installed = {_key(name) for name in request.storage_sources}
-        missing = [name for name in wanted if _key(name) not in installed]
+        installed = {name.lower() for name in request.storage_sources}
+        missing = [name for name in wanted if name.lower() not in installed]
         if not missing:
             return YES
         noun = "storage source" if len(missing) == 1 else "storage sources"

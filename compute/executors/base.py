@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from protocol.job import InputSource, NetworkConfig, SpecConfig
+from protocol.job import EngineSpec, InputSource, NetworkConfig
 from protocol.resources import Resources
 
 
@@ -30,7 +30,7 @@ class RunRequest:
 
     job_id: str
     execution_id: str
-    engine: SpecConfig
+    engine: EngineSpec
     results_dir: Path
     timeout_s: float
     inputs: tuple[Mount, ...] = ()
@@ -75,7 +75,7 @@ class Executor(Protocol):
 
     def is_installed(self) -> bool: ...
 
-    def extra_inputs(self, engine: SpecConfig) -> list[InputSource]:
+    def extra_inputs(self, engine: EngineSpec) -> list[InputSource]:
         """Inputs the engine itself needs staged (e.g. an embedded wasm EntryModule)."""
         ...
 

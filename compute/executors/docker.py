@@ -37,7 +37,7 @@ from compute.executors.docker_images import api_problem, ensure_image
 from compute.executors.docker_logs import LiveLogs
 from compute.executors.interrupts import RunControl, RunControls
 from protocol.errors import ExecutionError, RetryableExecutionError
-from protocol.job import InputSource, SpecConfig
+from protocol.job import EngineSpec, InputSource
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class DockerExecutor:
     def is_installed(self) -> bool:
         return self.daemon.answers()
 
-    def extra_inputs(self, engine: SpecConfig) -> list[InputSource]:
+    def extra_inputs(self, engine: EngineSpec) -> list[InputSource]:
         return []
 
     def running(self) -> list[str]:

@@ -27,7 +27,7 @@ import docker.types
 
 from compute.executors.base import Mount, RunOutcome, RunRequest, task_env
 from protocol.errors import ExecutionError, ValidationError
-from protocol.job import NetworkConfig, NetworkType, SpecConfig
+from protocol.job import EngineSpec, NetworkConfig, NetworkType
 from protocol.specs.engines import DockerParams
 from protocol.units import readable_bytes
 
@@ -41,9 +41,9 @@ CAP_DROP = ("NET_RAW", "MKNOD", "AUDIT_WRITE")
 DEFAULT_PIDS_LIMIT = 4096
 
 
-def docker_params(engine: SpecConfig) -> DockerParams:
+def docker_params(engine: EngineSpec) -> DockerParams:
     try:
-        return DockerParams.from_wire(engine.params, prefix="Engine.Params")
+        return engine.params_as(DockerParams, "Engine")
     except ValidationError as exc:
         raise ExecutionError(f"docker: {exc}") from None
 

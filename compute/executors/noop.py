@@ -13,15 +13,15 @@ import time
 from compute.executors.base import RunOutcome, RunRequest
 from compute.executors.interrupts import RunControls
 from protocol.errors import ExecutionError, ValidationError
-from protocol.job import InputSource, SpecConfig
+from protocol.job import EngineSpec, InputSource
 from protocol.specs.engines import NoopParams
 
 log = logging.getLogger(__name__)
 
 
-def noop_params(engine: SpecConfig) -> NoopParams:
+def noop_params(engine: EngineSpec) -> NoopParams:
     try:
-        return NoopParams.from_wire(engine.params, prefix="Engine.Params")
+        return engine.params_as(NoopParams, "Engine")
     except ValidationError as exc:
         raise ExecutionError(f"noop: {exc}") from None
 
@@ -39,7 +39,7 @@ class NoopExecutor:
     def is_installed(self) -> bool:
         return True
 
-    def extra_inputs(self, engine: SpecConfig) -> list[InputSource]:
+    def extra_inputs(self, engine: EngineSpec) -> list[InputSource]:
         return []
 
     def running(self) -> list[str]:

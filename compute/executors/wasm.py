@@ -50,7 +50,7 @@ from compute.executors.wasm_mounts import Preopen, entry_target, find_entry_modu
 from compute.executors.wasm_output import DEFAULT_OUTPUT_FILE_LIMIT_BYTES, capped_outputs
 from compute.executors.wasm_poll import define_poll_oneoff
 from protocol.errors import ExecutionError, ValidationError
-from protocol.job import InputSource, SpecConfig
+from protocol.job import EngineSpec, InputSource
 from protocol.specs.engines import WasmParams
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,9 @@ log = logging.getLogger(__name__)
 __all__ = ["MEMORY_EXIT_CODE", "TRAP_EXIT_CODE", "WasmExecutor", "load_module_bytes"]
 
 
-def wasm_params(engine: SpecConfig) -> WasmParams:
+def wasm_params(engine: EngineSpec) -> WasmParams:
     try:
-        params = WasmParams.from_wire(engine.params, prefix="Engine.Params")
+        params = engine.params_as(WasmParams, "Engine")
     except ValidationError as exc:
         raise ExecutionError(f"wasm: {exc}") from None
     if params.import_modules:
@@ -97,7 +97,7 @@ class WasmExecutor:
     def is_installed(self) -> bool:
         return True  # wasmtime is imported by this module, so it is there
 
-    def extra_inputs(self, engine: SpecConfig) -> list[InputSource]:
+    def extra_inputs(self, engine: EngineSpec) -> list[InputSource]:
         entry = wasm_params(engine).entry_module
         if isinstance(entry, str):
             return []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from protocol.job import SpecConfig
+from protocol.job import PublisherSpec, SpecConfig
 
 
 class Publisher(Protocol):
@@ -15,7 +15,7 @@ class Publisher(Protocol):
     def is_installed(self) -> bool: ...
 
     def publish(
-        self, spec: SpecConfig, job_id: str, execution_id: str, results_dir: Path
+        self, spec: PublisherSpec, job_id: str, execution_id: str, results_dir: Path
     ) -> SpecConfig | None:
         """Publish ``results_dir`` (``stdout``, ``stderr``, ``exitCode`` and one folder per
         result path) and return the result spec a client downloads it by, or None when

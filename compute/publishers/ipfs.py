@@ -20,7 +20,7 @@ from protocol.errors import (
     ValidationError,
 )
 from protocol.ipfs import IPFSClient
-from protocol.job import SpecConfig
+from protocol.job import PublisherSpec, SpecConfig
 from protocol.specs.publishers import IPFSPublisherParams
 from protocol.specs.sources import IPFSParams
 
@@ -45,10 +45,10 @@ class IPFSPublisher:
         return self.client is not None and self.client.answers(ttl_s=self.installed_ttl_s)
 
     def publish(
-        self, spec: SpecConfig, job_id: str, execution_id: str, results_dir: Path
+        self, spec: PublisherSpec, job_id: str, execution_id: str, results_dir: Path
     ) -> SpecConfig | None:
         try:
-            IPFSPublisherParams.from_wire(spec.params, prefix="Publisher.Params")
+            spec.params_as(IPFSPublisherParams, "Publisher")
         except ValidationError as exc:
             raise ExecutionError(f"ipfs publisher: {exc}") from None
         if self.client is None:

@@ -29,7 +29,7 @@ from urllib.parse import quote
 from compute.publishers.archive import write_archive
 from compute.publishers.capability import ResultLinks
 from protocol.errors import ExecutionError, ValidationError
-from protocol.job import SpecConfig
+from protocol.job import PublisherSpec, SpecConfig
 from protocol.specs.publishers import LocalPublisherParams, LocalResultParams
 from protocol.specs.sources import URLDownloadParams
 
@@ -74,10 +74,10 @@ class LocalPublisher:
         return True
 
     def publish(
-        self, spec: SpecConfig, job_id: str, execution_id: str, results_dir: Path
+        self, spec: PublisherSpec, job_id: str, execution_id: str, results_dir: Path
     ) -> SpecConfig | None:
         try:
-            LocalPublisherParams.from_wire(spec.params, prefix="Publisher.Params")
+            spec.params_as(LocalPublisherParams, "Publisher")
         except ValidationError as exc:
             raise ExecutionError(f"local publisher: {exc}") from None
         if not results_dir.is_dir():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from protocol.job import SpecConfig
+from protocol.job import PublisherSpec, SpecConfig
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class NoopPublisher:
         return True
 
     def publish(
-        self, spec: SpecConfig, job_id: str, execution_id: str, results_dir: Path
+        self, spec: PublisherSpec, job_id: str, execution_id: str, results_dir: Path
     ) -> SpecConfig | None:
         log.debug("event=noop_published job_id=%s execution_id=%s", job_id, execution_id)
         return None

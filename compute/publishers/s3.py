@@ -37,7 +37,7 @@ from protocol.errors import (
     TransportError,
     ValidationError,
 )
-from protocol.job import SpecConfig
+from protocol.job import PublisherSpec, SpecConfig
 from protocol.s3 import (
     S3_ERRORS,
     S3Clients,
@@ -77,9 +77,9 @@ def published_key(
     return key
 
 
-def _params(spec: SpecConfig) -> S3PublisherParams:
+def _params(spec: PublisherSpec) -> S3PublisherParams:
     try:
-        return S3PublisherParams.from_wire(spec.params, prefix="Publisher.Params")
+        return spec.params_as(S3PublisherParams, "Publisher")
     except ValidationError as exc:
         raise ExecutionError(f"s3 publisher: {exc}") from None
 
@@ -141,7 +141,7 @@ class S3Publisher:
         return self._installed
 
     def publish(
-        self, spec: SpecConfig, job_id: str, execution_id: str, results_dir: Path
+        self, spec: PublisherSpec, job_id: str, execution_id: str, results_dir: Path
     ) -> SpecConfig | None:
         params = _params(spec)
         if not results_dir.is_dir():

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Protocol
 
 from compute.executors.base import Mount
-from protocol.job import InputSource, SpecConfig
+from protocol.job import InputSource, SourceSpec
 
 
 class StorageProvider(Protocol):
@@ -15,11 +15,11 @@ class StorageProvider(Protocol):
 
     def is_installed(self) -> bool: ...
 
-    def has_locally(self, spec: SpecConfig) -> bool:
+    def has_locally(self, spec: SourceSpec) -> bool:
         """True when the data is already on this host (no transfer needed)."""
         ...
 
-    def size_bytes(self, spec: SpecConfig) -> int | None:
+    def size_bytes(self, spec: SourceSpec) -> int | None:
         """The data's size if it can be known cheaply, else None."""
         ...
 

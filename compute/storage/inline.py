@@ -30,7 +30,7 @@ from urllib.parse import unquote, unquote_to_bytes
 
 from compute.executors.base import Mount
 from protocol.errors import ExecutionError, ValidationError
-from protocol.job import InputSource, SpecConfig
+from protocol.job import InputSource, SourceSpec
 from protocol.results import check_tar_members, safe_filename
 from protocol.specs.sources import InlineParams
 
@@ -131,9 +131,9 @@ def extract_tar_bytes(data: bytes, folder: Path) -> None:
         raise ExecutionError(f"inline: the gzip'd tar archive cannot be unpacked: {exc}") from None
 
 
-def _params(spec: SpecConfig) -> InlineParams:
+def _params(spec: SourceSpec) -> InlineParams:
     try:
-        return InlineParams.from_wire(spec.params, prefix="Source.Params")
+        return spec.params_as(InlineParams, "Source")
     except ValidationError as exc:
         raise ExecutionError(f"inline: {exc}") from None
 
@@ -151,10 +151,10 @@ class InlineStorage:
     def is_installed(self) -> bool:
         return True
 
-    def has_locally(self, spec: SpecConfig) -> bool:
+    def has_locally(self, spec: SourceSpec) -> bool:
         return True
 
-    def size_bytes(self, spec: SpecConfig) -> int | None:
+    def size_bytes(self, spec: SourceSpec) -> int | None:
         try:
             return split_data_url(_params(spec).url).estimated_size_bytes()
         except ExecutionError:

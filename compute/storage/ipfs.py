@@ -28,16 +28,16 @@ from protocol.errors import (
     ValidationError,
 )
 from protocol.ipfs import IPFSClient, check_cid
-from protocol.job import InputSource, SpecConfig
+from protocol.job import InputSource, SourceSpec
 from protocol.specs.sources import IPFSParams
 
 log = logging.getLogger(__name__)
 
 
-def cid_of(spec: SpecConfig) -> str:
+def cid_of(spec: SourceSpec) -> str:
     """The spec's CID, checked; ExecutionError naming the field when it is not one."""
     try:
-        params = IPFSParams.from_wire(spec.params, prefix="Source.Params")
+        params = spec.params_as(IPFSParams, "Source")
         return check_cid(params.cid, field="Source.Params.CID")
     except ValidationError as exc:
         raise ExecutionError(f"ipfs: {exc}") from None
@@ -68,7 +68,7 @@ class IPFSStorage:
     def is_installed(self) -> bool:
         return self.client is not None and self.client.answers(ttl_s=self.installed_ttl_s)
 
-    def has_locally(self, spec: SpecConfig) -> bool:
+    def has_locally(self, spec: SourceSpec) -> bool:
         if self.client is None:
             return False
         try:
@@ -76,7 +76,7 @@ class IPFSStorage:
         except BacalaoError:
             return False
 
-    def size_bytes(self, spec: SpecConfig) -> int | None:
+    def size_bytes(self, spec: SourceSpec) -> int | None:
         if self.client is None:
             return None
         try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from compute.executors.base import Mount
 from protocol.errors import ExecutionError, ValidationError
-from protocol.job import InputSource, SpecConfig
+from protocol.job import InputSource, SourceSpec
 from protocol.specs.sources import CREATE_DIR, LocalParams
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,9 @@ def parse_allowed_path(entry: str | Path) -> AllowedPath:
     return AllowedPath(Path(text).resolve(), read_write)
 
 
-def _params(spec: SpecConfig) -> LocalParams:
+def _params(spec: SourceSpec) -> LocalParams:
     try:
-        return LocalParams.from_wire(spec.params, prefix="Source.Params")
+        return spec.params_as(LocalParams, "Source")
     except ValidationError as exc:
         raise ExecutionError(f"local: {exc}") from None
 
@@ -96,14 +96,14 @@ class LocalStorage:
             )
         return real
 
-    def has_locally(self, spec: SpecConfig) -> bool:
+    def has_locally(self, spec: SourceSpec) -> bool:
         try:
             params = _params(spec)
             return self.resolve(params).exists() or params.creatable
         except ExecutionError:
             return False
 
-    def size_bytes(self, spec: SpecConfig) -> int | None:
+    def size_bytes(self, spec: SourceSpec) -> int | None:
         """Total size of the files under the path; None past ``size_walk_max_files``."""
         try:
             root = self.resolve(_params(spec))

@@ -3,8 +3,8 @@
 allow-listed, ``s3`` only when AWS credentials are found, ``ipfs`` only when an IPFS API
 address is given and the daemon answers.
 
-Registries are keyed by the canonical type; Bacalhau's aliases (``localDirectory``, ``url``)
-are mapped by ``protocol.specs.registry.SOURCES.canonical`` before lookup.
+Registries are keyed by the canonical type: a job's source Types arrive spelled so, with
+Bacalhau's aliases (``localDirectory``, ``url``) mapped (see :mod:`protocol.specs.family`).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from protocol.errors import (
     TransportError,
     ValidationError,
 )
-from protocol.job import InputSource, SpecConfig
+from protocol.job import InputSource, SourceSpec
 from protocol.s3 import S3Clients, TransferSettings, has_credentials, list_objects
 from protocol.s3_download import download
 from protocol.specs.sources import S3Params
@@ -40,9 +40,9 @@ DEFAULT_MAX_BYTES = 10 * 1024**3
 SIZE_LISTING_MAX_OBJECTS = 10_000
 
 
-def _params(spec: SpecConfig) -> S3Params:
+def _params(spec: SourceSpec) -> S3Params:
     try:
-        return S3Params.from_wire(spec.params, prefix="Source.Params")
+        return spec.params_as(S3Params, "Source")
     except ValidationError as exc:
         raise ExecutionError(f"s3: {exc}") from None
 
@@ -76,13 +76,13 @@ class S3Storage:
             self._installed = has_credentials()
         return self._installed
 
-    def has_locally(self, spec: SpecConfig) -> bool:
+    def has_locally(self, spec: SourceSpec) -> bool:
         return False
 
-    def size_bytes(self, spec: SpecConfig) -> int | None:
+    def size_bytes(self, spec: SourceSpec) -> int | None:
         """The objects' total size from one listing; None when unknown or over 10,000 objects."""
         try:
-            params = S3Params.from_wire(spec.params)
+            params = spec.params_as(S3Params, "Source")
             client = self._sizing.get(params.endpoint, params.region)
             return list_objects(client, params, SIZE_LISTING_MAX_OBJECTS).total_bytes
         except BacalaoError:

@@ -32,7 +32,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from compute.executors.base import Mount
 from compute.executors.interrupts import RunControl
 from protocol.errors import ExecutionError, RetryableExecutionError, ValidationError
-from protocol.job import InputSource, SpecConfig
+from protocol.job import InputSource, SourceSpec
 from protocol.results import filename_for
 from protocol.specs.sources import URLDownloadParams
 
@@ -104,9 +104,9 @@ def _shut_down(sock: socket.socket) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-def _params(spec: SpecConfig) -> URLDownloadParams:
+def _params(spec: SourceSpec) -> URLDownloadParams:
     try:
-        return URLDownloadParams.from_wire(spec.params, prefix="Source.Params")
+        return spec.params_as(URLDownloadParams, "Source")
     except ValidationError as exc:
         raise ExecutionError(f"urlDownload: {exc}") from None
 
@@ -160,10 +160,10 @@ class URLDownloadStorage:
     def is_installed(self) -> bool:
         return True
 
-    def has_locally(self, spec: SpecConfig) -> bool:
+    def has_locally(self, spec: SourceSpec) -> bool:
         return False
 
-    def size_bytes(self, spec: SpecConfig) -> int | None:
+    def size_bytes(self, spec: SourceSpec) -> int | None:
         return None
 
     def backoff_for(self, attempt: int) -> float:

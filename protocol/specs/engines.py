@@ -1,12 +1,14 @@
-"""Engine params: ``wasm``, ``docker`` and ``noop``."""
+"""Engines: the params of ``wasm``, ``docker`` and ``noop``, their family and the typed
+:class:`EngineSpec`."""
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PlainSerializer, field_validator
 
-from protocol.job import InputSource
+from protocol.specs.family import PARSED, OtherParams, SpecFamily, TypedSpec
+from protocol.specs.sources import InputSource
 from protocol.wire import WireModel
 
 
@@ -40,16 +42,7 @@ class WasmParams(WireModel):
         default_factory=dict, alias="EnvironmentVariables"
     )
     import_modules: list[InputSource] = Field(default_factory=list, alias="ImportModules")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _entry_point_spelling(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in list(data):
-                if str(key).lower() == "entrypoint" and key != "Entrypoint":
-                    data = {**data, "Entrypoint": data[key]}
-                    del data[key]
-        return data
+    # v1.1-v1.6's ``EntryPoint`` is ``Entrypoint`` to WireModel, which matches keys in any case
 
     @field_validator("entry_module", mode="before")
     @classmethod
@@ -74,13 +67,19 @@ class WasmParams(WireModel):
         return env_map(value)
 
 
+def _as_assignments(env: dict[str, str]) -> list[str]:
+    return [f"{key}={value}" for key, value in env.items()]
+
+
+# Bacalhau's docker engine writes its EnvironmentVariables as ``["K=V", ...]`` (wasm: a map)
+DockerEnv = Annotated[dict[str, str], PlainSerializer(_as_assignments, return_type=list[str])]
+
+
 class DockerParams(WireModel):
     image: str = Field(alias="Image")
     entrypoint: list[str] = Field(default_factory=list, alias="Entrypoint")
     parameters: list[str] = Field(default_factory=list, alias="Parameters")
-    environment_variables: dict[str, str] = Field(
-        default_factory=dict, alias="EnvironmentVariables"
-    )
+    environment_variables: DockerEnv = Field(default_factory=dict, alias="EnvironmentVariables")
     working_directory: str = Field(default="", alias="WorkingDirectory")
 
     @field_validator("image")
@@ -116,6 +115,14 @@ class NoopParams(WireModel):
     stderr: str = Field(default="", alias="Stderr")
     sleep_seconds: float = Field(default=0.0, ge=0, le=3600, alias="SleepSeconds")
 
-    @model_validator(mode="after")
-    def _fine(self) -> Self:
-        return self
+
+ENGINES = SpecFamily("engine", {"wasm": WasmParams, "docker": DockerParams, "noop": NoopParams})
+
+EngineParams = WasmParams | DockerParams | NoopParams | OtherParams
+
+
+class EngineSpec(TypedSpec):
+    """What runs the task: ``{Type: wasm, Params: {EntryModule: ..., ...}}``."""
+
+    family = ENGINES
+    params: Annotated[EngineParams, PARSED] = Field(default_factory=OtherParams, alias="Params")

@@ -1,9 +1,14 @@
-"""Publisher params, and the ``local`` result spec they record."""
+"""Publishers: the params of ``noop``, ``local``, ``s3`` and ``ipfs``, their family and the
+typed :class:`PublisherSpec`; and the ``RESULTS`` family of the result specs they record."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, field_validator
 
+from protocol.specs.family import PARSED, OtherParams, SpecFamily, TypedSpec
+from protocol.specs.sources import IPFSParams, S3Params, URLDownloadParams
 from protocol.wire import WireModel
 
 
@@ -40,3 +45,39 @@ class LocalResultParams(WireModel):
     """Results kept in a folder on the compute node; ``URL`` is a ``file://`` URL."""
 
     url: str = Field(alias="URL")
+
+
+PUBLISHERS = SpecFamily(
+    "publisher",
+    {
+        "noop": NoopPublisherParams,
+        "local": LocalPublisherParams,
+        "s3": S3PublisherParams,
+        "ipfs": IPFSPublisherParams,
+    },
+)
+# What a publisher returns, an untyped SpecConfig of the job model (``job get`` reads it).
+RESULTS = SpecFamily(
+    "result",
+    {
+        "local": LocalResultParams,
+        "urlDownload": URLDownloadParams,
+        "s3": S3Params,
+        "ipfs": IPFSParams,
+    },
+)
+
+PublisherParams = (
+    NoopPublisherParams
+    | LocalPublisherParams
+    | S3PublisherParams
+    | IPFSPublisherParams
+    | OtherParams
+)
+
+
+class PublisherSpec(TypedSpec):
+    """Where the results go: ``{Type: s3, Params: {Bucket: ..., Key: ...}}``."""
+
+    family = PUBLISHERS
+    params: Annotated[PublisherParams, PARSED] = Field(default_factory=OtherParams, alias="Params")

@@ -1,14 +1,17 @@
-"""Input source params: ``inline``, ``local``, ``urlDownload``, ``s3``, ``ipfs``."""
+"""Input sources: the params of ``inline``, ``local``, ``urlDownload``, ``s3`` and ``ipfs``,
+their family, the typed :class:`SourceSpec` and the task's :class:`InputSource`."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from protocol.wire import WireModel
+from protocol.paths import path_problem, trimmed
+from protocol.specs.family import PARSED, OtherParams, SpecFamily, TypedSpec
+from protocol.wire import WireModel, is_stored
 
 
 class InlineParams(WireModel):
@@ -116,3 +119,44 @@ class IPFSParams(WireModel):
         if not value.strip():
             raise ValueError("must be a CID")
         return value.strip()
+
+
+SOURCES = SpecFamily(
+    "storage source",
+    {
+        "inline": InlineParams,
+        "local": LocalParams,
+        "urlDownload": URLDownloadParams,
+        "s3": S3Params,
+        "ipfs": IPFSParams,
+    },
+    aliases={"localdirectory": "local", "url": "urlDownload"},
+)
+
+SourceParams = InlineParams | LocalParams | URLDownloadParams | S3Params | IPFSParams | OtherParams
+
+
+class SourceSpec(TypedSpec):
+    """Where an input comes from: ``{Type: s3, Params: {Bucket: ..., Key: ...}}``."""
+
+    family = SOURCES
+    params: Annotated[SourceParams, PARSED] = Field(default_factory=OtherParams, alias="Params")
+
+
+class InputSource(WireModel):
+    source: SourceSpec = Field(alias="Source")
+    alias: str = Field(default="", alias="Alias")
+    target: str = Field(default="", alias="Target")
+
+    @field_validator("alias", "target", mode="before")
+    @classmethod
+    def _trim(cls, value: Any) -> Any:
+        return trimmed(value)
+
+    @field_validator("target")
+    @classmethod
+    def _target_absolute(cls, value: str, info: ValidationInfo) -> str:
+        problem = path_problem(value) if value and not is_stored(info) else None
+        if problem:
+            raise ValueError(problem)
+        return value

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from protocol.job import Job
 from protocol.node import ComputeNodeInfo, NodeInfo
-from protocol.specs import ENGINES, SOURCES
 from protocol.specs.engines import WasmParams
 from requester.selection.base import NEUTRAL, RankContext, Score, Unsuitable, compute_info, lower
 
@@ -19,14 +18,15 @@ SOURCE_HINTS = {
 
 
 def source_types(job: Job) -> set[str]:
-    """Every storage source type the job's task needs, the wasm entry module's included."""
+    """Every storage source type the job's task needs, the wasm entry module's included,
+    spelled as registered (the job's specs were when it was read)."""
     task = job.task
     types = {source.source.type for source in task.input_sources}
     if task.engine.type == "wasm":
-        params = ENGINES.parse_as(task.engine, WasmParams, "Tasks[0].Engine")
+        params = task.engine.params_as(WasmParams, "Tasks[0].Engine")
         if not isinstance(params.entry_module, str):
             types.add(params.entry_module.source.type)
-    return {SOURCES.spelled(name) for name in types}
+    return types
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from compute.executors.docker_container import LABEL_EXECUTION, LABEL_MANAGED
 from compute.executors.interrupts import CANCELLED_EXIT_CODE, TIMEOUT_EXIT_CODE
 from compute.executors.registry import default_executors
 from protocol.errors import ExecutionError, RetryableExecutionError
-from protocol.job import NetworkConfig, NetworkType, SpecConfig
+from protocol.job import EngineSpec, NetworkConfig, NetworkType
 from protocol.resources import Resources
 from tests.support.docker_engine import DockerEngine
 from tests.support.identities import TOKEN
@@ -81,7 +81,7 @@ def docker_request(
     return RunRequest(
         job_id="j-1",
         execution_id=execution_id,
-        engine=SpecConfig(type="docker", params=params),
+        engine=EngineSpec(type="docker", params=params),
         results_dir=tmp_path / "results" / execution_id,
         timeout_s=timeout_s,
         inputs=tuple(inputs),

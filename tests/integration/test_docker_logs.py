@@ -15,7 +15,7 @@ from cli.devstack import Devstack
 from cli.stack import NodeOptions
 from compute.executors.base import Mount, RunOutcome, RunRequest
 from compute.executors.docker import DockerExecutor
-from protocol.job import SpecConfig
+from protocol.job import EngineSpec
 from tests.support.docker_engine import DockerEngine
 from tests.support.wait import wait_until
 
@@ -33,7 +33,7 @@ def test_the_output_files_grow_while_the_container_runs(
     request = RunRequest(
         job_id="j-1",
         execution_id="e-live",
-        engine=SpecConfig(type="docker", params=params),
+        engine=EngineSpec(type="docker", params=params),
         results_dir=tmp_path / "results",
         timeout_s=60,
         inputs=(Mount(source=gate, target="/inputs"),),

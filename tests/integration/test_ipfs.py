@@ -18,7 +18,7 @@ from cli.stack import NodeOptions
 from compute.publishers.ipfs import IPFSPublisher
 from compute.storage.ipfs import IPFSStorage
 from protocol.errors import ExecutionError, RetryableExecutionError, TransportError
-from protocol.job import InputSource, SpecConfig
+from protocol.job import InputSource, PublisherSpec, SourceSpec, SpecConfig
 from protocol.results import download_result
 from tests.support.files import files_under
 from tests.support.ipfs_server import IPFSNode
@@ -47,7 +47,7 @@ def missing_cid(node: IPFSNode) -> str:
 
 
 def ipfs_source(cid: str, target: str) -> InputSource:
-    return InputSource(source=SpecConfig(type="ipfs", params={"CID": cid}), target=target)
+    return InputSource(source=SourceSpec(type="ipfs", params={"CID": cid}), target=target)
 
 
 def dead_api() -> str:
@@ -141,7 +141,7 @@ def test_nothing_is_installed_when_the_api_is_down_or_not_configured(tmp_path: P
         storage.prepare(ipfs_source(cid, "/inputs"), tmp_path / "staging")
     (tmp_path / "results").mkdir()
     with pytest.raises(RetryableExecutionError, match="cannot reach the IPFS API"):
-        publisher.publish(SpecConfig(type="ipfs"), "j-1", "e-1", tmp_path / "results")
+        publisher.publish(PublisherSpec(type="ipfs"), "j-1", "e-1", tmp_path / "results")
 
 
 def test_published_results_download_with_the_same_content(
@@ -156,7 +156,7 @@ def test_published_results_download_with_the_same_content(
     publisher = IPFSPublisher(ipfs_node.api_multiaddr)
     assert publisher.is_installed()
 
-    spec = publisher.publish(SpecConfig(type="ipfs"), "j-1", "e-1", results)
+    spec = publisher.publish(PublisherSpec(type="ipfs"), "j-1", "e-1", results)
 
     assert spec is not None
     assert spec.type == "ipfs"

@@ -24,7 +24,7 @@ from compute.publishers.local import LocalPublisher
 from compute.publishers.local_server import results_app
 from protocol.errors import ValidationError
 from protocol.identity import NodeIdentity
-from protocol.job import SpecConfig
+from protocol.job import PublisherSpec, SpecConfig
 from protocol.results import download_result
 from requester.server import APIServer
 from tests.support.files import files_under
@@ -91,7 +91,7 @@ def test_published_archive_is_served_and_downloaded(
 ) -> None:
     folder, base_url = guarded
     publisher = LocalPublisher(folder, base_url, LINKS)
-    spec = publisher.publish(SpecConfig(type="local"), "j-1", "e-1", results)
+    spec = publisher.publish(PublisherSpec(type="local"), "j-1", "e-1", results)
     assert spec is not None
     url = f"{base_url}/e-1.tar.gz?sig={LINKS.token('e-1.tar.gz')}"
     assert spec == SpecConfig(type="urlDownload", params={"URL": url})
@@ -146,7 +146,7 @@ def test_a_result_is_served_only_with_its_capability(
     folder, base_url = guarded
     for execution_id in ("e-1", "e-2"):
         LocalPublisher(folder, base_url, LINKS).publish(
-            SpecConfig(type="local"), "j-1", execution_id, results
+            PublisherSpec(type="local"), "j-1", execution_id, results
         )
     other_node = ResultLinks(NodeIdentity.generate().derive_key("results-server"))
     for query in [
@@ -213,7 +213,7 @@ def test_archive_is_a_plain_tar_gz_of_the_results_folder(
     served: tuple[Path, str], results: Path
 ) -> None:
     folder, base_url = served
-    LocalPublisher(folder, base_url).publish(SpecConfig(type="local"), "j-1", "e-3", results)
+    LocalPublisher(folder, base_url).publish(PublisherSpec(type="local"), "j-1", "e-3", results)
     with tarfile.open(folder / "e-3.tar.gz", "r:gz") as tar:
         names = sorted(tar.getnames())
     assert names == ["exitCode", "outputs", "outputs/data.bin", "stderr", "stdout"]

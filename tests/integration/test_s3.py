@@ -28,7 +28,7 @@ from protocol.errors import (
     RetryableExecutionError,
     TransportError,
 )
-from protocol.job import InputSource, SpecConfig
+from protocol.job import InputSource, PublisherSpec, SourceSpec, SpecConfig
 from protocol.results import download_result
 from protocol.s3 import MIB, TransferSettings, list_objects, make_client
 from protocol.s3_download import download
@@ -70,7 +70,7 @@ def put(server: S3Server, bucket: str, objects: dict[str, bytes]) -> None:
 
 def source(server: S3Server, bucket: str, key: str, **params: str) -> InputSource:
     spec = {"Bucket": bucket, "Key": key, "Endpoint": server.endpoint, **params}
-    return InputSource(source=SpecConfig(type="s3", params=spec), target="/inputs")
+    return InputSource(source=SourceSpec(type="s3", params=spec), target="/inputs")
 
 
 def stage(server: S3Server, tmp_path: Path, bucket: str, key: str, **params: str) -> Path:
@@ -274,14 +274,14 @@ def test_unreachable_endpoint_is_retryable(
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     spec = {"Bucket": "any-bucket", "Key": "k", "Endpoint": f"http://127.0.0.1:{free_port()}"}
     with pytest.raises(RetryableExecutionError, match="s3://any-bucket/k"):
-        S3Storage().prepare(InputSource(source=SpecConfig(type="s3", params=spec)), tmp_path)
+        S3Storage().prepare(InputSource(source=SourceSpec(type="s3", params=spec)), tmp_path)
 
 
 # -- the publisher, and download_result --------------------------------------------------
 
 
 def publish(server: S3Server, results: Path, bucket: str, key: str, compress: bool) -> SpecConfig:
-    spec = SpecConfig(
+    spec = PublisherSpec(
         type="s3",
         params={"Bucket": bucket, "Key": key, "Endpoint": server.endpoint, "Compress": compress},
     )
@@ -431,11 +431,11 @@ def test_node_wide_endpoint_from_the_environment(
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_env.endpoint)
     bucket = s3_env.bucket()
     put(s3_env, bucket, {"in/x.txt": b"x\n"})
-    spec = SpecConfig(type="s3", params={"Bucket": bucket, "Key": "in/"})
+    spec = SourceSpec(type="s3", params={"Bucket": bucket, "Key": "in/"})
     mount = S3Storage().prepare(InputSource(source=spec, target="/in"), tmp_path / "staged")
     assert files_under(mount.source) == {"x.txt": b"x\n"}
 
-    publish_spec = SpecConfig(type="s3", params={"Bucket": bucket, "Key": "out"})
+    publish_spec = PublisherSpec(type="s3", params={"Bucket": bucket, "Key": "out"})
     published = S3Publisher().publish(publish_spec, "j-1", "e-2", results)
     assert published is not None
     assert published.params["Endpoint"] == s3_env.endpoint  # clients find the results too

@@ -31,7 +31,7 @@ from protocol.errors import (
     ValidationError,
 )
 from protocol.execution import ComputeState, Execution
-from protocol.job import InputSource, Job, SpecConfig
+from protocol.job import InputSource, Job, SourceSpec, SpecConfig
 from protocol.messages import (
     AskForBid,
     BidAccepted,
@@ -43,6 +43,7 @@ from protocol.messages import (
 from protocol.resources import Resources
 from protocol.results import download_result
 from protocol.states import ExecutionStateType
+from protocol.wire import STORED
 from tests.support.files import tar_gz
 from tests.support.http_server import HTTPTestServer, Reply, http_server, redirect
 from tests.support.recorders import Recorder
@@ -542,8 +543,9 @@ def test_download_result_over_its_limit_leaves_nothing(
 def test_an_unusable_url_is_a_job_error_not_a_retry(
     storage: URLDownloadStorage, tmp_path: Path, url: str
 ) -> None:
+    unusable = {"Type": "urlDownload", "Params": {"URL": url}}  # kept as a peer sent it
     source = InputSource.model_construct(
-        source=SpecConfig(type="urlDownload", params={"URL": url}), alias="", target="/inputs"
+        source=SourceSpec.model_validate(unusable, context=STORED), alias="", target="/inputs"
     )
     with pytest.raises(ExecutionError) as caught:
         storage.prepare(source, tmp_path)

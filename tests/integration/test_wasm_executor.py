@@ -31,7 +31,7 @@ from compute.executors.wasm import (
 from compute.executors.wasm_limits import table_elements_limit
 from compute.executors.wasm_modules import CompiledModule, ModuleCache
 from protocol.errors import ExecutionError
-from protocol.job import InputSource, SpecConfig
+from protocol.job import EngineSpec, InputSource
 from protocol.resources import Resources
 from protocol.specs.engines import DockerParams
 from tests.support.threads import PROMPT_S, RunInThread
@@ -62,7 +62,7 @@ def wasm_request(
     return RunRequest(
         job_id="j-1",
         execution_id=execution_id,
-        engine=SpecConfig(type="wasm", params=params),
+        engine=EngineSpec(type="wasm", params=params),
         results_dir=tmp_path / "results" / execution_id,
         timeout_s=timeout_s,
         inputs=tuple(inputs),
@@ -213,26 +213,29 @@ def test_the_task_sees_its_execution_as_a_docker_task_does_and_cannot_change_it(
 def test_entry_module_embedded_as_an_input_source_is_staged_then_found(tmp_path: Path) -> None:
     executor = WasmExecutor()
     embedded = {"Source": {"Type": "inline", "Params": {"URL": "data:,..."}}, "Alias": "hi"}
-    engine = SpecConfig(type="wasm", params={"EntryModule": embedded, "EntryPoint": "_start"})
+    engine = EngineSpec(type="wasm", params={"EntryModule": embedded, "EntryPoint": "_start"})
 
     extra = executor.extra_inputs(engine)
 
     assert [source.target for source in extra] == ["/bacalao/entry/hi.wasm"]
     assert extra[0].source.type == "inline"
     staged = Mount(source=HELLO, target=extra[0].target)
-    request = wasm_request(tmp_path, engine.params, inputs=[staged])
+    request = wasm_request(tmp_path, engine.params.to_wire(), inputs=[staged])
     assert executor.run(request).exit_code == 0
     assert stdout(request) == "Hello, World!\n"
 
 
 def test_embedded_entry_module_keeps_its_own_target(tmp_path: Path) -> None:
     embedded = InputSource.from_wire(
-        {"Source": {"Type": "localDirectory", "Params": {}}, "Target": "/mods/hello.wat"}
+        {
+            "Source": {"Type": "localDirectory", "Params": {"SourcePath": "/mods"}},
+            "Target": "/mods/hello.wat",
+        }
     )
-    engine = SpecConfig(type="wasm", params={"EntryModule": embedded.to_wire()})
+    engine = EngineSpec(type="wasm", params={"EntryModule": embedded.to_wire()})
 
     assert [s.target for s in WasmExecutor().extra_inputs(engine)] == ["/mods/hello.wat"]
-    assert WasmExecutor().extra_inputs(SpecConfig(type="wasm", params={"EntryModule": "/a"})) == []
+    assert WasmExecutor().extra_inputs(EngineSpec(type="wasm", params={"EntryModule": "/a"})) == []
 
 
 def test_entry_module_inside_a_mounted_folder(tmp_path: Path) -> None:

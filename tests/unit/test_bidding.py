@@ -22,8 +22,11 @@ GI = 1024**3
 
 
 def make_job(constraints: list[dict[str, Any]] | None = None, **task: Any) -> Job:
+    """The job as a compute node reads it from an AskForBid (specs kept when they do not
+    parse, for the rules to refuse)."""
     return Job.model_validate(
-        {"Constraints": constraints, "Tasks": [{"Engine": {"Type": "noop"}, **task}]}
+        {"Constraints": constraints, "Tasks": [{"Engine": {"Type": "noop"}, **task}]},
+        context=STORED,
     )
 
 

@@ -12,8 +12,9 @@ from compute.bidding.chain import decide, default_rules
 from compute.bidding.input_size import InputSizeRule
 from compute.bidding.locality import DataLocality, DataLocalityRule, LocalityProbe
 from protocol.errors import ExecutionError, ValidationError
-from protocol.job import Job, SpecConfig
+from protocol.job import Job, SourceSpec
 from protocol.resources import Resources
+from protocol.wire import STORED
 from tests.unit.test_bidding import GI, make_request
 
 YES = BidDecision(should_bid=True)
@@ -29,16 +30,16 @@ class FakeProvider:
     asked: list[str] = field(default_factory=list)
 
     @staticmethod
-    def key(spec: SpecConfig) -> str:
-        return str(next(iter(spec.params.values()), ""))
+    def key(spec: SourceSpec) -> str:
+        return str(next(iter(spec.params.to_wire().values()), ""))
 
-    def has_locally(self, spec: SpecConfig) -> bool:
+    def has_locally(self, spec: SourceSpec) -> bool:
         self.asked.append(f"has_locally {self.key(spec)}")
         if self.fails:
             raise ExecutionError("provider broke")
         return self.key(spec) in self.here
 
-    def size_bytes(self, spec: SpecConfig) -> int | None:
+    def size_bytes(self, spec: SourceSpec) -> int | None:
         self.asked.append(f"size_bytes {self.key(spec)}")
         if self.fails:
             raise OSError("provider broke")
@@ -75,8 +76,9 @@ def source(type_name: str, target: str, **params: Any) -> dict[str, Any]:
 
 
 def job(*sources: dict[str, Any], engine: dict[str, Any] | None = None) -> Job:
-    return Job.model_validate(
-        {"Tasks": [{"Engine": engine or {"Type": "noop"}, "InputSources": list(sources)}]}
+    return Job.model_validate(  # as a compute node reads an AskForBid
+        {"Tasks": [{"Engine": engine or {"Type": "noop"}, "InputSources": list(sources)}]},
+        context=STORED,
     )
 
 

@@ -14,8 +14,9 @@ from cli.inputs import parse_input
 from cli.jobspec import DockerRunSpec, build_docker_job, load_job
 from cli.main import create_app
 from cli.publishers import parse_publisher
-from protocol.job import Job, NetworkType
+from protocol.job import InputSource, Job, NetworkType, PublisherSpec
 from protocol.specs.engines import DockerParams
+from protocol.specs.sources import LocalParams
 from tests.support.services import free_port
 
 README_EXAMPLE = (
@@ -185,19 +186,25 @@ def test_network_is_case_insensitive_and_defaults_to_none() -> None:
 
 
 def test_bacalhau_input_and_publisher_forms() -> None:
-    assert parse_input("s3://bucket/key,dst=/my/input/path") == {
-        "Source": {"Type": "s3", "Params": {"Bucket": "bucket", "Key": "key"}},
-        "Target": "/my/input/path",
-    }
-    assert parse_input("s3://b/logs:/in,opt=region=eu-west-1") == {
-        "Source": {"Type": "s3", "Params": {"Bucket": "b", "Key": "logs", "Region": "eu-west-1"}},
-        "Target": "/in",
-    }
-    assert parse_input("file:///data,opt=read-write=true")["Source"]["Params"] == {
-        "SourcePath": "/data",
-        "ReadWrite": True,
-    }
-    assert parse_publisher("ipfs") == {"Type": "ipfs", "Params": {}}
+    assert parse_input("s3://bucket/key,dst=/my/input/path") == InputSource.from_wire(
+        {
+            "Source": {"Type": "s3", "Params": {"Bucket": "bucket", "Key": "key"}},
+            "Target": "/my/input/path",
+        }
+    )
+    assert parse_input("s3://b/logs:/in,opt=region=eu-west-1") == InputSource.from_wire(
+        {
+            "Source": {
+                "Type": "s3",
+                "Params": {"Bucket": "b", "Key": "logs", "Region": "eu-west-1"},
+            },
+            "Target": "/in",
+        }
+    )
+    assert parse_input("file:///data,opt=read-write=true").source.params == LocalParams(
+        source_path="/data", read_write=True
+    )
+    assert parse_publisher("ipfs") == PublisherSpec(type="ipfs")
 
 
 # -- round trip ------------------------------------------------------------------------------

@@ -24,8 +24,10 @@ from cli.jobspec import (
     parse_result_path,
 )
 from cli.publishers import parse_publisher
-from protocol.job import Job
-from protocol.specs.engines import WasmParams
+from protocol.job import InputSource, Job, PublisherSpec
+from protocol.specs.engines import NoopParams, WasmParams
+from protocol.specs.publishers import S3PublisherParams
+from protocol.specs.sources import InlineParams, S3Params
 
 HELLO_WAT = """
 (module
@@ -107,25 +109,29 @@ def wasm_file(tmp_path: Path) -> Path:
     ],
 )
 def test_input_short_forms(value: str, source: dict[str, object], target: str) -> None:
-    assert parse_input(value) == {"Source": source, "Target": target}
+    assert parse_input(value) == InputSource.from_wire({"Source": source, "Target": target})
 
 
 def test_input_long_form_with_options_and_commas_in_the_uri() -> None:
-    assert parse_input("src=/data,dst=/mnt,opt=readwrite=true") == {
-        "Source": {"Type": "local", "Params": {"SourcePath": "/data", "ReadWrite": True}},
-        "Target": "/mnt",
-    }
+    assert parse_input("src=/data,dst=/mnt,opt=readwrite=true") == InputSource.from_wire(
+        {
+            "Source": {"Type": "local", "Params": {"SourcePath": "/data", "ReadWrite": True}},
+            "Target": "/mnt",
+        }
+    )
     inline = parse_input("src=data:text/plain,a,b,dst=/in/ab.txt")
-    assert inline["Source"]["Params"]["URL"] == "data:text/plain,a,b"
-    assert inline["Target"] == "/in/ab.txt"
+    assert inline.source.params == InlineParams(url="data:text/plain,a,b")
+    assert inline.target == "/in/ab.txt"
     s3 = parse_input("src=s3://b/k,opt=region=eu-west-1,opt=endpoint=http://minio:9000")
-    assert s3["Source"]["Params"] == {
-        "Bucket": "b",
-        "Key": "k",
-        "Region": "eu-west-1",
-        "Endpoint": "http://minio:9000",
-    }
-    assert s3["Target"] == "/inputs"
+    assert s3.source.params == S3Params.from_wire(
+        {
+            "Bucket": "b",
+            "Key": "k",
+            "Region": "eu-west-1",
+            "Endpoint": "http://minio:9000",
+        }
+    )
+    assert s3.target == "/inputs"
 
 
 @pytest.mark.parametrize(
@@ -195,11 +201,10 @@ def test_result_paths_and_publishers() -> None:
     assert parse_result_path("outputs:/outputs") == {"Name": "outputs", "Path": "/outputs"}
     with pytest.raises(JobSpecError, match="NAME:PATH"):
         parse_result_path("/outputs")
-    assert parse_publisher("Local") == {"Type": "local", "Params": {}}
-    assert parse_publisher("s3://results/run-1") == {
-        "Type": "s3",
-        "Params": {"Bucket": "results", "Key": "run-1"},
-    }
+    assert parse_publisher("Local") == PublisherSpec.from_wire({"Type": "local", "Params": {}})
+    assert parse_publisher("s3://results/run-1") == PublisherSpec.from_wire(
+        {"Type": "s3", "Params": {"Bucket": "results", "Key": "run-1"}}
+    )
     with pytest.raises(JobSpecError) as caught:
         parse_publisher("dropbox")
     assert caught.value.option == "--publisher"
@@ -240,13 +245,14 @@ ENDPOINT = "http://127.0.0.1:9000"
     ],
 )
 def test_s3_publisher_forms_as_bacalhau_spells_them(value: str, params: dict[str, object]) -> None:
-    assert parse_publisher(value) == {"Type": "s3", "Params": params}
+    assert parse_publisher(value) == PublisherSpec.from_wire({"Type": "s3", "Params": params})
 
 
 @pytest.mark.parametrize("value", ["ipfs", "IPFS", "ipfs://", "dst=ipfs", "noop", "local://"])
 def test_simple_publishers(value: str) -> None:
     kind = value.partition("=")[2] or value
-    assert parse_publisher(value) == {"Type": kind.removesuffix("://").lower(), "Params": {}}
+    expected = {"Type": kind.removesuffix("://").lower(), "Params": {}}
+    assert parse_publisher(value) == PublisherSpec.from_wire(expected)
 
 
 @pytest.mark.parametrize(
@@ -280,7 +286,7 @@ def test_a_compressed_s3_publisher_makes_a_valid_job(wat_file: Path) -> None:
     spec = WasmRunSpec(module=str(wat_file), publisher="s3://r/{jobID},opt=compress=true")
     publisher = build_wasm_job(spec).job.task.publisher
     assert publisher.type == "s3"
-    assert publisher.params == {"Bucket": "r", "Key": "{jobID}", "Compress": True}
+    assert publisher.params == S3PublisherParams(bucket="r", key="{jobID}", compress=True)
 
 
 # -- the module ------------------------------------------------------------------------------
@@ -292,27 +298,33 @@ def test_wat_is_compiled_and_inlined_under_app(wat_file: Path) -> None:
     module_input = task.input_sources[0]
     assert module_input.target == "/app/hello.wasm"
     assert module_input.source.type == "inline"
-    url = module_input.source.params["URL"]
+    assert isinstance(module_input.source.params, InlineParams)
+    url = module_input.source.params.url
     prefix = "data:application/wasm;base64,"
     assert url.startswith(prefix)
     assert base64.b64decode(url[len(prefix) :]) == bytes(wasmtime.wat2wasm(HELLO_WAT))
     assert task.engine.type == "wasm"
-    assert task.engine.params == {
-        "EntryModule": "/app/hello.wasm",
-        "Entrypoint": "_start",
-        "Parameters": ["a", "-b"],
-        "EnvironmentVariables": {},
-    }
+    assert task.engine.params == WasmParams(
+        entry_module="/app/hello.wasm",
+        entrypoint="_start",
+        parameters=["a", "-b"],
+        environment_variables={},
+    )
     assert task.publisher.type == "local"
     assert built.warnings == ()
 
 
 def test_module_by_url_is_fetched_by_the_compute_node() -> None:
     module = module_source("https://example.com/bin/tool.wasm")
-    assert module.input_source == {
-        "Source": {"Type": "urlDownload", "Params": {"URL": "https://example.com/bin/tool.wasm"}},
-        "Target": "/app/tool.wasm",
-    }
+    assert module.input_source == InputSource.from_wire(
+        {
+            "Source": {
+                "Type": "urlDownload",
+                "Params": {"URL": "https://example.com/bin/tool.wasm"},
+            },
+            "Target": "/app/tool.wasm",
+        }
+    )
     assert module.size_bytes is None
 
 
@@ -440,7 +452,7 @@ def test_load_job_accepts_bacalhau_files() -> None:
     jobs = [load_job(text, "job.yaml").job for text in (wrapped, as_json, lowercase)]
     assert all(job == jobs[0] for job in jobs)
     assert jobs[0].count == 2
-    assert jobs[0].task.engine.params == {"Stdout": "hi"}
+    assert jobs[0].task.engine.params == NoopParams(stdout="hi")
 
 
 @pytest.mark.parametrize(
@@ -494,7 +506,7 @@ def test_describe_output_loads_as_a_new_job() -> None:
     assert (job.create_time, job.modify_time) == (0, 0)
     assert job.state.state_type.value == "Pending"
     assert job.labels == {"team": "ml"}
-    assert job.task.engine.params == {"Stdout": "hi"}
+    assert job.task.engine.params == NoopParams(stdout="hi")
     named = re.sub(r"(?m)^  Name: .*$", "  Name: nightly", DESCRIBED)
     assert load_job(named, "-").job.name == "nightly"  # a name the user gave is kept
     lowercase = DESCRIBED.replace("Job:", "job:").replace("Executions:", "executions:")

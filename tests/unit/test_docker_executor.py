@@ -26,8 +26,9 @@ from compute.executors.docker_container import (
 from compute.executors.docker_daemon import unix_socket_path
 from compute.executors.registry import default_executors
 from protocol.errors import ExecutionError, RetryableExecutionError
-from protocol.job import NetworkConfig, NetworkType, SpecConfig
+from protocol.job import EngineSpec, NetworkConfig, NetworkType
 from protocol.resources import Resources
+from protocol.wire import STORED
 
 MIB = 1024 * 1024
 
@@ -36,7 +37,7 @@ def request(tmp_path: Path, params: dict[str, Any], **fields: Any) -> RunRequest
     return RunRequest(
         job_id="j-1",
         execution_id="e-1",
-        engine=SpecConfig(type="docker", params=params),
+        engine=EngineSpec(type="docker", params=params),
         results_dir=tmp_path / "results",
         timeout_s=30,
         **fields,
@@ -135,7 +136,9 @@ def test_network_http_is_refused_not_widened() -> None:
 )
 def test_bad_params_name_the_field(params: dict[str, Any], problem: str) -> None:
     with pytest.raises(ExecutionError, match=problem):
-        docker_params(SpecConfig(type="docker", params=params))
+        docker_params(
+            EngineSpec.model_validate({"Type": "docker", "Params": params}, context=STORED)
+        )
 
 
 def test_a_relative_mount_target_is_refused(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from compute.storage.ipfs import IPFSStorage
 from compute.storage.registry import default_storage
 from protocol.errors import ExecutionError, RetryableExecutionError, ValidationError
 from protocol.ipfs import APIAddress, check_cid, parse_api_address
-from protocol.job import InputSource, SpecConfig
+from protocol.job import InputSource, SourceSpec
 
 CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 CID_V1 = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
@@ -61,7 +61,7 @@ def test_cids_v0_and_v1_pass_and_malformed_ones_name_the_field() -> None:
 
 def test_without_an_api_the_plugins_are_not_installed_and_say_why(tmp_path: Path) -> None:
     storage, publisher = IPFSStorage(None), IPFSPublisher(None)
-    spec = SpecConfig(type="ipfs", params={"CID": CID_V0})
+    spec = SourceSpec(type="ipfs", params={"CID": CID_V0})
     assert not storage.is_installed()
     assert not publisher.is_installed()
     assert not storage.has_locally(spec)

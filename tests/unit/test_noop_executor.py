@@ -14,7 +14,8 @@ from compute.executors.interrupts import CANCELLED_EXIT_CODE, TIMEOUT_EXIT_CODE
 from compute.executors.noop import NoopExecutor
 from compute.executors.registry import default_executors
 from protocol.errors import ExecutionError, ValidationError
-from protocol.job import SpecConfig
+from protocol.job import EngineSpec
+from protocol.wire import STORED
 from tests.support.threads import PROMPT_S, RunInThread
 from tests.support.wait import wait_until
 
@@ -27,7 +28,8 @@ def noop_request(
     return RunRequest(
         job_id="j-1",
         execution_id=execution_id,
-        engine=SpecConfig(type="noop", params=params),
+        # as the job came in a message: params kept when they do not parse, for the run to say
+        engine=EngineSpec.model_validate({"Type": "noop", "Params": params}, context=STORED),
         results_dir=tmp_path / execution_id,
         timeout_s=timeout_s,
     )
@@ -125,7 +127,7 @@ def test_noop_describes_itself() -> None:
 
     assert executor.type == "noop"
     assert executor.is_installed()
-    assert executor.extra_inputs(SpecConfig(type="noop")) == []
+    assert executor.extra_inputs(EngineSpec(type="noop")) == []
 
 
 NO_DOCKER = "unix:///nonexistent/docker.sock"  # this host's daemon, if any, stays out

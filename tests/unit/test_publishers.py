@@ -12,12 +12,12 @@ from compute.publishers.local import LocalPublisher
 from compute.publishers.noop import NoopPublisher
 from compute.publishers.registry import default_publishers
 from protocol.errors import ExecutionError, NotFoundError, ValidationError
-from protocol.job import SpecConfig
+from protocol.job import PublisherSpec, SpecConfig
 from protocol.results import download_result, extract_tar, filename_for
 from protocol.specs.publishers import LocalResultParams
 from tests.support.files import files_under
 
-LOCAL = SpecConfig(type="local")
+LOCAL = PublisherSpec(type="local")
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_local_publish_of_missing_results_is_an_error(tmp_path: Path) -> None:
 def test_noop_publishes_nothing(tmp_path: Path, results: Path) -> None:
     publisher = NoopPublisher()
     assert publisher.is_installed()
-    assert publisher.publish(SpecConfig(type="noop"), "j-1", "e-1", results) is None
+    assert publisher.publish(PublisherSpec(type="noop"), "j-1", "e-1", results) is None
 
 
 @pytest.mark.usefixtures("no_aws_credentials")

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from protocol.bookkeeping import NO_VERDICT, Queueing, Verdict
 from protocol.execution import ComputeState, Execution
-from protocol.job import Job, JobStateType, SpecConfig
+from protocol.job import EngineSpec, Job, JobStateType
 from protocol.node import ComputeNodeInfo, NodeInfo
 from protocol.resources import Resources
 from protocol.selectors import parse_selector
@@ -431,7 +431,9 @@ def test_an_ask_sent_before_a_restart_does_not_wake_the_requester_in_a_loop() ->
 
 def test_a_stored_job_whose_specs_no_longer_parse_fails_naming_them() -> None:
     broken = job(count=1)
-    broken.task.engine = SpecConfig(type="wasm", params={"EntryModule": {"Bogus": 1}})
+    broken.task.engine = EngineSpec.model_validate(
+        {"Type": "wasm", "Params": {"EntryModule": {"Bogus": 1}}}, context=STORED
+    )
     plan = plan_for(broken, [execution("e1", "a", S.RUNNING)], [node("a")])
     assert plan.job_state is JobStateType.FAILED
     assert plan.job_message.startswith("Tasks[0].Engine")

@@ -13,13 +13,14 @@ from compute.storage.inline import InlineStorage, decode_data_url
 from compute.storage.local import AllowedPath, LocalStorage, parse_allowed_path
 from compute.storage.registry import default_storage
 from protocol.errors import ExecutionError, ValidationError
-from protocol.job import InputSource, SpecConfig
+from protocol.job import InputSource, SourceSpec
+from protocol.wire import STORED
 from tests.support.files import tar_gz
 
 
 def source(type_name: str, target: str = "/inputs/data", **params: Any) -> InputSource:
-    return InputSource.model_validate(
-        {"Source": {"Type": type_name, "Params": params}, "Target": target}
+    return InputSource.model_validate(  # as the job came in a message
+        {"Source": {"Type": type_name, "Params": params}, "Target": target}, context=STORED
     )
 
 
@@ -142,11 +143,12 @@ def test_inline_gzip_bomb_is_refused_once_gunzipped() -> None:
 
 def test_inline_reports_local_installed_and_estimated_size() -> None:
     storage = InlineStorage()
-    spec = SpecConfig(type="inline", params={"URL": f"data:;base64,{b64(b'x' * 300)}"})
+    spec = SourceSpec(type="inline", params={"URL": f"data:;base64,{b64(b'x' * 300)}"})
     assert storage.is_installed()
     assert storage.has_locally(spec)
     assert storage.size_bytes(spec) == 300
-    assert storage.size_bytes(SpecConfig(type="inline", params={"URL": "nope"})) is None
+    unreadable = {"Type": "inline", "Params": {"URL": "nope"}}  # kept as a peer sent it
+    assert storage.size_bytes(SourceSpec.model_validate(unreadable, context=STORED)) is None
 
 
 # --- local ------------------------------------------------------------------------------
@@ -308,10 +310,10 @@ def test_local_size_is_walked_and_bounded(tree: Path) -> None:
     folder = tree / "allowed" / "data"
     (folder / "sub").mkdir()
     (folder / "sub" / "more.txt").write_text("123")
-    spec = SpecConfig(type="local", params={"SourcePath": str(folder)})
+    spec = SourceSpec(type="local", params={"SourcePath": str(folder)})
     assert LocalStorage([tree / "allowed"]).size_bytes(spec) == 8
     assert LocalStorage([tree / "allowed"], size_walk_max_files=1).size_bytes(spec) is None
-    file_spec = SpecConfig(type="local", params={"SourcePath": str(folder / "file.txt")})
+    file_spec = SourceSpec(type="local", params={"SourcePath": str(folder / "file.txt")})
     assert LocalStorage([tree / "allowed"]).size_bytes(file_spec) == 5
 
 
