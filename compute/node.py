@@ -45,6 +45,7 @@ from protocol.messages import (
     ExecutionLogsRequest,
     ExecutionStarted,
     Message,
+    RunResult,
 )
 from protocol.node import ComputeNodeInfo, NodeInfo, NodeType
 from protocol.resources import Resources
@@ -54,8 +55,19 @@ log = logging.getLogger("bacalao.compute")
 CAPACITY = "capacity"  # what refuses an ask the rules allow, when the node lacks the room
 
 
+# A run started on a direct ask says so after this long, unless its RunResult (which tells
+# the requester it started, too) is ready first: a short run costs one message, not two.
+STARTED_HOLD_S = 0.05
+
+
 class Outbox(Protocol):
     def send(self, node_id: str, message: Message) -> None: ...
+
+    def hold(self, node_id: str, message: Message, key: str, delay_s: float) -> None: ...
+
+    def drop(self, key: str) -> bool: ...
+
+    def release(self, key: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -388,8 +400,10 @@ class ComputeNode:
         )
         if run is not None:
             # Asked to start at once, and started: ExecutionStarted is the whole answer (a
-            # BidResult too would cost both sides a message for nothing they do not know).
-            self._reply(requester, ExecutionStarted(execution_id=execution.id, job_id=job.id))
+            # BidResult too would cost both sides a message for nothing they do not know),
+            # held a moment in case the RunResult can say it instead.
+            started = ExecutionStarted(execution_id=execution.id, job_id=job.id)
+            self._outbox.hold(requester, started, execution.id, STARTED_HOLD_S)
             self._pool.submit(self._run, run, False)
         else:
             self._reply(
@@ -460,6 +474,10 @@ class ComputeNode:
                     message=f"node {self.node_id} shut down during the run",
                     retryable=True,
                 )
+            # A RunResult tells the requester the run started too; anything else goes after
+            # the ExecutionStarted a direct ask's run may still hold.
+            if not (isinstance(result, RunResult) and self._outbox.drop(execution.id)):
+                self._outbox.release(execution.id)
             self._reply(held.requester, result)
         finally:
             # after the reply: what is published no longer needs the working files

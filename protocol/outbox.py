@@ -6,12 +6,20 @@ everything queued at that moment and publishes it per destination as one batch
 (:meth:`Bus.send_many`). When traffic is light a message leaves at once, alone; under load
 the batches grow by themselves, with no timer and no added latency. Order is kept per
 destination. A publish that fails is logged and dropped: the protocol's timeouts recover.
+
+A message may also be *held* for a moment under a key (:meth:`Outbox.hold`): it leaves when
+the delay has passed, unless a later message made it redundant first (:meth:`Outbox.drop`),
+or at once when the sender says so (:meth:`Outbox.release`). A compute node holds the
+ExecutionStarted of a run that started on a direct ask: a short run's RunResult says it
+started, so one message does the work of two.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
@@ -35,6 +43,9 @@ class Outbox:
         self._cond = threading.Condition()
         self._in_flight = 0
         self._stopping = False
+        # held messages by key, and when each is due (a heap; dropped keys are skipped)
+        self._held: dict[str, tuple[float, str, Message]] = {}
+        self._due: list[tuple[float, str]] = []
         self.sent = 0
         self.failed = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -55,6 +66,48 @@ class Outbox:
             self._queue.extend(messages)
             self._cond.notify_all()
 
+    def hold(self, node_id: str, message: Message, key: str, delay_s: float) -> None:
+        """Send ``message`` once ``delay_s`` has passed, unless :meth:`drop` (or
+        :meth:`release`) of ``key`` comes first. A key names one held message at a time."""
+        due = time.monotonic() + delay_s
+        with self._cond:
+            if self._stopping:
+                self.failed += 1
+                return
+            self._held[key] = (due, node_id, message)
+            heapq.heappush(self._due, (due, key))
+            if self._due[0][1] == key:  # due before any other: the sender must wait less
+                self._cond.notify_all()
+
+    def drop(self, key: str) -> bool:
+        """Forget the message held under ``key``; False if there was none (it left already)."""
+        with self._cond:
+            return self._held.pop(key, None) is not None
+
+    def release(self, key: str) -> None:
+        """Send the message held under ``key`` now, ahead of anything sent after this call."""
+        with self._cond:
+            held = self._held.pop(key, None)
+            if held is not None:
+                self._queue.append((held[1], held[2]))
+                self._cond.notify_all()
+
+    def _release_due(self, now: float) -> float | None:
+        """Queue the held messages that are due; seconds until the next one (None: none).
+        Called with the condition held."""
+        while self._due:
+            due, key = self._due[0]
+            held = self._held.get(key)
+            if held is None or held[0] != due:  # dropped, released or held again since
+                heapq.heappop(self._due)
+                continue
+            if due > now:
+                return due - now
+            heapq.heappop(self._due)
+            del self._held[key]
+            self._queue.append((held[1], held[2]))
+        return None
+
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every message queued so far was published (or failed)."""
         with self._cond:
@@ -63,7 +116,10 @@ class Outbox:
             )
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Send what is queued, then stop the sender thread."""
+        """Send what is queued and held, then stop the sender thread."""
+        with self._cond:
+            for key in list(self._held):
+                self.release(key)
         self.flush(timeout_s)
         with self._cond:
             self._stopping = True
@@ -73,7 +129,11 @@ class Outbox:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._stopping)
+                while True:
+                    wait_s = self._release_due(time.monotonic())
+                    if self._queue or self._stopping:
+                        break
+                    self._cond.wait(wait_s)
                 if not self._queue:
                     return
                 taken = list(self._queue)

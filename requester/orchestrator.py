@@ -562,7 +562,7 @@ class Orchestrator:
             if isinstance(payload, ExecutionStarted):
                 return self._on_started(envelope.sender, payload, execution)
             if isinstance(payload, RunResult):
-                return self._on_run_result(payload)
+                return self._on_run_result(envelope.sender, payload, execution)
             if isinstance(payload, ComputeError):
                 failed = self._store.update_execution(
                     payload.execution_id,
@@ -658,7 +658,13 @@ class Orchestrator:
         )
         return None
 
-    def _on_run_result(self, result: RunResult) -> str:
+    def _on_run_result(self, sender: str, result: RunResult, execution: Execution) -> str | None:
+        """A run ended. A short run on a direct ask reports only this (its ExecutionStarted
+        was dropped as redundant): the start is recorded first, so the history has both."""
+        if execution.state == S.ASK_FOR_BID and is_direct(execution):
+            started = ExecutionStarted(execution_id=result.execution_id, job_id=result.job_id)
+            if self._on_started(sender, started, execution) is None:
+                return None
         output = result.run_output
         failed = output.exit_code != 0 or bool(output.error_msg)
         message = "completed"

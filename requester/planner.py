@@ -20,6 +20,11 @@ from requester.store import JobStore
 
 log = logging.getLogger("bacalao.requester")
 
+# A job in these states has not been seen running; one that ends in ENDED_BY_RUNS after an
+# execution ran is recorded Running first, so its history reads as Bacalhau's does.
+NOT_RUN = frozenset({JobStateType.PENDING, JobStateType.QUEUED})
+ENDED_BY_RUNS = frozenset({JobStateType.COMPLETED, JobStateType.FAILED})
+
 
 class Sender(Protocol):
     def send(self, node_id: str, message: Message) -> None: ...
@@ -95,6 +100,12 @@ class Planner:
             )
             if not same:
                 try:
+                    if (
+                        plan.ran
+                        and plan.job_state in ENDED_BY_RUNS
+                        and current.state_type in NOT_RUN
+                    ):
+                        self._store.update_job_state(job.id, JobStateType.RUNNING)
                     self._store.update_job_state(
                         job.id, plan.job_state, plan.job_message, plan.queueing
                     )

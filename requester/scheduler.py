@@ -76,6 +76,9 @@ class Plan:
     why: dict[str, str] = field(default_factory=dict)
     # A verified job's completed executions whose result lost the vote, and why.
     mismatched: list[tuple[str, str]] = field(default_factory=list)
+    # An execution of the job has run: a job that ends without having been seen Running (a
+    # short run reports only its result) passes through Running on the way.
+    ran: bool = False
 
     @property
     def empty(self) -> bool:
@@ -123,11 +126,14 @@ def disowned(
 ) -> list[Execution]:
     """Live executions their node no longer lists, though it reported well after they last
     changed: a BidAccepted, RunResult or ComputeError was lost on the way (a broker that
-    restarted empty, say). Asks are left to the bid timeout."""
+    restarted empty, say). A direct ask counts too (a short run's RunResult is its only
+    answer); asks awaiting a bid are left to the bid timeout."""
     grace_ns = int(config.lost_execution_grace_s * 1e9)
     lost = []
     for execution in executions:
-        if execution.state.terminal or execution.state == S.ASK_FOR_BID:
+        if execution.state.terminal or (
+            execution.state == S.ASK_FOR_BID and not is_direct(execution)
+        ):
             continue
         report = reports.get(execution.node_id)
         if report is None or report.at_ns <= execution.modify_time + grace_ns:
@@ -144,6 +150,13 @@ def job_needs(job: Job, config: SchedulerConfig) -> Resources:
 def is_direct(execution: Execution) -> bool:
     """Asked to start at once (no approval round): it counts as placed until answered."""
     return execution.state == S.ASK_FOR_BID and execution.desired_state.state_type == D.RUNNING
+
+
+def _has_run(execution: Execution) -> bool:
+    """It started on its node: running now, or ended with what its run gave."""
+    if execution.state in (S.RUNNING, S.PUBLISHING, S.COMPLETED):
+        return True
+    return execution.state == S.FAILED and execution.run_output is not None
 
 
 def _is_retryable(execution: Execution) -> bool:
@@ -179,7 +192,7 @@ def schedule(
     lack room for the job is not asked; the job waits, queued, for room to free.
     ``reputation`` is each node's score (requester/reputation.py): it ranks nodes.
     ``vetoes``: nodes a bid accept probe said no to for this job, never asked again for it."""
-    plan = Plan(job_id=job.id)
+    plan = Plan(job_id=job.id, ran=any(_has_run(e) for e in executions))
     connected = {node.node_id for node in nodes}
     live = [e for e in executions if not e.state.terminal]
     if job.terminal:
@@ -205,12 +218,12 @@ def schedule(
         elif execution.node_id not in connected:
             plan.fail.append((execution.id, f"node {execution.node_id} disconnected"))
             failed_now.add(execution.id)
-        elif execution.state == S.ASK_FOR_BID and execution.modify_time < bid_deadline_ns:
-            plan.fail.append((execution.id, f"no bid from {execution.node_id} in time"))
-            failed_now.add(execution.id)
         elif execution.id in gone:
             why = f"node {execution.node_id} no longer has it (a message was lost)"
             plan.fail.append((execution.id, why))
+            failed_now.add(execution.id)
+        elif execution.state == S.ASK_FOR_BID and execution.modify_time < bid_deadline_ns:
+            plan.fail.append((execution.id, f"no bid from {execution.node_id} in time"))
             failed_now.add(execution.id)
     lost_now = [e for e in live if e.id in failed_now and e.state not in ASKING]
     live = [e for e in live if e.id not in failed_now]

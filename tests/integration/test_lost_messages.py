@@ -11,6 +11,7 @@ import pytest
 
 from cli.devstack import Devstack
 from cli.stack import NodeOptions
+from compute.node import Outbox
 from protocol.messages import Message, RunResult
 from tests.support.jobs import noop_job
 from tests.support.wait import wait_until
@@ -24,7 +25,7 @@ class LosesFirstResult:
 
     lock = threading.Lock()
 
-    def __init__(self, inner: object, dropped: list[str]) -> None:
+    def __init__(self, inner: Outbox, dropped: list[str]) -> None:
         self._inner = inner
         self.dropped = dropped
 
@@ -33,7 +34,16 @@ class LosesFirstResult:
             if isinstance(message, RunResult) and not self.dropped:
                 self.dropped.append(message.execution_id)
                 return
-        self._inner.send(node_id, message)  # type: ignore[attr-defined]
+        self._inner.send(node_id, message)
+
+    def hold(self, node_id: str, message: Message, key: str, delay_s: float) -> None:
+        self._inner.hold(node_id, message, key, delay_s)
+
+    def drop(self, key: str) -> bool:
+        return self._inner.drop(key)
+
+    def release(self, key: str) -> None:
+        self._inner.release(key)
 
 
 def test_a_lost_run_result_is_noticed_and_the_job_completes_elsewhere(tmp_path: Path) -> None:

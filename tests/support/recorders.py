@@ -27,6 +27,16 @@ class Recorder:
     def broadcast(self, message: Message, timeout_s: float | None = None) -> None:
         self.send("*", message)
 
+    def hold(self, node_id: str, message: Message, key: str, delay_s: float) -> None:
+        """Recorded as sent at once, as though its delay had passed."""
+        self.send(node_id, message)
+
+    def drop(self, key: str) -> bool:
+        return False  # nothing is ever held here
+
+    def release(self, key: str) -> None:
+        pass
+
     @property
     def sent(self) -> list[Message]:
         with self._lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from compute.bidding.base import YES, BidDecision, BidRequest
 from compute.capacity import CapacityTracker
 from compute.executors.noop import NoopExecutor
-from compute.node import ComputeConfig, ComputeNode
+from compute.node import STARTED_HOLD_S, ComputeConfig, ComputeNode
 from compute.publishers.noop import NoopPublisher
 from compute.registry import Registry
 from compute.runner import Plugins
@@ -32,6 +32,7 @@ from protocol.messages import (
     Message,
     RunResult,
 )
+from protocol.outbox import Outbox as BusOutbox
 from protocol.resources import Resources
 from protocol.states import ExecutionStateType as S
 from protocol.wire import STORED
@@ -505,3 +506,53 @@ def test_a_direct_ask_it_cannot_take_is_answered_by_a_refusing_bid(tmp_path: Pat
             message(CancelExecution(execution_id=f"e-fill-{index}", job_id="", reason=""))
         )
     compute.close()
+
+
+class Published:
+    """What a real outbox hands the bus, per destination, in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self._lock = threading.Lock()
+
+    def send_many(self, node_id: str, messages: Sequence[Message]) -> None:
+        with self._lock:
+            self.messages.extend(messages)
+
+    def of(self, execution_id: str) -> list[str]:
+        with self._lock:
+            return [
+                type(m).__name__
+                for m in self.messages
+                if getattr(m, "execution_id", None) == execution_id
+            ]
+
+
+def direct_ask(execution_id: str, sleep_s: float) -> Envelope:
+    asked = sized_ask(execution_id, sleep_s=sleep_s).payload
+    assert isinstance(asked, AskForBid)
+    return message(AskForBid(execution=asked.execution, wait_for_approval=False))
+
+
+def test_a_short_run_on_a_direct_ask_reports_only_its_result(tmp_path: Path) -> None:
+    published = Published()
+    outbox = BusOutbox(published, name="outbox-direct")
+    plugins = Plugins(
+        executors=Registry("executor", [NoopExecutor()]),
+        storage=Registry("storage source", [InlineStorage()]),
+        publishers=Registry("publisher", [NoopPublisher()]),
+    )
+    config = ComputeConfig(max_capacity=NODE_MAX)
+    compute = ComputeNode("n-compute", config, plugins, outbox, tmp_path)
+    try:
+        compute.handle(direct_ask("e-short", sleep_s=0))
+        wait_until(lambda: "RunResult" in published.of("e-short"), 10, message="the result")
+        # the long run outlasts the hold: its start is told while it runs, then its end
+        compute.handle(direct_ask("e-long", sleep_s=STARTED_HOLD_S * 10))
+        wait_until(lambda: published.of("e-long") == ["ExecutionStarted"], 10, message="start")
+        wait_until(lambda: "RunResult" in published.of("e-long"), 10, message="the long result")
+    finally:
+        compute.close()
+        outbox.close()
+    assert published.of("e-short") == ["RunResult"]
+    assert published.of("e-long") == ["ExecutionStarted", "RunResult"]

@@ -294,6 +294,63 @@ def test_execution_started_answers_a_direct_ask_and_runs_the_job(
     assert sent.to_whom(BidAccepted) == []
 
 
+def test_a_run_result_alone_answers_a_direct_ask_its_start_recorded_first(
+    orchestrator: tuple[Orchestrator, Recorder],
+) -> None:
+    """A short run's ExecutionStarted is dropped by the compute node as redundant: the
+    RunResult says the run started, and the history still shows it running."""
+    service, sent = orchestrator
+    job_id, node_id, ask = submitted(service, sent)
+    done = RunResult(
+        execution_id=ask.execution.id, job_id=job_id, run_output=RunCommandResult(stdout="ok")
+    )
+    service.handle(envelope(node_id, done))
+    store = service.store
+    wait_until(
+        lambda: store.get_job(job_id).state.state_type == JobStateType.COMPLETED,
+        10,
+        message="the job completed",
+    )
+    changes = [
+        (entry.execution_state.previous, entry.execution_state.new)
+        for entry in store.history(job_id, event_type="executions")
+        if entry.execution_state is not None
+    ]
+    assert changes[-2:] == [(S.ASK_FOR_BID, S.RUNNING), (S.RUNNING, S.COMPLETED)]
+    job_changes = [
+        (entry.job_state.previous, entry.job_state.new)
+        for entry in store.history(job_id, event_type="jobs")
+        if entry.job_state is not None
+    ]
+    assert job_changes[-2:] == [
+        (JobStateType.PENDING, JobStateType.RUNNING),
+        (JobStateType.RUNNING, JobStateType.COMPLETED),
+    ]
+    output = store.get_execution(ask.execution.id).run_output
+    assert output is not None
+    assert output.stdout == "ok"
+
+
+def test_a_run_result_from_another_node_than_the_asked_one_is_ignored(
+    orchestrator: tuple[Orchestrator, Recorder],
+) -> None:
+    service, sent = orchestrator
+    job_id, node_id, ask = submitted(service, sent)
+    forged = RunResult(
+        execution_id=ask.execution.id, job_id=job_id, run_output=RunCommandResult(stdout="x")
+    )
+    service.handle(envelope("n-somebody-else", forged))
+    service.handle(
+        envelope(node_id, ExecutionStarted(execution_id=ask.execution.id, job_id=job_id))
+    )
+    wait_until(
+        lambda: service.store.get_execution(ask.execution.id).state == S.RUNNING,
+        10,
+        message="the execution running",
+    )
+    assert service.store.get_job(job_id).state.state_type == JobStateType.RUNNING
+
+
 def test_a_run_started_for_an_execution_that_ended_here_is_cancelled_there(
     orchestrator: tuple[Orchestrator, Recorder],
 ) -> None:

@@ -219,3 +219,46 @@ def test_a_message_sent_after_close_is_counted_as_failed_not_left_queued() -> No
     outbox.send("node-a", msg(1))
     assert outbox.failed == 1
     assert outbox.flush(timeout_s=0.1)
+
+
+def test_a_held_message_leaves_once_its_delay_has_passed(
+    sender: RecordingSender, outbox: Outbox
+) -> None:
+    outbox.hold("n1", msg(0), "e-0", 0.05)
+    outbox.send("n1", msg(1))
+    assert sender.wait_for_calls(1) == [("n1", [msg(1)])]  # the held one waits
+    assert sender.wait_for_calls(2)[1] == ("n1", [msg(0)])
+    assert not outbox.drop("e-0")  # it left: nothing to drop
+    assert outbox.flush(DEADLINE_S)
+    assert outbox.sent == 2
+
+
+def test_a_dropped_message_never_leaves(sender: RecordingSender, outbox: Outbox) -> None:
+    outbox.hold("n1", msg(0), "e-0", 0.05)
+    assert outbox.drop("e-0")
+    outbox.hold("n1", msg(2), "e-2", 0.05)  # due after it: by now the dropped one had left
+    sender.wait_for_calls(1)
+    assert sender.handed("n1") == [msg(2)]
+
+
+def test_a_released_message_leaves_now_ahead_of_what_follows(
+    sender: RecordingSender, outbox: Outbox
+) -> None:
+    outbox.hold("n1", msg(0), "e-0", 3600)
+    sender.hold()
+    outbox.send("n2", msg(9))
+    sender.wait_for_calls(1)  # a publish is under way: what follows queues up
+    outbox.release("e-0")
+    outbox.send("n1", msg(1))
+    sender.release()
+    assert outbox.flush(DEADLINE_S)
+    assert sender.handed("n1") == [msg(0), msg(1)]
+    assert not outbox.drop("e-0")
+
+
+def test_closing_sends_what_is_still_held(sender: RecordingSender) -> None:
+    outbox = Outbox(sender, name="outbox-closing")
+    outbox.hold("n1", msg(0), "e-0", 3600)
+    outbox.close()
+    assert sender.handed("n1") == [msg(0)]
+    assert not sender_thread_running("outbox-closing")

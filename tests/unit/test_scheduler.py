@@ -6,11 +6,12 @@ import random
 from dataclasses import replace
 
 from protocol.bookkeeping import NO_VERDICT, Queueing, Verdict
-from protocol.execution import ComputeState, Execution
+from protocol.execution import ComputeState, DesiredState, Execution
 from protocol.job import EngineSpec, Job, JobStateType
 from protocol.node import ComputeNodeInfo, NodeInfo
 from protocol.resources import Resources
 from protocol.selectors import parse_selector
+from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from protocol.wire import STORED
 from requester.scheduler import (
@@ -266,7 +267,12 @@ def test_an_execution_its_node_no_longer_lists_is_failed_as_lost() -> None:
     too_soon = {"a": NodeReport(at_ns=started + 10**9, executions=frozenset())}
     assert disowned([running], too_soon, CONFIG) == []
     asking = execution("e2", "a", S.ASK_FOR_BID, modified=started)
-    assert disowned([asking], report, CONFIG) == []
+    assert disowned([asking], report, CONFIG) == []  # awaiting a bid: the bid timeout's
+    # A direct ask is answered by its run: a node that no longer has it lost the answer.
+    direct = asking.model_copy(update={"desired_state": DesiredState(state_type=D.RUNNING)})
+    assert disowned([direct], report, CONFIG) == [direct]
+    plan = schedule(job(count=1), [direct], nodes, NOW, CONFIG, random.Random(7), (), report)
+    assert plan.fail == [("e2", "node a no longer has it (a message was lost)")]
 
 
 def test_more_count_than_able_nodes_queues_naming_the_shortage_then_fails_cancelling_runs() -> None:
