@@ -143,8 +143,20 @@ class ExecProbe:
         if probe.returncode == 0:
             return YES
         lines = stderr[-MAX_OUTPUT_BYTES:].decode("utf-8", "replace").strip().splitlines()
+        if probe.returncode < 0:  # it crashed, or something killed it: not an answer
+            return no(f"{self.who} {_killed_by(-probe.returncode)}")
         why = lines[-1].strip() if lines else f"exit status {probe.returncode}"
         return no(f"{self.who} said no: {why}")
 
     def close(self) -> None:
         return None
+
+
+def _killed_by(number: int) -> str:
+    """``was killed by SIGSEGV (signal 11)``, or the bare number for a signal Python does not
+    name."""
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        return f"was killed by signal {number}"
+    return f"was killed by {name} (signal {number})"

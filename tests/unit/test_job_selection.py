@@ -140,6 +140,18 @@ def test_the_exec_probe_refuses_with_the_last_line_of_its_stderr() -> None:
     assert "exit status 4" in silent.reason
 
 
+def test_an_exec_probe_that_crashes_refuses_saying_how() -> None:
+    crashed = ExecProbeRule("kill -SEGV $$", NODE).check(request())
+    assert not crashed.should_bid
+    assert crashed.reason == "job selection probe `kill -SEGV $$` was killed by SIGSEGV (signal 11)"
+    raised = ExecProbeRule('python3 -c "1/0"', NODE).check(request())
+    assert not raised.should_bid
+    assert raised.reason.endswith("said no: ZeroDivisionError: division by zero")
+    missing = ExecProbeRule("/no/such/probe", NODE).check(request())
+    assert not missing.should_bid
+    assert missing.reason.endswith("/no/such/probe: not found")
+
+
 def test_an_exec_probe_that_runs_too_long_is_killed_with_its_children(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     command = f"sleep 30 & echo $! > {pid_file}; wait"
