@@ -5,7 +5,9 @@ written to the file of the same name as the daemon hands it over, so the node ca
 output of a running container as it serves a wasm module's (:mod:`compute.logs`). A follow
 ends when the container does; :meth:`LiveLogs.finish` waits for both, and a stream whose
 follow failed or did not end (the daemon dropped the connection mid-run) is read back whole,
-as it was before streams were followed. A file that cannot be written is this node's failure
+as it was before streams were followed. A follow that ended may still have ended short (the
+daemon closes it at the container's exit, racing its reader): the stream read back whole
+replaces it when longer. A file that cannot be written is this node's failure
 (retryable), told apart from the daemon's.
 """
 
@@ -17,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from docker.errors import DockerException
 from docker.models.containers import Container
+from requests.exceptions import RequestException
 
 from protocol.errors import RetryableExecutionError
 from protocol.logs import STREAMS
@@ -25,6 +29,9 @@ from protocol.logs import STREAMS
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 10.0  # how long the copies may lag behind the container's exit
+# A followed copy up to this size is checked against the stream read back whole once the
+# container has exited (a follow may end short of it); a bigger one is kept as followed.
+VERIFY_MAX_BYTES = 64 * 1024 * 1024
 
 
 class _Copy:
@@ -96,12 +103,38 @@ class LiveLogs:
             if copy.write_error is not None:
                 self.close()
                 raise RetryableExecutionError(f"cannot write {copy.path}: {copy.write_error}")
+            self._abandon(copy)
             if ended and not copy.failed:
+                self._complete(copy)
                 continue
             log.info("event=docker_logs_reread stream=%s ended=%s", copy.name, ended)
-            self._abandon(copy)
             write_log(self._container, copy.name, copy.path)
         self.close()
+
+    def _complete(self, copy: _Copy) -> None:
+        """A follow that ended with the container may still have missed its last output (the
+        daemon can close it before its reader caught up): read the stream back whole and keep
+        that when it is longer. Output over :data:`VERIFY_MAX_BYTES` is kept as followed."""
+        followed = copy.path.stat().st_size
+        if followed > VERIFY_MAX_BYTES:
+            return
+        whole = copy.path.with_name(f".{copy.name}.whole")
+        try:
+            try:
+                write_log(self._container, copy.name, whole)
+            except (DockerException, RequestException, RetryableExecutionError) as exc:
+                log.warning("event=docker_logs_unchecked stream=%s error=%r", copy.name, exc)
+                return  # the followed copy stands
+            if whole.stat().st_size > followed:
+                log.info(
+                    "event=docker_logs_completed stream=%s followed=%d whole=%d",
+                    copy.name,
+                    followed,
+                    whole.stat().st_size,
+                )
+                whole.replace(copy.path)
+        finally:
+            whole.unlink(missing_ok=True)
 
     def _abandon(self, copy: _Copy) -> None:
         with copy.lock:
