@@ -106,6 +106,9 @@ class Slots:
             return
         slot = self._slots[execution_id]
         slot.state, slot.since_s = to, now_s
+        if to is S.FINISHED and slot.execution is not None and slot.execution.job is not None:
+            # remembered for finished_memory_s by its ID only: not the job it carried
+            slot.execution = slot.execution.model_copy(update={"job": None})
 
     def listed(self) -> list[str]:
         """What a heartbeat says this node holds (see :data:`LISTED`), sorted."""

@@ -8,6 +8,7 @@ import pytest
 
 from compute.slots import TRANSITIONS, Slots, SlotState, SlotTransitionError
 from protocol.execution import Execution
+from protocol.job import Job
 from protocol.resources import Resources
 
 S = SlotState
@@ -79,3 +80,18 @@ def test_a_withdrawn_slot_holds_no_execution() -> None:
     assert slot is not None
     with pytest.raises(SlotTransitionError, match="holds no execution"):
         _ = slot.held
+
+
+def test_a_finished_slot_keeps_its_execution_without_the_job() -> None:
+    job = Job.from_wire({"ID": "j-1", "Tasks": [{"Name": "t", "Engine": {"Type": "noop"}}]})
+    slots = Slots()
+    slots.reserve(execution().model_copy(update={"job": job}), "r-1", NEEDS, 1.0)
+    slots.move("e-1", S.RUNNING, 2.0)
+    running = slots.get("e-1")
+    assert running is not None
+    assert running.held.job is job  # a run needs its job
+    slots.move("e-1", S.FINISHED, 3.0)
+    finished = slots.get("e-1")
+    assert finished is not None
+    assert finished.held.job is None  # remembered by ID for a while: the job can go
+    assert (finished.held.id, finished.held.job_id) == ("e-1", "j-1")
