@@ -71,6 +71,7 @@ from requester.reputation import Reputations
 from requester.room import Ledger, Room
 from requester.scheduler import (
     ASKING,
+    ClusterView,
     SchedulerConfig,
     disowned,
     is_direct,
@@ -509,21 +510,16 @@ class Orchestrator:
         reports = self.node_table.reports()
         settle_until_ns = self._settle_until_ns() if self._settling(job) else 0
         announced = self.node_table.announced()
-        plan = schedule(
-            job,
-            executions,
-            nodes,
-            now_ns(),
-            config,
-            self._rng,
-            away,
-            reports,
-            settle_until_ns,
-            announced,
-            self._rooms,
-            self.reputations.scores,
-            None if self._accept is None else self._accept.vetoes(job.id),
+        view = ClusterView(
+            away=away,
+            reports=reports,
+            settle_until_ns=settle_until_ns,
+            announced=announced,
+            room=self._rooms,
+            reputation=self.reputations.scores,
         )
+        vetoes = None if self._accept is None else self._accept.vetoes(job.id)
+        plan = schedule(job, executions, nodes, now_ns(), config, self._rng, view, vetoes)
         if self._accept is not None:
             self._accept.review(job, plan, executions, nodes)
         if plan.wait_for_room:

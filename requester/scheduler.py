@@ -167,6 +167,32 @@ def _wake(plan: Plan, at_ns: int) -> None:
     plan.wake_at_ns = at_ns if plan.wake_at_ns is None else min(plan.wake_at_ns, at_ns)
 
 
+@dataclass(frozen=True)
+class ClusterView:
+    """What the requester knows of its compute nodes besides which are connected.
+
+    ``away`` went silent lately and may come back, so a job only they could run waits
+    (until its queue timeout) instead of failing. ``reports``: what each node last said it
+    holds. Until ``settle_until_ns`` (a requester that restarted with this job, before every
+    node has announced itself again) a job nobody can run yet is looked at again later, not
+    failed. ``announced`` says when each node last announced itself: a node that refused as
+    busy and announced since may have room now, and is asked again without waiting for a new
+    round. ``room`` says how much each node has free (see :mod:`requester.room`): a node
+    known to lack room for the job is not asked; the job waits, queued, for room to free.
+    ``reputation`` is each node's score (requester/reputation.py): it ranks nodes.
+    """
+
+    away: Sequence[NodeInfo] = ()
+    reports: Mapping[str, NodeReport] = field(default_factory=lambda: NO_REPORTS)
+    settle_until_ns: int = 0
+    announced: Mapping[str, int] = field(default_factory=lambda: NO_NEWS)
+    room: Mapping[str, Room] | None = None
+    reputation: Mapping[str, float] | None = None
+
+
+NOTHING_MORE = ClusterView()  # connected nodes are all the requester knows of
+
+
 def schedule(
     job: Job,
     executions: Sequence[Execution],
@@ -174,24 +200,14 @@ def schedule(
     now_ns: int,
     config: SchedulerConfig,
     rng: random.Random,
-    away: Sequence[NodeInfo] = (),
-    reports: Mapping[str, NodeReport] = NO_REPORTS,
-    settle_until_ns: int = 0,
-    announced: Mapping[str, int] = NO_NEWS,
-    room: Mapping[str, Room] | None = None,
-    reputation: Mapping[str, float] | None = None,
+    view: ClusterView = NOTHING_MORE,
     vetoes: Mapping[str, str] | None = None,
 ) -> Plan:
-    """``nodes`` are connected; ``away`` went silent lately and may come back, so a job
-    only they could run waits (until its queue timeout) instead of failing. Until
-    ``settle_until_ns`` (a requester that restarted with this job, before every node has
-    announced itself again) a job nobody can run yet is looked at again later, not failed.
-    ``announced`` says when each node last announced itself: a node that refused as busy and
-    announced since may have room now, and is asked again without waiting for a new round.
-    ``room`` says how much each node has free (see :mod:`requester.room`): a node known to
-    lack room for the job is not asked; the job waits, queued, for room to free.
-    ``reputation`` is each node's score (requester/reputation.py): it ranks nodes.
-    ``vetoes``: nodes a bid accept probe said no to for this job, never asked again for it."""
+    """The plan for ``job`` now: ``nodes`` are connected, ``view`` the rest the requester
+    knows of them (:class:`ClusterView`); ``vetoes``: nodes a bid accept probe said no to
+    for this job, never asked again for it."""
+    away, reports, announced = view.away, view.reports, view.announced
+    settle_until_ns, room, reputation = view.settle_until_ns, view.room, view.reputation
     plan = Plan(job_id=job.id, ran=any(_has_run(e) for e in executions))
     connected = {node.node_id for node in nodes}
     live = [e for e in executions if not e.state.terminal]

@@ -15,6 +15,7 @@ from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from protocol.wire import STORED
 from requester.scheduler import (
+    ClusterView,
     NodeReport,
     Plan,
     SchedulerConfig,
@@ -65,6 +66,10 @@ def execution(
         create_time=modified,
         modify_time=modified,
     ).with_verdict(verdict)
+
+
+def seen(reports: dict[str, NodeReport]) -> ClusterView:
+    return ClusterView(reports=reports)
 
 
 def plan_for(j: Job, executions: list[Execution], nodes: list[NodeInfo]) -> Plan:
@@ -242,14 +247,14 @@ def test_lost_asks_do_not_spend_the_attempt_budget_but_lost_runs_do() -> None:
 
 def test_a_job_only_a_silent_node_could_run_waits_for_it_instead_of_failing() -> None:
     away = [node("a")]
-    plan = schedule(job(count=1), [], [], NOW, CONFIG, random.Random(7), away)
+    plan = schedule(job(count=1), [], [], NOW, CONFIG, random.Random(7), ClusterView(away=away))
     assert plan.job_state is JobStateType.QUEUED
     assert "no compute node is connected" in plan.job_message
 
     unable = [node("a", labels={"zone": "z1"})]
     picky = job(count=1)
     picky.constraints = parse_selector("zone=z2")
-    plan = schedule(picky, [], [], NOW, CONFIG, random.Random(7), unable)
+    plan = schedule(picky, [], [], NOW, CONFIG, random.Random(7), ClusterView(away=unable))
     assert plan.job_state is JobStateType.FAILED
 
 
@@ -258,7 +263,7 @@ def test_an_execution_its_node_no_longer_lists_is_failed_as_lost() -> None:
     started = NOW - 60 * 10**9
     running = execution("e1", "a", S.RUNNING, modified=started)
     report = {"a": NodeReport(at_ns=NOW, executions=frozenset())}
-    plan = schedule(job(count=1), [running], nodes, NOW, CONFIG, random.Random(7), (), report)
+    plan = schedule(job(count=1), [running], nodes, NOW, CONFIG, random.Random(7), seen(report))
     assert plan.fail == [("e1", "node a no longer has it (a message was lost)")]
     assert [n.node_id for n in plan.ask] == ["b"]
 
@@ -271,7 +276,7 @@ def test_an_execution_its_node_no_longer_lists_is_failed_as_lost() -> None:
     # A direct ask is answered by its run: a node that no longer has it lost the answer.
     direct = asking.model_copy(update={"desired_state": DesiredState(state_type=D.RUNNING)})
     assert disowned([direct], report, CONFIG) == [direct]
-    plan = schedule(job(count=1), [direct], nodes, NOW, CONFIG, random.Random(7), (), report)
+    plan = schedule(job(count=1), [direct], nodes, NOW, CONFIG, random.Random(7), seen(report))
     assert plan.fail == [("e2", "node a no longer has it (a message was lost)")]
 
 
@@ -297,7 +302,9 @@ SETTLE = NOW + 5 * 10**9
 
 
 def settling_plan(j: Job, executions: list[Execution], nodes: list[NodeInfo]) -> Plan:
-    return schedule(j, executions, nodes, NOW, CONFIG, random.Random(7), settle_until_ns=SETTLE)
+    return schedule(
+        j, executions, nodes, NOW, CONFIG, random.Random(7), ClusterView(settle_until_ns=SETTLE)
+    )
 
 
 def test_a_restarted_requester_waits_for_nodes_to_announce_before_deciding() -> None:
@@ -409,7 +416,13 @@ def test_a_busy_node_that_announced_itself_since_is_asked_again_at_once() -> Non
 
     def asked(announced_at: int) -> list[str]:
         plan = schedule(
-            queued, busy, [node("a")], NOW, CONFIG, random.Random(7), announced={"a": announced_at}
+            queued,
+            busy,
+            [node("a")],
+            NOW,
+            CONFIG,
+            random.Random(7),
+            ClusterView(announced={"a": announced_at}),
         )
         return [n.node_id for n in plan.ask]
 

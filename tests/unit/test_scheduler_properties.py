@@ -20,6 +20,7 @@ from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from requester.room import Room
 from requester.scheduler import (
+    ClusterView,
     Plan,
     SchedulerConfig,
     is_direct,
@@ -66,7 +67,7 @@ class Case:
             NOW,
             self.config,
             random.Random(self.seed),
-            room=self.rooms,
+            ClusterView(room=self.rooms),
         )
 
 

@@ -11,7 +11,7 @@ from protocol.job import Job, JobStateType
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from requester.room import Room
-from requester.scheduler import Plan, SchedulerConfig, is_direct, schedule
+from requester.scheduler import ClusterView, Plan, SchedulerConfig, is_direct, schedule
 from tests.unit.test_scheduler import NOW, execution, job, node
 
 DIRECT = SchedulerConfig(over_ask=1, bid_timeout_s=10)
@@ -27,7 +27,9 @@ def plan_with_room(
     now_ns: int = NOW,
 ) -> Plan:
     nodes = [node("a"), node("b")]
-    return schedule(j, executions or [], nodes, now_ns, config, random.Random(7), room=rooms)
+    return schedule(
+        j, executions or [], nodes, now_ns, config, random.Random(7), ClusterView(room=rooms)
+    )
 
 
 def placed(eid: str, node_id: str) -> Execution:

@@ -7,7 +7,7 @@ import random
 
 from protocol.job import Job
 from protocol.states import ExecutionStateType as S
-from requester.scheduler import SAMPLE_FLOOR, schedule
+from requester.scheduler import SAMPLE_FLOOR, ClusterView, schedule
 from requester.selection import select
 from tests.unit.test_scheduler import NOW, execution, job, node
 from tests.unit.test_scheduler_room import DIRECT, FULL, ROOMY
@@ -38,7 +38,7 @@ def test_when_the_sample_is_full_every_node_is_looked_at() -> None:
     rooms = {n.node_id: FULL for n in NODES}
     rooms["n299"] = ROOMY
     for seed in range(5):
-        plan = schedule(job(), [], NODES, NOW, DIRECT, random.Random(seed), room=rooms)
+        plan = schedule(job(), [], NODES, NOW, DIRECT, random.Random(seed), ClusterView(room=rooms))
         assert [n.node_id for n in plan.ask] == ["n299"], seed
         assert not plan.wait_for_room
 
@@ -50,7 +50,9 @@ def test_nodes_that_hold_the_job_do_not_count_as_room_in_the_sample() -> None:
     rooms = {n.node_id: ROOMY for n in few}
     big = job(count=40)
     for seed in range(5):
-        plan = schedule(big, running, few, NOW, DIRECT, random.Random(seed), room=rooms)
+        plan = schedule(
+            big, running, few, NOW, DIRECT, random.Random(seed), ClusterView(room=rooms)
+        )
         assert [n.node_id for n in plan.ask] == ["n039"], seed
 
 
