@@ -98,10 +98,12 @@ def jobs_page_query(
         where.append(f"({column}, id) {'<' if reverse else '>'} (?, ?)")
         params += [after.last_key, after.last_id]
     direction = "DESC" if reverse else "ASC"
+    # ``id`` breaks ties; ordered by ``id`` itself, a second term only makes SQLite sort
+    order = f"{column} {direction}" + ("" if column == "id" else f", id {direction}")
     sql = (
         f"SELECT {column}, id, {labels_sql}, json FROM jobs"  # noqa: S608
         f"{' WHERE ' + ' AND '.join(where) if where else ''}"
-        f" ORDER BY {column} {direction}, id {direction} LIMIT ?"
+        f" ORDER BY {order} LIMIT ?"
     )
     return sql, [*params, limit]
 

@@ -209,6 +209,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX leases_owner ON leases (owner, expires_at_ns)",
         ),
     ),
+    Migration(
+        "a page of jobs, newest or last changed first, in one namespace or all, is read from"
+        " an index instead of sorting every job stored",
+        sqlite=(
+            "CREATE INDEX jobs_created ON jobs (created_ns, id)",
+            "CREATE INDEX jobs_modified ON jobs (modified_ns, id)",
+            "CREATE INDEX jobs_namespace_modified ON jobs (namespace, modified_ns, id)",
+            "CREATE INDEX jobs_namespace_id ON jobs (namespace, id)",
+        ),
+        postgresql=(
+            "CREATE INDEX jobs_created ON jobs (created_ns, id)",
+            "CREATE INDEX jobs_modified ON jobs (modified_ns, id)",
+            "CREATE INDEX jobs_namespace_modified ON jobs (namespace, modified_ns, id)",
+            "CREATE INDEX jobs_namespace_id ON jobs (namespace, id)",
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

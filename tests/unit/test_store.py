@@ -18,6 +18,7 @@ from protocol.history import JobHistory, format_time_ns, parse_time_ns
 from protocol.job import JobStateType
 from protocol.states import ExecutionStateType
 from requester.store import MIGRATIONS, SCHEMA_VERSION, JobStore, StoreError
+from requester.store.paging import jobs_page_query
 from tests.support.stored import make_execution, make_job
 
 E = ExecutionStateType
@@ -168,3 +169,20 @@ def test_memory_store_works() -> None:
     with JobStore(":memory:") as store:
         job = store.create_job(make_job(), "v")
         assert store.get_job(job.id).id == job.id
+
+
+@pytest.mark.parametrize("namespace", [None, "default"])
+@pytest.mark.parametrize("column", ["created_ns", "modified_ns", "id"])
+@pytest.mark.parametrize("reverse", [True, False])
+def test_a_page_of_jobs_is_read_from_an_index_not_sorted(
+    db_path: Path, namespace: str | None, column: str, reverse: bool
+) -> None:
+    """O(page), not O(jobs stored): no ordering that the list offers by time or ID makes
+    SQLite sort the whole table."""
+    JobStore(str(db_path)).close()
+    sql, params = jobs_page_query(
+        column=column, labels_sql="NULL", namespace=namespace, after=None, reverse=reverse, limit=10
+    )
+    with closing(sqlite3.connect(db_path)) as raw:
+        plan = " ".join(str(row[-1]) for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    assert "TEMP B-TREE" not in plan, plan
