@@ -57,7 +57,7 @@ from requester.lease_keeper import LeaseKeeper
 from requester.limits import SubmissionLimits
 from requester.metrics import RequesterMetrics
 from requester.orchestrator import Orchestrator, RequesterConfig
-from requester.scheduler import SchedulerConfig
+from requester.plan import SchedulerConfig
 from requester.server import APIServer
 from requester.store import JobStore, StoreError, open_database
 from requester.tls import TLSFiles

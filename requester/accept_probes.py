@@ -28,7 +28,7 @@ from protocol.execution import Execution
 from protocol.job import Job, JobStateType
 from protocol.node import NodeInfo
 from protocol.probes import DEFAULT_TIMEOUT_S, YES, ExecProbe, HTTPProbe, Probe, ProbeAnswer
-from requester.scheduler import Plan
+from requester.plan import Plan
 
 log = logging.getLogger("bacalao.requester")
 

@@ -11,8 +11,8 @@ from typing import NamedTuple
 from protocol.errors import NotFoundError, ValidationError
 from protocol.ids import now_ns
 from protocol.node import NodeConnection, NodeInfo, NodeState
+from requester.plan import NodeReport
 from requester.room import CapacityReport
-from requester.scheduler import NodeReport
 
 
 @dataclass

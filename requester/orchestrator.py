@@ -66,18 +66,11 @@ from requester.events import (
 from requester.limits import SubmissionLimits, check_limits
 from requester.logs import LogRelay, LogRelayConfig
 from requester.nodes import NodeTable
+from requester.plan import ASKING, ClusterView, SchedulerConfig, is_direct, job_needs
 from requester.planner import Held, Outbox, Planner
 from requester.reputation import Reputations
 from requester.room import Ledger, Room
-from requester.scheduler import (
-    ASKING,
-    ClusterView,
-    SchedulerConfig,
-    disowned,
-    is_direct,
-    job_needs,
-    schedule,
-)
+from requester.scheduler import disowned, schedule
 from requester.service import SubmitResult
 from requester.store import JobStore
 

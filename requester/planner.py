@@ -15,7 +15,7 @@ from protocol.messages import AskForBid, BidAccepted, BidRejected, CancelExecuti
 from protocol.resources import Resources
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
-from requester.scheduler import ASKING, Plan
+from requester.plan import ASKING, Plan
 from requester.store import JobStore
 
 log = logging.getLogger("bacalao.requester")

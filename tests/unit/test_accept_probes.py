@@ -28,7 +28,7 @@ from requester.accept_probes import (
     probes_of,
 )
 from requester.orchestrator import Orchestrator, RequesterConfig
-from requester.scheduler import Plan
+from requester.plan import Plan
 from requester.store import JobStore
 from tests.support.jobs import noop_job
 from tests.support.recorders import Recorder

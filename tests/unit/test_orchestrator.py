@@ -35,8 +35,8 @@ from requester.orchestrator import (
     RequesterConfig,
     refusal_label,
 )
+from requester.plan import Plan, SchedulerConfig
 from requester.planner import Planner
-from requester.scheduler import Plan, SchedulerConfig
 from requester.store import JobStore
 from tests.support.jobs import noop_job
 from tests.support.recorders import Recorder

@@ -14,14 +14,8 @@ from protocol.selectors import parse_selector
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from protocol.wire import STORED
-from requester.scheduler import (
-    ClusterView,
-    NodeReport,
-    Plan,
-    SchedulerConfig,
-    disowned,
-    schedule,
-)
+from requester.plan import ClusterView, NodeReport, Plan, SchedulerConfig
+from requester.scheduler import disowned, schedule
 
 NOW = 1_000_000_000_000
 BUSY = Verdict(busy=True)

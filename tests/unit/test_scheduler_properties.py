@@ -18,15 +18,9 @@ from protocol.resources import Resources
 from protocol.states import JOB_TRANSITIONS
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
+from requester.plan import ClusterView, Plan, SchedulerConfig, is_direct, job_needs
 from requester.room import Room
-from requester.scheduler import (
-    ClusterView,
-    Plan,
-    SchedulerConfig,
-    is_direct,
-    job_needs,
-    schedule,
-)
+from requester.scheduler import schedule
 
 NOW = 10_000 * 10**9
 BID_TIMEOUT_S = 10.0

@@ -10,8 +10,9 @@ from protocol.execution import DesiredState, Execution
 from protocol.job import Job, JobStateType
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
+from requester.plan import ClusterView, Plan, SchedulerConfig, is_direct
 from requester.room import Room
-from requester.scheduler import ClusterView, Plan, SchedulerConfig, is_direct, schedule
+from requester.scheduler import schedule
 from tests.unit.test_scheduler import NOW, execution, job, node
 
 DIRECT = SchedulerConfig(over_ask=1, bid_timeout_s=10)

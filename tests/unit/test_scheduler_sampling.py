@@ -7,7 +7,9 @@ import random
 
 from protocol.job import Job
 from protocol.states import ExecutionStateType as S
-from requester.scheduler import SAMPLE_FLOOR, ClusterView, schedule
+from requester.asking import SAMPLE_FLOOR
+from requester.plan import ClusterView
+from requester.scheduler import schedule
 from requester.selection import select
 from tests.unit.test_scheduler import NOW, execution, job, node
 from tests.unit.test_scheduler_room import DIRECT, FULL, ROOMY

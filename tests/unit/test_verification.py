@@ -16,7 +16,8 @@ from protocol.job import Job, JobStateType
 from protocol.specs import validate_job
 from protocol.states import ExecutionStateType as S
 from protocol.verification import RESULT_HASH, VERIFY_KEY, verification
-from requester.scheduler import SchedulerConfig, schedule
+from requester.plan import SchedulerConfig
+from requester.scheduler import schedule
 from requester.verifier import verify
 from tests.unit.test_scheduler import NOW, node
 
