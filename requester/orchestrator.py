@@ -231,7 +231,7 @@ class Orchestrator:
 
     def start(self) -> None:
         self._started_ns = now_ns()
-        resumed = self._store.job_ids()
+        resumed = self._mine(self._store.job_ids())
         self._from_before = set(resumed)
         for job_id in resumed:
             self._events.put(Evaluate(job_id))
@@ -292,7 +292,7 @@ class Orchestrator:
                 for node_id in lost:
                     self._ledger.forget_node(node_id)
                 if lost:
-                    due.update(dict.fromkeys(self._store.job_ids()))
+                    due.update(dict.fromkeys(self._mine(self._store.job_ids())))
             if time.monotonic() - last_audit >= self._config.audit_s:
                 last_audit = time.monotonic()
                 due.update(dict.fromkeys(sorted(self._jobs_with_disowned_executions())))
@@ -352,7 +352,7 @@ class Orchestrator:
                     self._ledger.forget_node(node_id)
                     replied.update(
                         dict.fromkeys(
-                            e.job_id for e in self._store.live_executions() if e.node_id == node_id
+                            e.job_id for e in self._live_executions() if e.node_id == node_id
                         )
                     )
             self._send_held()
@@ -383,15 +383,15 @@ class Orchestrator:
         while no compute node has spoken (see ``_settling``). Read as IDs: a backlog of
         thousands must not be parsed on every pass."""
         if everything:
-            yield from self._store.job_ids((JobStateType.QUEUED,))
+            yield from self._mine(self._store.job_ids((JobStateType.QUEUED,)))
         if now_ns() >= self._settle_until_ns():
             self._from_before = set()
             return
         if not self.node_table.any_compute_connected():
-            yield from self._store.job_ids()
+            yield from self._mine(self._store.job_ids())
             return
         if self._from_before:
-            still = self._store.job_ids()
+            still = self._mine(self._store.job_ids())
             self._from_before.intersection_update(still)
             yield from (job_id for job_id in still if job_id in self._from_before)
 
@@ -433,12 +433,30 @@ class Orchestrator:
         else:
             self._events.put(ExecutionEnded(execution.id))
 
+    def _mine(self, job_ids: Iterable[str]) -> list[str]:
+        """Of ``job_ids``, those this requester follows: every one on a store of its own; on
+        a store several requesters share, those whose lease it holds (the others' jobs are
+        theirs to act on, even though every requester reads them)."""
+        owner = self._store.lease_owner
+        if not owner:
+            return list(job_ids)
+        held = set(self._store.leases.held(owner))
+        return [job_id for job_id in job_ids if job_id in held]
+
+    def _live_executions(self) -> list[Execution]:
+        """The live executions of the jobs this requester follows (see :meth:`_mine`)."""
+        live = self._store.live_executions()
+        if not self._store.lease_owner:
+            return live
+        mine = set(self._mine({execution.job_id for execution in live}))
+        return [execution for execution in live if execution.job_id in mine]
+
     def _jobs_with_disowned_executions(self) -> set[str]:
         """Jobs with an execution its node no longer lists (see ``scheduler.disowned``)."""
         reports = self.node_table.reports()
         if not reports:
             return set()
-        lost = disowned(self._store.live_executions(), reports, self._config.scheduler)
+        lost = disowned(self._live_executions(), reports, self._config.scheduler)
         return {execution.job_id for execution in lost}
 
     def _next_timeout_s(self) -> float:
@@ -450,7 +468,7 @@ class Orchestrator:
     def _forget_executions_on(self, node_id: str) -> set[str]:
         """A restarted node lost its executions: fail them (retryable) so others run them."""
         touched = set()
-        for execution in self._store.live_executions():
+        for execution in self._live_executions():
             if execution.node_id != node_id:
                 continue
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -408,3 +409,33 @@ def test_an_idle_node_repeating_its_announcement_wakes_no_pass() -> None:
         assert announce(2, 4) == []  # the same again: nothing for a pass to do
         assert announce(3, 4) == []
         assert [type(e) for e in announce(4, 2)] == [RoomNews]  # its room changed
+
+
+def test_on_a_shared_store_a_requester_acts_only_on_the_jobs_it_leases(tmp_path: Path) -> None:
+    """Every requester on a shared store reads every job, but a job another requester
+    leases is that one's to schedule: a requester starting up does not resume it."""
+    path = str(tmp_path / "jobs.db")
+    with JobStore(path, lease_owner="n-other") as theirs:
+        theirs_to_run = Job.model_validate(noop_job())
+        theirs_to_run.id = "j-theirs"
+        their_job = theirs.create_job(theirs_to_run, "ev-1").id
+        sent = Recorder()
+        with JobStore(path, lease_owner="n-requester") as store:
+            info = NodeInfo(node_id="n-requester", node_type=NodeType.REQUESTER)
+            service = Orchestrator(info, store, sent, RequesterConfig(settle_s=0))
+            service.handle(envelope("n-a", NodeInfoMessage(info=compute_info("n-a"))))
+            service.start()  # resumes what it finds: their job was there before
+            try:
+                first = service.submit(Job.model_validate(noop_job())).job_id
+                second = service.submit(Job.model_validate(noop_job())).job_id
+
+                def asked() -> set[str]:
+                    asks = sent.to_whom(AskForBid)
+                    return {m.execution.job_id for _, m in asks if isinstance(m, AskForBid)}
+
+                wait_until(lambda: {first, second} <= asked(), 10, message="both asks")
+            finally:
+                service.close()
+        assert asked() == {first, second}
+        assert theirs.executions(their_job) == []
+        assert theirs.leases.owner(their_job) == "n-other"
