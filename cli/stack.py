@@ -11,6 +11,7 @@ import platform
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,6 +261,7 @@ class NodeProcess:
                     self.store.lease_owner,
                     options.lease_ttl_s,
                     options.heartbeat_interval_s,
+                    on_taken=self._take_over,
                 )
             config = RequesterConfig(
                 scheduler=SchedulerConfig(
@@ -314,6 +316,11 @@ class NodeProcess:
     # One line per server that listens elsewhere than its default port because another
     # program held it, for the node's start-up output; empty when every default was free.
     port_notices: tuple[str, ...] = ()
+
+    def _take_over(self, taken: Sequence[str], resumed: Sequence[str]) -> None:
+        """The lease keeper claimed lapsed leases: the orchestrator follows those jobs now."""
+        if self.orchestrator is not None:
+            self.orchestrator.take_over(taken, resumed)
 
     def _start_api(self, orchestrator: Orchestrator) -> None:
         """The requester's API on ``api_host:api_port``; a default port another program

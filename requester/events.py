@@ -56,8 +56,16 @@ class ExecutionEnded:
 
 
 @dataclass(frozen=True)
+class TakenOver:
+    """On a shared store, this requester claimed the leases another let lapse: it follows
+    these jobs from now on."""
+
+    job_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Stop:
     """The orchestrator is closing."""
 
 
-Event = Evaluate | Inbound | RoomNews | NodeLeft | NodeRestarted | ExecutionEnded | Stop
+Event = Evaluate | Inbound | RoomNews | NodeLeft | NodeRestarted | ExecutionEnded | TakenOver | Stop

@@ -1,13 +1,17 @@
 """A requester's leases, kept: renewed on every heartbeat, released when it stops.
 
 Only a requester on a shared job store (PostgreSQL) keeps leases. One that stops renewing
-(killed, or cut off from the database) loses them ``lease_ttl_s`` after its last renewal.
+(killed, or cut off from the database) loses them ``lease_ttl_s`` after its last renewal;
+on each beat every requester claims the lapsed leases of jobs not yet ended and takes those
+jobs over (``on_taken``). A claim takes a lease only if it is free or lapsed, so when
+several requesters claim one job at once exactly one gets it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 
 from requester.store import Leases
 
@@ -15,13 +19,21 @@ log = logging.getLogger("bacalao.requester")
 
 
 class LeaseKeeper:
-    def __init__(self, leases: Leases, owner: str, ttl_s: float, interval_s: float) -> None:
+    def __init__(
+        self,
+        leases: Leases,
+        owner: str,
+        ttl_s: float,
+        interval_s: float,
+        on_taken: Callable[[Sequence[str], Sequence[str]], None] | None = None,
+    ) -> None:
         if ttl_s <= interval_s:
             raise ValueError(f"a lease TTL ({ttl_s} s) must outlast a heartbeat ({interval_s} s)")
         self._leases = leases
         self._owner = owner
         self._ttl_s = ttl_s
         self._interval_s = interval_s
+        self._on_taken = on_taken
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
         self.held: list[str] = []  # the jobs whose lease the last renewal kept
@@ -30,9 +42,20 @@ class LeaseKeeper:
         self._thread.start()
 
     def renew(self) -> list[str]:
-        """Renew every lease this owner holds now; the jobs it holds."""
-        self.held = self._leases.renew(self._owner, self._ttl_s)
+        """Renew every lease this owner holds now, then claim the lapsed ones: the jobs taken
+        from another owner go to ``on_taken``, those whose lease this owner itself let lapse
+        (it was down longer than the TTL) to ``on_resumed``. The jobs it holds."""
+        held = set(self._leases.renew(self._owner, self._ttl_s))
+        lapsed = self._leases.lapsed()
+        claimed = set(self._leases.claim(self._owner, lapsed, self._ttl_s)) - held
+        taken = [job_id for job_id in lapsed if job_id in claimed and lapsed[job_id] != self._owner]
+        resumed = [
+            job_id for job_id in lapsed if job_id in claimed and lapsed[job_id] == self._owner
+        ]
+        self.held = sorted(held | claimed)
         log.debug("event=leases_renewed owner=%s held=%d", self._owner, len(self.held))
+        if (taken or resumed) and self._on_taken is not None:
+            self._on_taken(taken, resumed)
         return self.held
 
     def _run(self) -> None:

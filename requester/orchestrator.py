@@ -62,6 +62,7 @@ from requester.events import (
     NodeRestarted,
     RoomNews,
     Stop,
+    TakenOver,
 )
 from requester.limits import SubmissionLimits, check_limits
 from requester.logs import LogRelay, LogRelayConfig
@@ -108,6 +109,7 @@ class _Pass:
     census: bool = False  # the set of nodes changed: look at every queued job
     left: list[str] = field(default_factory=list)
     restarted: list[str] = field(default_factory=list)
+    taken: list[str] = field(default_factory=list)  # jobs whose lapsed lease this one claimed
     stop: bool = False
 
 
@@ -330,6 +332,8 @@ class Orchestrator:
             work.census = True
         elif isinstance(event, NodeRestarted):
             work.restarted.append(event.node_id)
+        elif isinstance(event, TakenOver):
+            work.taken.extend(event.job_ids)
         elif isinstance(event, Stop):
             work.stop = True
 
@@ -342,6 +346,11 @@ class Orchestrator:
                     job_id = self._on_message(envelope)
                     if job_id:
                         replied[job_id] = None
+            self._send_held()
+        if work.taken:
+            with self._store.batch():
+                for job_id in work.taken:
+                    replied.update(dict.fromkeys(self._orphaned_executions_of(job_id)))
             self._send_held()
         if work.left or work.restarted:
             with self._store.batch():
@@ -432,6 +441,39 @@ class Orchestrator:
             self._room_freed = True
         else:
             self._events.put(ExecutionEnded(execution.id))
+
+    def take_over(self, taken: Sequence[str], resumed: Sequence[str] = ()) -> None:
+        """Follow these jobs from now on: their lapsed leases are this requester's now
+        (:class:`~requester.lease_keeper.LeaseKeeper` claimed them), ``taken`` from another
+        requester, ``resumed`` from this one's own earlier run."""
+        if taken:
+            log.info("event=jobs_taken_over count=%d", len(taken))
+            self._events.put(TakenOver(tuple(taken)))
+        for job_id in resumed:
+            self._events.put(Evaluate(job_id))
+
+    def _orphaned_executions_of(self, job_id: str) -> list[str]:
+        """A job taken over from a requester that stopped renewing its lease: its live
+        executions answer to that requester (compute nodes reply to whoever asked), so they
+        are cancelled here, not counted against their nodes or the job's attempts, and the
+        job is asked again. The job's ID once done (to evaluate), else nothing."""
+        for execution in self._store.executions(job_id):
+            if execution.state.terminal:
+                continue
+            try:
+                self._store.update_execution(
+                    execution.id,
+                    state=S.CANCELLED,
+                    desired=D.STOPPED,
+                    message=(
+                        f"the requester that asked {execution.node_id} stopped following the"
+                        f" job; {self._info.node_id} took it over"
+                    ),
+                    expect=(execution.state,),
+                )
+            except StateTransitionError:
+                continue  # changed since it was read: the evaluation sees what it is now
+        return [job_id]
 
     def _mine(self, job_ids: Iterable[str]) -> list[str]:
         """Of ``job_ids``, those this requester follows: every one on a store of its own; on

@@ -82,14 +82,19 @@ class Leases:
 
     def renew(self, owner: str, ttl_s: float, now_ns: int | None = None) -> list[str]:
         """Push every lease ``owner`` still holds to ``ttl_s`` from now (its heartbeat); the
-        IDs it holds. A lease another requester has claimed since it expired is not its."""
+        IDs it holds. A lease that lapsed is not renewed: it is claimed again (:meth:`claim`,
+        by whoever comes first), so the one who gets it knows it has to follow the job."""
         now = clock_ns() if now_ns is None else now_ns
         with self._db.transaction() as conn:
             conn.execute(
-                "UPDATE leases SET expires_at_ns = ? WHERE owner = ?",
-                (now + int(ttl_s * NS_PER_S), owner),
+                "UPDATE leases SET expires_at_ns = ? WHERE owner = ? AND expires_at_ns > ?",
+                (now + int(ttl_s * NS_PER_S), owner, now),
             )
-            return self._owned(conn, owner, None)
+            rows = conn.execute(
+                "SELECT job_id FROM leases WHERE owner = ? AND expires_at_ns > ? ORDER BY job_id",
+                (owner, now),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
 
     def release(self, owner: str, job_ids: Sequence[str] | None = None) -> None:
         """Give up ``owner``'s leases of ``job_ids`` (None: all of them), so that another
@@ -136,6 +141,22 @@ class Leases:
         with self._db.read() as conn:
             rows = conn.execute(query, (*states, now)).fetchall()
         return [str(row[0]) for row in rows]
+
+    def lapsed(self, now_ns: int | None = None) -> dict[str, str]:
+        """:meth:`unowned`'s jobs, each with the owner whose lease lapsed ("" for a job that
+        never had one)."""
+        now = clock_ns() if now_ns is None else now_ns
+        states = tuple(state.value for state in ACTIVE_JOB_STATES)
+        query = (
+            "SELECT jobs.id, leases.owner FROM jobs"  # noqa: S608
+            " LEFT JOIN leases ON leases.job_id = jobs.id"
+            f" WHERE jobs.state IN ({_marks(len(states))})"
+            " AND (leases.job_id IS NULL OR leases.expires_at_ns <= ?)"
+            " ORDER BY jobs.created_ns, jobs.id"
+        )
+        with self._db.read() as conn:
+            rows = conn.execute(query, (*states, now)).fetchall()
+        return {str(row[0]): str(row[1] or "") for row in rows}
 
     def _owned(self, conn: Connection, owner: str, job_ids: Sequence[str] | None) -> list[str]:
         query = "SELECT job_id FROM leases WHERE owner = ?"

@@ -680,10 +680,14 @@ def test_renewing_keeps_an_owners_leases_and_not_those_taken_over(store: JobStor
     assert store.leases.claim("r-1", [kept, lost], ttl_s=5, now_ns=0) == sorted([kept, lost])
     assert store.leases.renew("r-1", ttl_s=5, now_ns=4 * S) == sorted([kept, lost])
     assert store.leases.owner(kept, now_ns=8 * S) == "r-1"  # renewed at 4 s: until 9 s
-    assert store.leases.claim("r-2", [lost], ttl_s=5, now_ns=9 * S) == [lost]
-    assert store.leases.renew("r-1", ttl_s=5, now_ns=9 * S) == [kept]
-    assert store.leases.held("r-1", now_ns=10 * S) == [kept]
-    assert store.leases.claim("r-1", [kept], ttl_s=5, now_ns=10 * S) == [kept]  # its own
+    assert store.leases.renew("r-1", ttl_s=5, now_ns=8 * S) == sorted([kept, lost])  # to 13 s
+    assert store.leases.claim("r-2", [lost], ttl_s=5, now_ns=13 * S) == [lost]  # lapsed
+    # a lapsed lease is not renewed but claimed again, by whoever comes first
+    assert store.leases.renew("r-1", ttl_s=5, now_ns=13 * S) == []
+    assert store.leases.claim("r-1", [kept, lost], ttl_s=5, now_ns=13 * S) == [kept]
+    assert store.leases.renew("r-1", ttl_s=5, now_ns=17 * S) == [kept]
+    assert store.leases.held("r-1", now_ns=18 * S) == [kept]
+    assert store.leases.claim("r-1", [kept], ttl_s=5, now_ns=18 * S) == [kept]  # its own
 
 
 def test_released_leases_may_be_claimed_at_once(store: JobStore) -> None:
@@ -756,3 +760,14 @@ def test_a_store_with_a_lease_owner_leases_it_each_job_until_the_job_ends(
     assert store_backend.sql("SELECT job_id FROM leases") == []
     plain = store_backend.open()  # no owner: no lease
     assert plain.leases.owner(plain.create_job(make_job(), "v").id) is None
+
+
+def test_lapsed_leases_name_the_owner_that_let_them_lapse(store: JobStore) -> None:
+    held, lapsed, never = (store.create_job(make_job(), "v").id for _ in range(3))
+    store.leases.claim("r-1", [held], ttl_s=60, now_ns=0)
+    store.leases.claim("r-2", [lapsed], ttl_s=5, now_ns=0)
+    store.leases.release("r-1", [never])  # nobody held it: it stays without a lease
+    store.leases.claim("r-3", [never], ttl_s=5, now_ns=0)
+    store.leases.release("r-3", [never])
+    assert store.leases.lapsed(now_ns=10 * S) == {lapsed: "r-2", never: ""}
+    assert store.leases.unowned(now_ns=10 * S) == list(store.leases.lapsed(now_ns=10 * S))

@@ -11,7 +11,7 @@ import pytest
 
 from protocol.bookkeeping import Queueing, Verdict
 from protocol.envelope import Envelope
-from protocol.execution import RunCommandResult
+from protocol.execution import ComputeState, DesiredState, Execution, RunCommandResult
 from protocol.job import Job, JobStateType
 from protocol.messages import (
     AskForBid,
@@ -27,6 +27,7 @@ from protocol.messages import (
 )
 from protocol.node import ComputeNodeInfo, NodeInfo, NodeType
 from protocol.resources import Resources
+from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from requester.events import RoomNews
 from requester.orchestrator import (
@@ -439,3 +440,48 @@ def test_on_a_shared_store_a_requester_acts_only_on_the_jobs_it_leases(tmp_path:
         assert asked() == {first, second}
         assert theirs.executions(their_job) == []
         assert theirs.leases.owner(their_job) == "n-other"
+
+
+def test_a_job_taken_over_has_its_orphaned_executions_cancelled_and_is_asked_again(
+    tmp_path: Path,
+) -> None:
+    """Another requester asked n-a and then stopped renewing the job's lease: n-a answers to
+    that one, so its execution is cancelled here (not counted against n-a) and n-a is asked
+    again by the new owner."""
+    path = str(tmp_path / "jobs.db")
+    with JobStore(path, lease_owner="n-gone") as theirs:
+        orphaned_job = Job.model_validate(noop_job())
+        orphaned_job.id = "j-orphaned"
+        job_id = theirs.create_job(orphaned_job, "ev-1").id
+        orphan = theirs.create_execution(
+            Execution(
+                id="e-orphan",
+                job_id=job_id,
+                node_id="n-a",
+                compute_state=ComputeState(state_type=S.ASK_FOR_BID),
+                desired_state=DesiredState(state_type=D.RUNNING),
+            )
+        )
+        theirs.update_execution(orphan.id, state=S.RUNNING, expect=(S.ASK_FOR_BID,))
+        theirs.leases.release("n-gone", [job_id])  # as good as lapsed
+        sent = Recorder()
+        with JobStore(path, lease_owner="n-requester") as store:
+            assert store.leases.claim("n-requester", [job_id], ttl_s=60) == [job_id]
+            info = NodeInfo(node_id="n-requester", node_type=NodeType.REQUESTER)
+            service = Orchestrator(info, store, sent, RequesterConfig(settle_s=0))
+            service.handle(envelope("n-a", NodeInfoMessage(info=compute_info("n-a"))))
+            service.start()
+            try:
+                service.take_over([job_id])
+                [(node_id, ask)] = wait_until(
+                    lambda: sent.to_whom(AskForBid), 10, message="the job asked again"
+                )
+            finally:
+                service.close()
+            assert node_id == "n-a"
+            assert isinstance(ask, AskForBid)
+            assert ask.execution.id != orphan.id
+            cancelled = store.get_execution(orphan.id)
+            assert cancelled.state == S.CANCELLED
+            assert "n-requester took it over" in cancelled.compute_state.message
+            assert service.reputations.get("n-a") is None  # not the node's doing
