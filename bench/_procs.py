@@ -20,6 +20,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
+import redis
+
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -190,3 +192,24 @@ def uninterrupted() -> AbstractContextManager[None]:
     """Within the block, SIGINT and SIGTERM are ignored: a second Ctrl-C cannot cut short
     the stopping of what was started."""
     return _handling(signal.SIG_IGN)
+
+
+def start_redis(procs: Processes, port: int) -> tuple[Started, redis.Redis]:
+    """redis-server on ``port`` (loopback, no persistence), once it answers."""
+    server = procs.start(
+        "redis",
+        [
+            *(executable("redis-server"), "--port", str(port)),
+            *("--bind", LOOPBACK, "--save", "", "--appendonly", "no"),
+        ],
+    )
+    client = redis.Redis(host=LOOPBACK, port=port)
+
+    def answers() -> bool | None:
+        try:
+            return bool(client.ping()) or None
+        except redis.ConnectionError:
+            return None
+
+    wait_until(answers, what="redis-server answering", timeout_s=20, watch=[server])
+    return server, client

@@ -35,11 +35,10 @@ from bench._procs import (
     TICK_MS,
     Processes,
     Started,
-    executable,
     free_port,
     interruptible,
+    start_redis,
     uninterrupted,
-    wait_until,
 )
 from bench._report import kind_table, number
 
@@ -111,22 +110,7 @@ class Bench:
 
     def start_redis(self) -> tuple[Started, redis.Redis]:
         self.redis_port = free_port()
-        server = self.procs.start(
-            "redis",
-            [
-                *(executable("redis-server"), "--port", str(self.redis_port)),
-                *("--bind", LOOPBACK, "--save", "", "--appendonly", "no"),
-            ],
-        )
-        client = redis.Redis(host=LOOPBACK, port=self.redis_port)
-
-        def answers() -> bool | None:
-            try:
-                return bool(client.ping()) or None
-            except redis.ConnectionError:
-                return None
-
-        wait_until(answers, what="redis-server answering", timeout_s=20, watch=[server])
+        server, client = start_redis(self.procs, self.redis_port)
         self.redis_version = str(client.info("server")["redis_version"])
         return server, client
 
