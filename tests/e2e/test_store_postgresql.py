@@ -1,6 +1,7 @@
 """Requesters on one PostgreSQL job store (``--store postgresql://...``), as separate OS
 processes: what one ran, another started on the same database lists and describes; each
-holds a lease on the jobs it takes, renewed with its heartbeat."""
+holds a lease on the jobs it takes, renewed with its heartbeat, and a job whose requester
+stopped is taken over by another."""
 
 from __future__ import annotations
 
@@ -60,9 +61,12 @@ def test_a_second_requester_on_the_same_database_lists_what_the_first_ran(
             assert owner == second.node_id()
             wait_until(lambda: lease()[1] > expires, 10, message="the lease renewed")
             assert conn.execute("SELECT count(*) FROM leases").fetchone() == (1,)  # ended: none
+        # Stopping releases the lease: the first requester takes the job over and, having
+        # a compute node of its own (the second had none on its memory:// bus), runs it.
         second.stop()
+        assert first.wait_terminal(queued)["State"]["StateType"] == "Completed"
         with psycopg.connect(store) as conn:
-            assert conn.execute("SELECT count(*) FROM leases").fetchone() == (0,)  # released
+            assert conn.execute("SELECT count(*) FROM leases").fetchone() == (0,)  # ended
     finally:
         for node in nodes:
             node.stop()
