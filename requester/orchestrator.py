@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -350,7 +350,8 @@ class Orchestrator:
         if work.taken:
             with self._store.batch():
                 for job_id in work.taken:
-                    replied.update(dict.fromkeys(self._orphaned_executions_of(job_id)))
+                    self._cancel_orphans_of(job_id)
+                    replied[job_id] = None
             self._send_held()
         if work.left or work.restarted:
             with self._store.batch():
@@ -452,28 +453,21 @@ class Orchestrator:
         for job_id in resumed:
             self._events.put(Evaluate(job_id))
 
-    def _orphaned_executions_of(self, job_id: str) -> list[str]:
+    def _cancel_orphans_of(self, job_id: str) -> None:
         """A job taken over from a requester that stopped renewing its lease: its live
         executions answer to that requester (compute nodes reply to whoever asked), so they
-        are cancelled here, not counted against their nodes or the job's attempts, and the
-        job is asked again. The job's ID once done (to evaluate), else nothing."""
-        for execution in self._store.executions(job_id):
-            if execution.state.terminal:
-                continue
-            try:
-                self._store.update_execution(
-                    execution.id,
-                    state=S.CANCELLED,
-                    desired=D.STOPPED,
-                    message=(
-                        f"the requester that asked {execution.node_id} stopped following the"
-                        f" job; {self._info.node_id} took it over"
-                    ),
-                    expect=(execution.state,),
-                )
-            except StateTransitionError:
-                continue  # changed since it was read: the evaluation sees what it is now
-        return [job_id]
+        are cancelled here, not counted against their nodes or the job's attempts; the
+        caller evaluates the job, which asks again."""
+        live = [e for e in self._store.executions(job_id) if not e.state.terminal]
+        taker = self._info.node_id
+        self._end_executions(
+            live,
+            S.CANCELLED,
+            lambda e: (
+                f"the requester that asked {e.node_id} stopped following the job; "
+                f"{taker} took it over"
+            ),
+        )
 
     def _mine(self, job_ids: Iterable[str]) -> list[str]:
         """Of ``job_ids``, those this requester follows: every one on a store of its own; on
@@ -509,18 +503,34 @@ class Orchestrator:
 
     def _forget_executions_on(self, node_id: str) -> set[str]:
         """A restarted node lost its executions: fail them (retryable) so others run them."""
+        lost = [e for e in self._live_executions() if e.node_id == node_id]
+        return self._end_executions(
+            lost,
+            S.FAILED,
+            lambda _: f"node {node_id} restarted",
+            lambda e: Verdict(retryable=True, never_ran=e.state in ASKING),
+        )
+
+    def _end_executions(
+        self,
+        executions: Iterable[Execution],
+        state: S,
+        message: Callable[[Execution], str],
+        verdict: Callable[[Execution], Verdict] | None = None,
+    ) -> set[str]:
+        """Move each of ``executions`` to ``state`` (stopped), each a compare-and-set on the
+        state it was read in (one that changed since is left to the evaluation, which sees
+        what it is now); the jobs of those moved."""
         touched = set()
-        for execution in self._live_executions():
-            if execution.node_id != node_id:
-                continue
+        for execution in executions:
             try:
                 self._store.update_execution(
                     execution.id,
-                    state=S.FAILED,
+                    state=state,
                     desired=D.STOPPED,
-                    message=f"node {node_id} restarted",
+                    message=message(execution),
                     expect=(execution.state,),
-                    verdict=Verdict(retryable=True, never_ran=execution.state in ASKING),
+                    verdict=None if verdict is None else verdict(execution),
                 )
             except StateTransitionError:
                 continue

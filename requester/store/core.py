@@ -4,10 +4,10 @@ the database's transactions, the clock it stamps rows with, and the rows it load
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from protocol.errors import NotFoundError
 from protocol.execution import Execution
@@ -128,37 +128,30 @@ class StoreCore:
     # -- rows to change ---------------------------------------------------------------------
 
     def _load_job(self, conn: Connection, job_id: str) -> Job:
-        """The job's row; through the writer (its lock held) the row is locked until the
-        commit where other processes write too."""
-        if "\x00" in job_id:  # no ID holds one, and PostgreSQL cannot even compare it
-            raise NotFoundError(f"job {job_id} not found")
-        lock = ""
-        if self._db.is_writer(conn):  # the writer's lock is held: the cache is the writer's view
-            cached = self._cache.job(job_id)
-            if cached is not None:
-                return cached
-            lock = self._db.lock_sql
-        row = conn.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?{lock}",  # noqa: S608
-            (job_id,),
-        ).fetchone()
-        if row is None:
-            raise NotFoundError(f"job {job_id} not found")
-        return rows.job_from_row(row)
+        """The job, from the writer's cache or its row (see :meth:`_row`)."""
+        if self._db.is_writer(conn) and (cached := self._cache.job(job_id)) is not None:
+            return cached
+        return rows.job_from_row(self._row(conn, "job", "jobs", JOB_COLUMNS, job_id))
 
     def _load_execution(self, conn: Connection, execution_id: str) -> Execution:
-        if "\x00" in execution_id:
-            raise NotFoundError(f"execution {execution_id} not found")
-        lock = ""
-        if self._db.is_writer(conn):
-            cached = self._cache.execution(execution_id)
-            if cached is not None:
-                return cached
-            lock = self._db.lock_sql
-        row = conn.execute(
-            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?{lock}",  # noqa: S608
-            (execution_id,),
+        """The execution, from the writer's cache or its row (see :meth:`_row`)."""
+        if self._db.is_writer(conn) and (cached := self._cache.execution(execution_id)) is not None:
+            return cached
+        row = self._row(conn, "execution", "executions", EXECUTION_COLUMNS, execution_id)
+        return rows.execution_from_row(row)
+
+    def _row(
+        self, conn: Connection, noun: str, table: str, columns: str, row_id: str
+    ) -> Sequence[Any]:
+        """One row by ID; through the writer (its lock held) the row is locked until the
+        commit where other processes write too."""
+        if "\x00" in row_id:  # no ID holds one, and PostgreSQL cannot even compare it
+            raise NotFoundError(f"{noun} {row_id} not found")
+        lock = self._db.lock_sql if self._db.is_writer(conn) else ""
+        row: Sequence[Any] | None = conn.execute(
+            f"SELECT {columns} FROM {table} WHERE id = ?{lock}",  # noqa: S608
+            (row_id,),
         ).fetchone()
         if row is None:
-            raise NotFoundError(f"execution {execution_id} not found")
-        return rows.execution_from_row(row)
+            raise NotFoundError(f"{noun} {row_id} not found")
+        return row
