@@ -159,7 +159,8 @@ class Orchestrator:
         self.counts: Counter[str] = Counter()  # asks and their answers, for /metrics
         self.refusals: Counter[str] = Counter()  # refused asks by what refused them
         self._evaluations = 0
-        self.reputations = Reputations(store.reputations(), store.put_reputation, now_ns)
+        self.reputations = Reputations(store.reputations(), store.change_reputation, now_ns)
+        store.on_reputation(self.reputations.saved)
         store.on_execution_ended(self._ended)
         # Followers of running executions' output, fed by their nodes (requester/logs.py).
         self.logs = LogRelay(store, outbox, self._config.logs)

@@ -16,6 +16,7 @@ towards 1 for one that always completes. The requester ranks by it
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import threading
 from collections.abc import Callable, Mapping
@@ -71,18 +72,20 @@ NO_HISTORY = Reputation()
 
 
 class Reputations:
-    """Thread-safe: executions end on the orchestrator's thread and on the API's. ``save``
-    persists a node's new reputation (the store's ``put_reputation``)."""
+    """Thread-safe: executions end on the orchestrator's thread and on the API's. ``change``
+    applies an outcome to the node's reputation in the job store (its ``change_reputation``,
+    which may wait for the batch under way); :meth:`saved` hears what the store saved, which
+    counts other requesters' outcomes too. Until then the score here counts this one's."""
 
     def __init__(
         self,
         loaded: Mapping[str, Reputation],
-        save: Callable[[str, Reputation], None],
+        change: Callable[[str, Callable[[Reputation], Reputation]], None],
         clock_ns: Callable[[], int],
     ) -> None:
         self._reputations = dict(loaded)
         self._scores = {node: reputation.score for node, reputation in loaded.items()}
-        self._save = save
+        self._change = change
         self._clock_ns = clock_ns
         self._lock = threading.Lock()
 
@@ -90,12 +93,20 @@ class Reputations:
         outcome = outcome_of(execution)
         if outcome is None:
             return
+        change = functools.partial(Reputation.recorded, outcome=outcome, now_ns=self._clock_ns())
+        node_id = execution.node_id
         with self._lock:
-            before = self._reputations.get(execution.node_id, NO_HISTORY)
-            after = before.recorded(outcome, self._clock_ns())
-            self._reputations[execution.node_id] = after
-            self._scores[execution.node_id] = after.score
-            self._save(execution.node_id, after)
+            self._set(node_id, change(self._reputations.get(node_id, NO_HISTORY)))
+        self._change(node_id, change)
+
+    def saved(self, node_id: str, reputation: Reputation) -> None:
+        """The store saved this reputation of the node."""
+        with self._lock:
+            self._set(node_id, reputation)
+
+    def _set(self, node_id: str, reputation: Reputation) -> None:
+        self._reputations[node_id] = reputation
+        self._scores[node_id] = reputation.score
 
     def get(self, node_id: str) -> Reputation | None:
         with self._lock:

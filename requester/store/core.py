@@ -4,7 +4,7 @@ the database's transactions, the clock it stamps rows with, and the rows it load
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -13,6 +13,8 @@ from protocol.errors import NotFoundError
 from protocol.execution import Execution
 from protocol.ids import now_ns
 from protocol.job import Job, JobStateType
+from requester.reputation import Reputation
+from requester.store import reputations as reputation_rows
 from requester.store import rows
 from requester.store.cache import NoCache, RowCache
 from requester.store.database import Connection, Database
@@ -30,6 +32,8 @@ class StoreCore:
         self._last_ns = 0
         self._ended_listeners: list[Callable[[Execution], None]] = []
         self._state_listeners: list[Callable[[JobStateType, Job], None]] = []
+        self._reputation_listeners: list[Callable[[str, Reputation], None]] = []
+        self._reputation_changes: dict[str, list[reputation_rows.Change]] = {}
 
     @property
     def database(self) -> Database:
@@ -96,8 +100,50 @@ class StoreCore:
             if self._db.batch_is_mine():  # nested: the outer batch commits
                 yield
                 return
-            with self._cache_kept_in_step(), self._db.batch():
-                yield
+            try:
+                with self._cache_kept_in_step(), self._db.batch():
+                    yield
+                    saved = self._write_reputations()
+            finally:
+                self._reputation_changes.clear()
+        self._tell_reputations(saved)
+
+    # -- reputations --------------------------------------------------------------------------
+
+    def reputations(self) -> dict[str, Reputation]:
+        """Every node's reputation as last saved."""
+        with self._db.read() as conn:
+            return reputation_rows.load(conn)
+
+    def change_reputation(self, node_id: str, change: reputation_rows.Change) -> None:
+        """Apply ``change`` to the node's stored reputation: at the end of this thread's
+        batch if one is under way (see :mod:`requester.store.reputations`), else now. The
+        :meth:`on_reputation` listeners hear what was saved once it is committed."""
+        with self._db.lock:
+            if self._db.batch_is_mine():
+                self._reputation_changes.setdefault(node_id, []).append(change)
+                return
+            self._reputation_changes = {node_id: [change]}
+            try:
+                with self._db.transaction():
+                    saved = self._write_reputations()
+            finally:
+                self._reputation_changes = {}
+        self._tell_reputations(saved)
+
+    def on_reputation(self, listener: Callable[[str, Reputation], None]) -> None:
+        """Call ``listener`` with each node's reputation as this store saved it."""
+        self._reputation_listeners.append(listener)
+
+    def _write_reputations(self) -> dict[str, Reputation]:
+        if not self._reputation_changes:
+            return {}
+        return reputation_rows.apply(self._db.writer, self._db.lock_sql, self._reputation_changes)
+
+    def _tell_reputations(self, saved: Mapping[str, Reputation]) -> None:
+        for node_id, reputation in saved.items():
+            for listener in self._reputation_listeners:
+                listener(node_id, reputation)
 
     @contextmanager
     def _cache_kept_in_step(self) -> Iterator[None]:

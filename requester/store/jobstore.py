@@ -18,7 +18,6 @@ from protocol.history import TOPIC_SUBMISSION, JobHistory, JobHistoryType, job_r
 from protocol.job import Job, JobState, JobStateType, LabelSelectorRequirement
 from protocol.states import check_job_transition
 from protocol.wire import STORED
-from requester.reputation import Reputation
 from requester.store import paging, rows
 from requester.store.core import ACTIVE_JOB_STATES
 from requester.store.database import Database
@@ -326,27 +325,3 @@ class JobStore(ExecutionStore):
             jobs = conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
             runs = conn.execute("SELECT state, COUNT(*) FROM executions GROUP BY state").fetchall()
         return {str(s): int(n) for s, n in jobs}, {int(s): int(n) for s, n in runs}
-
-    # -- reputations ---------------------------------------------------------------------
-
-    def reputations(self) -> dict[str, Reputation]:
-        """Every node's reputation as last saved."""
-        with self._db.read() as conn:
-            found = conn.execute(
-                "SELECT node_id, completed, failed, updated_ns FROM reputations"
-            ).fetchall()
-        return {
-            node: Reputation(completed, failed, updated)
-            for node, completed, failed, updated in found
-        }
-
-    def put_reputation(self, node_id: str, reputation: Reputation) -> None:
-        """Save a node's reputation (in the batch under way, if any)."""
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO reputations (node_id, completed, failed, updated_ns)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET"
-                " completed = excluded.completed, failed = excluded.failed,"
-                " updated_ns = excluded.updated_ns",
-                (node_id, reputation.completed, reputation.failed, reputation.updated_ns),
-            )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from bacalhau_apiclient.models.event import Event as ApiEvent
@@ -23,7 +25,7 @@ from protocol.history import JobHistoryType
 from protocol.job import Job, JobStateType, SpecConfig
 from protocol.selectors import parse_selector
 from protocol.states import ExecutionDesiredStateType, ExecutionStateType
-from requester.reputation import Reputation
+from requester.reputation import Outcome, Reputation
 from requester.store import JobStore, Store
 from tests.contract.stores import StoreBackend
 from tests.support.stored import make_execution, make_job
@@ -564,19 +566,49 @@ def test_a_job_stored_before_a_rule_was_added_stays_readable(store_backend: Stor
 # -- what else the requester keeps --------------------------------------------------------------
 
 
-def test_reputations_are_saved_overwritten_and_kept_across_a_reopen(
+def test_reputation_changes_apply_to_the_stored_row_and_are_kept_across_a_reopen(
     store_backend: StoreBackend,
 ) -> None:
+    def completed(now_ns: int) -> Callable[[Reputation], Reputation]:
+        return lambda before: before.recorded(Outcome.COMPLETED, now_ns)
+
+    heard: list[tuple[str, Reputation]] = []
     with store_backend.open() as first:
+        first.on_reputation(lambda node, reputation: heard.append((node, reputation)))
         assert first.reputations() == {}
-        first.put_reputation("n-good", Reputation(completed=1.5, failed=0.25, updated_ns=10))
-        first.put_reputation("n-bad", Reputation(completed=0.0, failed=1.0, updated_ns=11))
-        first.put_reputation("n-good", Reputation(completed=2.5, failed=0.125, updated_ns=12))
+        first.change_reputation("n-good", completed(10))
+        assert heard == [("n-good", Reputation(completed=1.0, failed=0.0, updated_ns=10))]
+        # another requester on the database records an outcome: the next change adds to it
+        store_backend.sql("UPDATE reputations SET completed = completed + 2")
+        with first.batch():
+            first.change_reputation("n-good", completed(10))
+            first.change_reputation("n-bad", lambda r: r.recorded(Outcome.FAILED, 11))
+            assert len(heard) == 1  # the batch's changes are saved, and heard, as it commits
+        assert heard[1:] == [
+            ("n-bad", Reputation(completed=0.0, failed=1.0, updated_ns=11)),
+            ("n-good", Reputation(completed=4.0, failed=0.0, updated_ns=10)),
+        ]
+        with first.batch():
+            first.change_reputation("n-bad", completed(11))
+            with pytest.raises(StateTransitionError):  # a refused change in the same batch
+                first.update_job_state(first.create_job(make_job(), "v").id, JobStateType.PENDING)
+        assert heard[-1] == ("n-bad", Reputation(completed=1.0, failed=1.0, updated_ns=11))
+        with pytest.raises(RuntimeError), failing_batch(first):
+            first.change_reputation("n-bad", completed(13))  # a pass that fails: not saved
+        assert len(heard) == 4
     with store_backend.open() as second:
         assert second.reputations() == {
-            "n-good": Reputation(completed=2.5, failed=0.125, updated_ns=12),
-            "n-bad": Reputation(completed=0.0, failed=1.0, updated_ns=11),
+            "n-good": Reputation(completed=4.0, failed=0.0, updated_ns=10),
+            "n-bad": Reputation(completed=1.0, failed=1.0, updated_ns=11),
         }
+
+
+@contextmanager
+def failing_batch(store: JobStore) -> Iterator[None]:
+    """A batch whose block raises once it has run."""
+    with store.batch():
+        yield
+        raise RuntimeError("the pass failed")
 
 
 def test_count_by_state_counts_jobs_and_executions(store: JobStore) -> None:

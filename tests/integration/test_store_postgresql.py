@@ -4,6 +4,7 @@ one line naming --store. What every backend does is in tests/contract/test_store
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from cli.main import create_app
 from protocol.errors import StateTransitionError
 from protocol.states import ExecutionStateType as E
+from requester.reputation import Outcome, Reputation
 from requester.store import SCHEMA_VERSION, JobStore, StoreError
 from tests.support.postgres import PostgresServer
 from tests.support.services import free_port
@@ -62,6 +64,36 @@ def test_updates_from_several_stores_are_never_lost(postgres: PostgresServer) ->
         assert run_together(6, work) == []
         assert first.get_execution(execution.id).revision == 1 + 6 * 10
         assert len(second.history(job.id, event_type="executions")) == 1 + 6 * 10
+
+
+def test_batches_of_several_stores_changing_the_same_reputations_neither_deadlock_nor_lose_one(
+    postgres: PostgresServer,
+) -> None:
+    """Two requesters' passes end executions of the same nodes in opposite orders, at once
+    (each waits for the other inside its batch): both commit, and both outcomes count."""
+    url = postgres.create_database()
+    both_in_batch = threading.Barrier(2, timeout=20)
+    with JobStore(url) as first, JobStore(url) as second:
+        orders = ((first, ["n-a", "n-b", "n-c"]), (second, ["n-c", "n-b", "n-a"]))
+
+        def work(index: int) -> None:
+            store, nodes = orders[index]
+            with store.batch():
+                for node in nodes:
+                    store.change_reputation(node, completed)
+                both_in_batch.wait()
+
+        assert run_together(2, work) == []
+        saved = first.reputations()
+    assert {node: reputation.completed for node, reputation in saved.items()} == {
+        "n-a": 2.0,
+        "n-b": 2.0,
+        "n-c": 2.0,
+    }
+
+
+def completed(before: Reputation) -> Reputation:
+    return before.recorded(Outcome.COMPLETED, 10)
 
 
 def test_stores_opening_a_new_database_together_migrate_it_once(

@@ -73,7 +73,8 @@ def test_reputations_are_kept_in_the_store_across_a_restart(tmp_path: Path) -> N
     path = tmp_path / "jobs.db"
     clock = iter(range(1, 100))
     with JobStore(path) as store:
-        reputations = Reputations(store.reputations(), store.put_reputation, lambda: next(clock))
+        reputations = Reputations(store.reputations(), store.change_reputation, lambda: next(clock))
+        store.on_reputation(reputations.saved)
         reputations.record(ended(S.COMPLETED, "good"))
         reputations.record(ended(S.FAILED, "bad", Verdict(retryable=True)))
         reputations.record(ended(S.FAILED, "task", None))  # not the node's doing
