@@ -262,6 +262,7 @@ class NodeProcess:
                     options.lease_ttl_s,
                     options.heartbeat_interval_s,
                     on_taken=self._take_over,
+                    on_ended=self._ended_elsewhere,
                 )
             config = RequesterConfig(
                 scheduler=SchedulerConfig(
@@ -321,6 +322,10 @@ class NodeProcess:
         """The lease keeper claimed lapsed leases: the orchestrator follows those jobs now."""
         if self.orchestrator is not None:
             self.orchestrator.take_over(taken, resumed)
+
+    def _ended_elsewhere(self, job_ids: Sequence[str]) -> None:
+        if self.orchestrator is not None:
+            self.orchestrator.ended_elsewhere(job_ids)
 
     def _start_api(self, orchestrator: Orchestrator) -> None:
         """The requester's API on ``api_host:api_port``; a default port another program

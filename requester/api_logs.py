@@ -27,7 +27,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from protocol.errors import NotFoundError, ValidationError
+from protocol.errors import NotFoundError, StateTransitionError, ValidationError
 from protocol.execution import Execution
 from protocol.logs import MAX_TAIL_LINES
 from requester.api_errors import AmbiguousIDError, error_response
@@ -36,6 +36,7 @@ from requester.api_schema import answers
 from requester.log_session import LogSession
 from requester.logs import FollowRefusedError, LogRelay
 from requester.service import OrchestratorService
+from requester.store import Store
 
 LOGS = "/api/v1/orchestrator/jobs/{job_id}/logs"
 NDJSON = "application/x-ndjson"
@@ -66,6 +67,14 @@ def logs_router(service: OrchestratorService, relay: LogRelay | None) -> APIRout
         wanted = match_execution(executions, execution_id, job.id)
         if relay is None:
             raise NotFoundError("this requester does not serve logs")
+        owner = await run_in_threadpool(followed_elsewhere, service.store, job.id, executions)
+        if owner:
+            # A compute node streams a running execution's output only to the requester
+            # that asked for it; an ended one's stored output any requester serves.
+            raise StateTransitionError(
+                f"job {job.id} runs for requester {owner}: ask its API for the logs of a"
+                " running execution"
+            )
         try:
             session = await run_in_threadpool(
                 lambda: relay.open(job.id, wanted, follow=following, tail_lines=tail_lines)
@@ -75,6 +84,16 @@ def logs_router(service: OrchestratorService, relay: LogRelay | None) -> APIRout
         return StreamingResponse(ndjson(session), media_type=NDJSON)
 
     return router
+
+
+def followed_elsewhere(store: Store, job_id: str, executions: Sequence[Execution]) -> str:
+    """The other requester a job with a live execution is followed by, on a store several
+    requesters share ("" when it is this one's, nobody's, or has nothing running)."""
+    mine = store.lease_owner
+    if not mine or all(execution.state.terminal for execution in executions):
+        return ""
+    owner = store.leases.owner(job_id)
+    return owner if owner and owner != mine else ""
 
 
 def match_execution(executions: Sequence[Execution], given: str | None, job_id: str) -> str | None:

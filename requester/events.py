@@ -64,8 +64,35 @@ class TakenOver:
 
 
 @dataclass(frozen=True)
+class StoppedHere:
+    """A job stopped through this requester's API: its live executions are to be cancelled,
+    whoever follows it (this requester, or none when its owner stopped renewing its lease)."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class EndedElsewhere:
+    """On a shared store, jobs this requester follows that another requester ended (a stop
+    through its API): the executions this one asked for are its to cancel."""
+
+    job_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Stop:
     """The orchestrator is closing."""
 
 
-Event = Evaluate | Inbound | RoomNews | NodeLeft | NodeRestarted | ExecutionEnded | TakenOver | Stop
+Event = (
+    Evaluate
+    | Inbound
+    | RoomNews
+    | NodeLeft
+    | NodeRestarted
+    | ExecutionEnded
+    | TakenOver
+    | StoppedHere
+    | EndedElsewhere
+    | Stop
+)

@@ -26,6 +26,7 @@ class LeaseKeeper:
         ttl_s: float,
         interval_s: float,
         on_taken: Callable[[Sequence[str], Sequence[str]], None] | None = None,
+        on_ended: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
         if ttl_s <= interval_s:
             raise ValueError(f"a lease TTL ({ttl_s} s) must outlast a heartbeat ({interval_s} s)")
@@ -34,6 +35,7 @@ class LeaseKeeper:
         self._ttl_s = ttl_s
         self._interval_s = interval_s
         self._on_taken = on_taken
+        self._on_ended = on_ended
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
         self.held: list[str] = []  # the jobs whose lease the last renewal kept
@@ -44,7 +46,9 @@ class LeaseKeeper:
     def renew(self) -> list[str]:
         """Renew every lease this owner holds now, then claim the lapsed ones: the jobs taken
         from another owner go to ``on_taken``, those whose lease this owner itself let lapse
-        (it was down longer than the TTL) to ``on_resumed``. The jobs it holds."""
+        (it was down longer than the TTL) to ``on_resumed``; those it holds that another
+        requester ended (a stop) to ``on_ended``, which carries the stop out on the
+        executions this one asked for and releases them. The jobs it holds."""
         held = set(self._leases.renew(self._owner, self._ttl_s))
         lapsed = self._leases.lapsed()
         claimed = set(self._leases.claim(self._owner, lapsed, self._ttl_s)) - held
@@ -53,9 +57,13 @@ class LeaseKeeper:
             job_id for job_id in lapsed if job_id in claimed and lapsed[job_id] == self._owner
         ]
         self.held = sorted(held | claimed)
+        ended = self._leases.ended(self._owner)
+        self._leases.sweep()
         log.debug("event=leases_renewed owner=%s held=%d", self._owner, len(self.held))
         if (taken or resumed) and self._on_taken is not None:
             self._on_taken(taken, resumed)
+        if ended and self._on_ended is not None:
+            self._on_ended(ended)
         return self.held
 
     def _run(self) -> None:

@@ -54,6 +54,7 @@ from protocol.verification import RESULT_HASH
 from requester.accept_probes import AcceptProbes
 from requester.backlog import Backlog
 from requester.events import (
+    EndedElsewhere,
     Evaluate,
     Event,
     ExecutionEnded,
@@ -62,6 +63,7 @@ from requester.events import (
     NodeRestarted,
     RoomNews,
     Stop,
+    StoppedHere,
     TakenOver,
 )
 from requester.limits import SubmissionLimits, check_limits
@@ -110,6 +112,8 @@ class _Pass:
     left: list[str] = field(default_factory=list)
     restarted: list[str] = field(default_factory=list)
     taken: list[str] = field(default_factory=list)  # jobs whose lapsed lease this one claimed
+    stopped: list[str] = field(default_factory=list)  # jobs stopped through this one's API
+    ended: list[str] = field(default_factory=list)  # jobs of this one's another one stopped
     stop: bool = False
 
 
@@ -191,12 +195,20 @@ class Orchestrator:
             raise ValidationError(
                 "id", f"job {job.id} already ended ({job.state.state_type.value})"
             )
+        owner = self._store.lease_owner
+        holder = self._store.leases.owner(job.id) if owner else None
         try:
             self._store.update_job_state(job.id, JobStateType.STOPPED, reason or "stopped by user")
         except StateTransitionError as exc:
             raise ValidationError("id", str(exc)) from None
         log.info("event=job_stopped job=%s reason=%r", job.id, reason or "stopped by user")
-        self._events.put(Evaluate(job.id))
+        if holder and holder != owner:
+            # Its executions answer to the requester that follows it (compute nodes take a
+            # cancel from the requester that asked), which keeps its lease, sees the job
+            # ended at its next beat, cancels them and lets the lease go.
+            log.info("event=job_stop_passed job=%s owner=%s", job.id, holder)
+        else:
+            self._events.put(StoppedHere(job.id))
         return new_evaluation_id()
 
     def nodes(self) -> list[NodeState]:
@@ -335,6 +347,10 @@ class Orchestrator:
             work.restarted.append(event.node_id)
         elif isinstance(event, TakenOver):
             work.taken.extend(event.job_ids)
+        elif isinstance(event, StoppedHere):
+            work.stopped.append(event.job_id)
+        elif isinstance(event, EndedElsewhere):
+            work.ended.extend(event.job_ids)
         elif isinstance(event, Stop):
             work.stop = True
 
@@ -384,9 +400,12 @@ class Orchestrator:
         if work.census or (work.room and now < self._settle_until_ns()):
             order.update(dict.fromkeys(self._queued_jobs(everything=work.census)))
         order.update(work.submitted)
-        jobs = list(order)
+        order.update(dict.fromkeys(work.stopped + work.ended))
+        jobs = self._followed(list(order), work.stopped)
         self._carried = dict.fromkeys(jobs[PASS_BUDGET:])
         self._evaluate_all(jobs[:PASS_BUDGET])
+        if work.ended:  # the stops are carried out: nobody follows those jobs now
+            self._store.leases.release(self._store.lease_owner, work.ended)
 
     def _queued_jobs(self, everything: bool) -> Iterable[str]:
         """Jobs a change of nodes may unblock: every queued job when the set of nodes
@@ -453,6 +472,25 @@ class Orchestrator:
             self._events.put(TakenOver(tuple(taken)))
         for job_id in resumed:
             self._events.put(Evaluate(job_id))
+
+    def ended_elsewhere(self, job_ids: Sequence[str]) -> None:
+        """These jobs, which this requester follows, were ended by another (see
+        :class:`EndedElsewhere`)."""
+        if job_ids:
+            self._events.put(EndedElsewhere(tuple(job_ids)))
+
+    def _followed(self, job_ids: list[str], stopped: Sequence[str]) -> list[str]:
+        """Of the jobs due, those this requester acts on: every one on a store of its own;
+        on a shared store, those whose lease it holds (a job another requester stopped
+        included, until this one has cancelled the executions it asked for) and those
+        stopped through its API that no other requester follows. A job another requester
+        follows is left to it, whatever brought it here (a late message, a wake, the
+        backlog)."""
+        owner = self._store.lease_owner
+        if not owner or not job_ids:
+            return job_ids
+        held = set(self._store.leases.held(owner))
+        return [job_id for job_id in job_ids if job_id in held or job_id in stopped]
 
     def _cancel_orphans_of(self, job_id: str) -> None:
         """A job taken over from a requester that stopped renewing its lease: its live

@@ -23,6 +23,12 @@ class Store(Protocol):
         """Which requester follows which job."""
         ...
 
+    @property
+    def lease_owner(self) -> str:
+        """The requester the jobs this store creates are leased to ("" on a store of its
+        own, which leases nothing)."""
+        ...
+
     # -- jobs
     def create_job(self, job: Job, evaluation_id: str) -> Job: ...
 

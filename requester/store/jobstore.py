@@ -281,7 +281,7 @@ class JobStore(ExecutionStore):
                 )
                 rows.insert_history(conn, entry)
             if not same_state and state.terminal and self.lease_owner:
-                delete_lease(conn, job_id)
+                delete_lease(conn, job_id, self.lease_owner)
             if not same_state:
                 for state_listener in self._state_listeners:
                     state_listener(old.state_type, updated)

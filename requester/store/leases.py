@@ -25,6 +25,8 @@ def _marks(count: int) -> str:
 
 
 DEFAULT_TTL_S = 15.0
+_ACTIVE = tuple(state.value for state in ACTIVE_JOB_STATES)  # jobs not ended
+_ACTIVE_MARKS = _marks(len(_ACTIVE))
 
 
 def insert_lease(conn: Connection, job_id: str, owner: str, expires_at_ns: int) -> None:
@@ -35,9 +37,11 @@ def insert_lease(conn: Connection, job_id: str, owner: str, expires_at_ns: int) 
     )
 
 
-def delete_lease(conn: Connection, job_id: str) -> None:
-    """The lease of a job that ended (in that transaction): nobody follows it any more."""
-    conn.execute("DELETE FROM leases WHERE job_id = ?", (job_id,))
+def delete_lease(conn: Connection, job_id: str, owner: str) -> None:
+    """``owner``'s lease of a job that ended (in that transaction): it follows the job no
+    more. Another requester's lease stays: the job ended through this one (a stop), and the
+    executions its owner asked for are the owner's to cancel (:meth:`Leases.ended`)."""
+    conn.execute("DELETE FROM leases WHERE job_id = ? AND owner = ?", (job_id, owner))
 
 
 class Leases:
@@ -131,32 +135,55 @@ class Leases:
         """Jobs not yet ended that nobody holds a live lease of, oldest first: what a
         requester takes over."""
         now = clock_ns() if now_ns is None else now_ns
-        states = tuple(state.value for state in ACTIVE_JOB_STATES)
         query = (
             "SELECT jobs.id FROM jobs LEFT JOIN leases ON leases.job_id = jobs.id"  # noqa: S608
-            f" WHERE jobs.state IN ({_marks(len(states))})"
+            f" WHERE jobs.state IN ({_ACTIVE_MARKS})"
             " AND (leases.job_id IS NULL OR leases.expires_at_ns <= ?)"
             " ORDER BY jobs.created_ns, jobs.id"
         )
         with self._db.read() as conn:
-            rows = conn.execute(query, (*states, now)).fetchall()
+            rows = conn.execute(query, (*_ACTIVE, now)).fetchall()
         return [str(row[0]) for row in rows]
 
     def lapsed(self, now_ns: int | None = None) -> dict[str, str]:
         """:meth:`unowned`'s jobs, each with the owner whose lease lapsed ("" for a job that
         never had one)."""
         now = clock_ns() if now_ns is None else now_ns
-        states = tuple(state.value for state in ACTIVE_JOB_STATES)
         query = (
             "SELECT jobs.id, leases.owner FROM jobs"  # noqa: S608
             " LEFT JOIN leases ON leases.job_id = jobs.id"
-            f" WHERE jobs.state IN ({_marks(len(states))})"
+            f" WHERE jobs.state IN ({_ACTIVE_MARKS})"
             " AND (leases.job_id IS NULL OR leases.expires_at_ns <= ?)"
             " ORDER BY jobs.created_ns, jobs.id"
         )
         with self._db.read() as conn:
-            rows = conn.execute(query, (*states, now)).fetchall()
+            rows = conn.execute(query, (*_ACTIVE, now)).fetchall()
         return {str(row[0]): str(row[1] or "") for row in rows}
+
+    def ended(self, owner: str, now_ns: int | None = None) -> list[str]:
+        """The jobs ``owner`` holds a live lease of that have ended all the same (another
+        requester stopped them), by ID: the owner carries the stop out, then releases them."""
+        now = clock_ns() if now_ns is None else now_ns
+        query = (
+            "SELECT leases.job_id FROM leases JOIN jobs ON jobs.id = leases.job_id"  # noqa: S608
+            f" WHERE leases.owner = ? AND leases.expires_at_ns > ?"
+            f" AND jobs.state NOT IN ({_ACTIVE_MARKS}) ORDER BY leases.job_id"
+        )
+        with self._db.read() as conn:
+            rows = conn.execute(query, (owner, now, *_ACTIVE)).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def sweep(self, now_ns: int | None = None) -> None:
+        """Delete the lapsed leases of jobs that ended (their owner stopped renewing before it
+        carried a stop out): nobody will claim them."""
+        now = clock_ns() if now_ns is None else now_ns
+        query = (
+            "DELETE FROM leases WHERE expires_at_ns <= ?"  # noqa: S608
+            " AND job_id IN (SELECT id FROM jobs"
+            f" WHERE state NOT IN ({_ACTIVE_MARKS}))"
+        )
+        with self._db.transaction() as conn:
+            conn.execute(query, (now, *_ACTIVE))
 
     def _owned(self, conn: Connection, owner: str, job_ids: Sequence[str] | None) -> list[str]:
         query = "SELECT job_id FROM leases WHERE owner = ?"

@@ -794,6 +794,29 @@ def test_a_store_with_a_lease_owner_leases_it_each_job_until_the_job_ends(
     assert plain.leases.owner(plain.create_job(make_job(), "v").id) is None
 
 
+def test_a_job_another_owner_ended_keeps_its_lease_until_that_owner_lets_it_go(
+    store_backend: StoreBackend,
+) -> None:
+    """A stop through another requester leaves the lease to the one that follows the job,
+    which finds the job among its ended ones, cancels, and releases it; a lapsed lease of
+    an ended job is swept, as nobody will claim it."""
+    owner = store_backend.open(lease_owner="r-1", lease_ttl_s=30)
+    stopper = store_backend.open(lease_owner="r-2", lease_ttl_s=30)
+    running, lapsing = (owner.create_job(make_job(), "v") for _ in range(2))
+    now = running.create_time
+    stopper.update_job_state(running.id, J.STOPPED, "stopped by user")
+    assert stopper.leases.owner(running.id, now_ns=now) == "r-1"
+    assert owner.leases.ended("r-1", now_ns=now) == [running.id]
+    assert stopper.leases.ended("r-2", now_ns=now) == []
+    owner.leases.release("r-1", [running.id])
+    assert owner.leases.ended("r-1", now_ns=now) == []
+    stopper.update_job_state(lapsing.id, J.STOPPED, "stopped by user")
+    owner.leases.sweep(now_ns=now)  # still live: its owner may yet cancel
+    assert owner.leases.ended("r-1", now_ns=now) == [lapsing.id]
+    owner.leases.sweep(now_ns=now + 31 * S)
+    assert store_backend.sql("SELECT job_id FROM leases") == []
+
+
 def test_lapsed_leases_name_the_owner_that_let_them_lapse(store: JobStore) -> None:
     held, lapsed, never = (store.create_job(make_job(), "v").id for _ in range(3))
     store.leases.claim("r-1", [held], ttl_s=60, now_ns=0)

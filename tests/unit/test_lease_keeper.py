@@ -100,3 +100,18 @@ def test_a_requester_back_after_its_leases_lapsed_resumes_its_jobs(tmp_path: Pat
         keeper = LeaseKeeper(store.leases, "r-1", ttl_s=0.2, interval_s=0.1, on_taken=handed)
         assert keeper.renew() == [job.id]
         assert (handed.taken, handed.resumed) == ([], [job.id])
+
+
+def test_a_job_another_requester_stopped_is_handed_over_as_ended_until_released(
+    store: JobStore, tmp_path: Path
+) -> None:
+    ended: list[Sequence[str]] = []
+    keeper = LeaseKeeper(store.leases, "r-1", ttl_s=1.0, interval_s=0.5, on_ended=ended.append)
+    running, stopped = (store.create_job(make_job(), "v") for _ in range(2))
+    with JobStore(tmp_path / "jobs.db", lease_owner="r-2") as other:
+        other.update_job_state(stopped.id, JobStateType.STOPPED, "stopped by user")
+    assert keeper.renew() == sorted([running.id, stopped.id])
+    assert ended == [[stopped.id]]
+    store.leases.release("r-1", [stopped.id])  # the orchestrator cancelled its executions
+    assert keeper.renew() == [running.id]
+    assert ended == [[stopped.id]]
