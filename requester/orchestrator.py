@@ -4,7 +4,8 @@ All scheduling runs on one worker thread, fed by a queue of typed events
 (:mod:`requester.events`), so job and execution state change in one place, in order. The
 API thread only validates and stores new jobs, and marks jobs stopped.
 
-The worker works in passes. A pass takes every event queued, then handles, in this order:
+Messages from compute nodes are recorded by :mod:`requester.replies`. The worker works in
+passes. A pass takes every event queued, then handles, in this order:
 messages from compute nodes (bids and results first: they free room), jobs whose timer is
 due, queued jobs that fit the room just freed (:mod:`requester.backlog`), and new
 submissions; at most ``PASS_BUDGET`` evaluations, the rest carried to the next pass in
@@ -18,11 +19,10 @@ import heapq
 import logging
 import queue
 import random
-import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,15 +33,9 @@ from protocol.execution import Execution
 from protocol.ids import new_evaluation_id, new_job_id, now_ns
 from protocol.job import Job, JobStateType
 from protocol.messages import (
-    BidRejected,
-    BidResult,
-    CancelExecution,
-    ComputeError,
     ExecutionLogs,
-    ExecutionStarted,
     Heartbeat,
     NodeInfoMessage,
-    RunResult,
     ShutdownNotice,
 )
 from protocol.node import NodeInfo, NodeReputation, NodeState
@@ -50,7 +44,6 @@ from protocol.resources import Resources
 from protocol.specs import validate_job
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
-from protocol.verification import RESULT_HASH
 from requester.accept_probes import AcceptProbes
 from requester.backlog import Backlog
 from requester.events import (
@@ -66,11 +59,13 @@ from requester.events import (
     StoppedHere,
     TakenOver,
 )
+from requester.following import Following
 from requester.limits import SubmissionLimits, check_limits
 from requester.logs import LogRelay, LogRelayConfig
 from requester.nodes import NodeTable
-from requester.plan import ASKING, ClusterView, SchedulerConfig, is_direct, job_needs
+from requester.plan import ASKING, ClusterView, SchedulerConfig, job_needs
 from requester.planner import Held, Outbox, Planner
+from requester.replies import Replies
 from requester.reputation import Reputations
 from requester.room import Ledger, Room
 from requester.scheduler import disowned, schedule
@@ -81,10 +76,6 @@ log = logging.getLogger("bacalao.requester")
 
 REQUESTER_ID_META = "bacalhau.org/requester.id"
 PASS_CHUNK = 64  # evaluations per store transaction
-# A refusal's RefusedBy is another node's free text: counted under at most this many names
-# (the compute node's rule names, a dozen), the rest as "other", so /metrics stays bounded.
-MAX_REFUSAL_LABELS = 32
-_REFUSAL_LABEL = re.compile(r"[a-z][a-z0-9 _-]{0,39}")
 PASS_BUDGET = 512  # evaluations per pass
 
 
@@ -162,6 +153,8 @@ class Orchestrator:
         self._passes = 0
         self.counts: Counter[str] = Counter()  # asks and their answers, for /metrics
         self.refusals: Counter[str] = Counter()  # refused asks by what refused them
+        self._following = Following(store)
+        self._replies = Replies(store, self._planner.send_to, self.counts, self.refusals)
         self._evaluations = 0
         self.reputations = Reputations(store.reputations(), store.change_reputation, now_ns)
         store.on_reputation(self.reputations.saved)
@@ -246,7 +239,7 @@ class Orchestrator:
 
     def start(self) -> None:
         self._started_ns = now_ns()
-        resumed = self._mine(self._store.job_ids())
+        resumed = self._following.jobs(self._store.job_ids())
         self._from_before = set(resumed)
         for job_id in resumed:
             self._events.put(Evaluate(job_id))
@@ -307,7 +300,7 @@ class Orchestrator:
                 for node_id in lost:
                     self._ledger.forget_node(node_id)
                 if lost:
-                    due.update(dict.fromkeys(self._mine(self._store.job_ids())))
+                    due.update(dict.fromkeys(self._following.jobs(self._store.job_ids())))
             if time.monotonic() - last_audit >= self._config.audit_s:
                 last_audit = time.monotonic()
                 due.update(dict.fromkeys(sorted(self._jobs_with_disowned_executions())))
@@ -360,7 +353,7 @@ class Orchestrator:
         for start in range(0, len(work.messages), PASS_CHUNK):
             with self._store.batch():
                 for envelope in work.messages[start : start + PASS_CHUNK]:
-                    job_id = self._on_message(envelope)
+                    job_id = self._replies.handle(envelope)
                     if job_id:
                         replied[job_id] = None
             self._send_held()
@@ -379,7 +372,9 @@ class Orchestrator:
                     self._ledger.forget_node(node_id)
                     replied.update(
                         dict.fromkeys(
-                            e.job_id for e in self._live_executions() if e.node_id == node_id
+                            e.job_id
+                            for e in self._following.live_executions()
+                            if e.node_id == node_id
                         )
                     )
             self._send_held()
@@ -401,7 +396,10 @@ class Orchestrator:
             order.update(dict.fromkeys(self._queued_jobs(everything=work.census)))
         order.update(work.submitted)
         order.update(dict.fromkeys(work.stopped + work.ended))
-        jobs = self._followed(list(order), work.stopped)
+        # A job another requester follows is left to it, whatever brought it here (a late
+        # message, a wake, the backlog); one another requester stopped is this one's until
+        # it has cancelled the executions it asked for (it keeps the lease until then).
+        jobs = self._following.jobs(order, also=work.stopped)
         self._carried = dict.fromkeys(jobs[PASS_BUDGET:])
         self._evaluate_all(jobs[:PASS_BUDGET])
         if work.ended:  # the stops are carried out: nobody follows those jobs now
@@ -413,15 +411,15 @@ class Orchestrator:
         while no compute node has spoken (see ``_settling``). Read as IDs: a backlog of
         thousands must not be parsed on every pass."""
         if everything:
-            yield from self._mine(self._store.job_ids((JobStateType.QUEUED,)))
+            yield from self._following.jobs(self._store.job_ids((JobStateType.QUEUED,)))
         if now_ns() >= self._settle_until_ns():
             self._from_before = set()
             return
         if not self.node_table.any_compute_connected():
-            yield from self._mine(self._store.job_ids())
+            yield from self._following.jobs(self._store.job_ids())
             return
         if self._from_before:
-            still = self._mine(self._store.job_ids())
+            still = self._following.jobs(self._store.job_ids())
             self._from_before.intersection_update(still)
             yield from (job_id for job_id in still if job_id in self._from_before)
 
@@ -479,19 +477,6 @@ class Orchestrator:
         if job_ids:
             self._events.put(EndedElsewhere(tuple(job_ids)))
 
-    def _followed(self, job_ids: list[str], stopped: Sequence[str]) -> list[str]:
-        """Of the jobs due, those this requester acts on: every one on a store of its own;
-        on a shared store, those whose lease it holds (a job another requester stopped
-        included, until this one has cancelled the executions it asked for) and those
-        stopped through its API that no other requester follows. A job another requester
-        follows is left to it, whatever brought it here (a late message, a wake, the
-        backlog)."""
-        owner = self._store.lease_owner
-        if not owner or not job_ids:
-            return job_ids
-        held = set(self._store.leases.held(owner))
-        return [job_id for job_id in job_ids if job_id in held or job_id in stopped]
-
     def _cancel_orphans_of(self, job_id: str) -> None:
         """A job taken over from a requester that stopped renewing its lease: its live
         executions answer to that requester (compute nodes reply to whoever asked), so they
@@ -508,30 +493,12 @@ class Orchestrator:
             ),
         )
 
-    def _mine(self, job_ids: Iterable[str]) -> list[str]:
-        """Of ``job_ids``, those this requester follows: every one on a store of its own; on
-        a store several requesters share, those whose lease it holds (the others' jobs are
-        theirs to act on, even though every requester reads them)."""
-        owner = self._store.lease_owner
-        if not owner:
-            return list(job_ids)
-        held = set(self._store.leases.held(owner))
-        return [job_id for job_id in job_ids if job_id in held]
-
-    def _live_executions(self) -> list[Execution]:
-        """The live executions of the jobs this requester follows (see :meth:`_mine`)."""
-        live = self._store.live_executions()
-        if not self._store.lease_owner:
-            return live
-        mine = set(self._mine({execution.job_id for execution in live}))
-        return [execution for execution in live if execution.job_id in mine]
-
     def _jobs_with_disowned_executions(self) -> set[str]:
         """Jobs with an execution its node no longer lists (see ``scheduler.disowned``)."""
         reports = self.node_table.reports()
         if not reports:
             return set()
-        lost = disowned(self._live_executions(), reports, self._config.scheduler)
+        lost = disowned(self._following.live_executions(), reports, self._config.scheduler)
         return {execution.job_id for execution in lost}
 
     def _next_timeout_s(self) -> float:
@@ -542,7 +509,7 @@ class Orchestrator:
 
     def _forget_executions_on(self, node_id: str) -> set[str]:
         """A restarted node lost its executions: fail them (retryable) so others run them."""
-        lost = [e for e in self._live_executions() if e.node_id == node_id]
+        lost = [e for e in self._following.live_executions() if e.node_id == node_id]
         return self._end_executions(
             lost,
             S.FAILED,
@@ -646,152 +613,3 @@ class Orchestrator:
                 plan.job_state.value,
                 plan.job_message,
             )
-
-    # -- messages from compute nodes -----------------------------------------------------
-
-    def _on_message(self, envelope: Envelope) -> str | None:
-        payload = envelope.payload
-        try:
-            execution = self._of_its_node(envelope)
-            if execution is None:
-                return None
-            if isinstance(payload, BidResult):
-                return self._on_bid(envelope.sender, payload, execution)
-            if isinstance(payload, ExecutionStarted):
-                return self._on_started(envelope.sender, payload, execution)
-            if isinstance(payload, RunResult):
-                return self._on_run_result(envelope.sender, payload, execution)
-            if isinstance(payload, ComputeError):
-                failed = self._store.update_execution(
-                    payload.execution_id,
-                    state=S.FAILED,
-                    desired=D.STOPPED,
-                    message=payload.message,
-                    expect=(S.BID_ACCEPTED, S.RUNNING, S.PUBLISHING),
-                    verdict=Verdict(retryable=payload.retryable),
-                )
-                return failed.job_id
-        except (StateTransitionError, NotFoundError) as exc:
-            log.debug(
-                "event=stale_message type=%s sender=%s reason=%r",
-                envelope.type,
-                envelope.sender,
-                str(exc),
-            )
-            return None
-        log.warning("event=unexpected_message type=%s sender=%s", envelope.type, envelope.sender)
-        return None
-
-    def _of_its_node(self, envelope: Envelope) -> Execution | None:
-        """The execution the message is about, if its sender is the node it was given to:
-        only that node may speak for it."""
-        execution_id = getattr(envelope.payload, "execution_id", None)
-        if not isinstance(execution_id, str):
-            log.warning(
-                "event=unexpected_message type=%s sender=%s", envelope.type, envelope.sender
-            )
-            return None
-        execution = self._store.get_execution(execution_id)
-        if execution.node_id == envelope.sender:
-            return execution
-        log.warning(
-            "event=message_from_wrong_node type=%s execution=%s sender=%s owner=%s",
-            envelope.type,
-            execution_id,
-            envelope.sender,
-            execution.node_id,
-        )
-        return None
-
-    def _on_bid(self, sender: str, bid: BidResult, execution: Execution) -> str | None:
-        if execution.state != S.ASK_FOR_BID:
-            # A bid for an execution that ended (its ask timed out, say) frees the node's
-            # reservation; a repeated bid for a live one is a duplicate and changes nothing.
-            if bid.accepted and execution.state.terminal:
-                reason = f"execution is {execution.state.label}"
-                self._planner_send(
-                    sender,
-                    BidRejected(execution_id=bid.execution_id, job_id=bid.job_id, reason=reason),
-                )
-            return None
-        outcome = "busy" if bid.busy else "accepted" if bid.accepted else "rejected"
-        self.counts[f"bid_{outcome}"] += 1
-        if not bid.accepted:
-            self.refusals[refusal_label(bid.refused_by, self.refusals)] += 1
-        # Placed directly (no approval round), a positive bid means the run has started.
-        state = S.ASK_FOR_BID_ACCEPTED if bid.accepted else S.ASK_FOR_BID_REJECTED
-        if bid.accepted and is_direct(execution):
-            state = S.BID_ACCEPTED
-        updated = self._store.update_execution(
-            bid.execution_id,
-            state=state,
-            message=bid.reason or ("bid received" if bid.accepted else "bid refused"),
-            expect=(S.ASK_FOR_BID,),
-            verdict=Verdict(busy=True) if bid.busy else None,
-        )
-        return updated.job_id
-
-    def _on_started(
-        self, sender: str, started: ExecutionStarted, execution: Execution
-    ) -> str | None:
-        """A run started: after its accept, or as a node's whole answer to a direct ask."""
-        if execution.state.terminal:
-            # it ended here (its ask timed out, the job was stopped) but runs there: stop it
-            reason = f"execution is {execution.state.label}"
-            self._planner_send(
-                sender,
-                CancelExecution(
-                    execution_id=started.execution_id, job_id=started.job_id, reason=reason
-                ),
-            )
-            return None
-        if is_direct(execution):
-            updated = self._store.update_execution(
-                started.execution_id, state=S.RUNNING, message="started", expect=(S.ASK_FOR_BID,)
-            )
-            self.counts["bid_accepted"] += 1  # the node's answer to a direct ask
-            return updated.job_id  # the job runs now
-        self._store.update_execution(
-            started.execution_id, state=S.RUNNING, expect=(S.BID_ACCEPTED,)
-        )
-        return None
-
-    def _on_run_result(self, sender: str, result: RunResult, execution: Execution) -> str | None:
-        """A run ended. A short run on a direct ask reports only this (its ExecutionStarted
-        was dropped as redundant): the start is recorded first, so the history has both."""
-        if execution.state == S.ASK_FOR_BID and is_direct(execution):
-            started = ExecutionStarted(execution_id=result.execution_id, job_id=result.job_id)
-            if self._on_started(sender, started, execution) is None:
-                return None
-        output = result.run_output
-        failed = output.exit_code != 0 or bool(output.error_msg)
-        message = "completed"
-        if failed:
-            message = output.error_msg or f"task exited with code {output.exit_code}"
-        execution = self._store.update_execution(
-            result.execution_id,
-            state=S.FAILED if failed else S.COMPLETED,
-            desired=D.STOPPED,
-            message=message,
-            run_output=output,
-            published_result=result.published_result,
-            details={RESULT_HASH: result.result_hash} if result.result_hash else None,
-            expect=(S.BID_ACCEPTED, S.RUNNING, S.PUBLISHING),
-        )
-        return execution.job_id
-
-    def _planner_send(self, node_id: str, message: BidRejected | CancelExecution) -> None:
-        self._planner.send_to(node_id, message)
-
-
-def refusal_label(refused_by: str, seen: Mapping[str, int]) -> str:
-    """What to count a refusal under: the node's word for what refused it when that looks
-    like a rule name and there is room for another name, else "other" ("unknown" when the
-    node said nothing, as nodes before RefusedBy do)."""
-    if not refused_by:
-        return "unknown"
-    if not _REFUSAL_LABEL.fullmatch(refused_by):
-        return "other"
-    if refused_by in seen or len(seen) < MAX_REFUSAL_LABELS:
-        return refused_by
-    return "other"

@@ -30,15 +30,10 @@ from protocol.resources import Resources
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from requester.events import RoomNews
-from requester.orchestrator import (
-    MAX_REFUSAL_LABELS,
-    REQUESTER_ID_META,
-    Orchestrator,
-    RequesterConfig,
-    refusal_label,
-)
+from requester.orchestrator import REQUESTER_ID_META, Orchestrator, RequesterConfig
 from requester.plan import Plan, SchedulerConfig
 from requester.planner import Planner
+from requester.replies import MAX_REFUSAL_LABELS, refusal_label
 from requester.store import JobStore
 from tests.support.jobs import noop_job
 from tests.support.recorders import Recorder
