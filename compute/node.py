@@ -36,6 +36,7 @@ from protocol.envelope import Envelope
 from protocol.errors import TransportError
 from protocol.execution import Execution
 from protocol.messages import (
+    AdoptExecution,
     AskForBid,
     BidAccepted,
     BidRejected,
@@ -304,6 +305,8 @@ class ComputeNode:
             self._on_cancel(payload.execution_id, reason, envelope.sender)
         elif isinstance(payload, CancelExecution):
             self._on_cancel(payload.execution_id, f"cancelled: {payload.reason}", envelope.sender)
+        elif isinstance(payload, AdoptExecution):
+            self._on_adopt(envelope.sender, payload)
         elif isinstance(payload, ExecutionLogsRequest):
             self.logs.handle(envelope.sender, payload)
 
@@ -478,10 +481,44 @@ class ComputeNode:
             # the ExecutionStarted a direct ask's run may still hold.
             if not (isinstance(result, RunResult) and self._outbox.drop(execution.id)):
                 self._outbox.release(execution.id)
-            self._reply(held.requester, result)
+            with self._lock:  # one step with an adoption: it resends this, or this goes to it
+                held.reply = result
+                requester = held.requester
+            self._reply(requester, result)
         finally:
             # after the reply: what is published no longer needs the working files
             self._runner.clean(execution.id)
+
+    def _on_adopt(self, sender: str, adopt: AdoptExecution) -> None:
+        """Another requester took the execution's job over: its replies (the run's result,
+        its logs) go to that one from now on, and it hears where the run stands. Any admitted
+        node may ask this, as any may ask for a bid; an execution this node does not run, or
+        whose bid was never accepted, is not adopted (its new owner asks again)."""
+        answer: Message | None
+        with self._lock:
+            slot = self._slots.get(adopt.execution_id)
+            if slot is None or slot.state not in (SlotState.RUNNING, SlotState.FINISHED):
+                answer = ComputeError(
+                    execution_id=adopt.execution_id,
+                    job_id=adopt.job_id,
+                    message=f"node {self.node_id} does not run execution {adopt.execution_id}",
+                    retryable=True,
+                )
+            else:
+                before, slot.requester = slot.requester, sender
+                answer = slot.reply  # None while running, or while the result is on its way
+                if slot.running:
+                    answer = ExecutionStarted(
+                        execution_id=adopt.execution_id, job_id=slot.held.job_id
+                    )
+                log.info(
+                    "event=execution_adopted execution=%s from=%s to=%s",
+                    adopt.execution_id,
+                    before,
+                    sender,
+                )
+        if answer is not None:
+            self._reply(sender, answer)
 
     def _on_cancel(self, execution_id: str, reason: str, sender: str) -> None:
         """Cancel (or reject) an execution: withdraw an ask still being decided, free a bid's

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from protocol.execution import Execution
+from protocol.messages import Message
 from protocol.resources import Resources
 
 
@@ -59,6 +60,9 @@ class Slot:
     since_s: float  # when the slot entered its state (node clock)
     execution: Execution | None = None  # None while Withdrawn (the ask is not ours yet)
     needs: Resources = field(default_factory=Resources)  # what it holds (while it does)
+    # A finished run's last word to its requester, kept while the slot is, for a requester
+    # that takes the job over (AdoptExecution) after it was sent to one that stopped.
+    reply: Message | None = None
 
     @property
     def running(self) -> bool:

@@ -52,6 +52,17 @@ class CancelExecution(Message):
     reason: str = Field(default="", alias="Reason")
 
 
+class AdoptExecution(Message):
+    """Requester -> compute: the requester that asked for this execution stopped following
+    its job, and the sender took the job over (its lease lapsed to the sender, see
+    requester/store/leases.py): from now on tell the sender of it. Answered with where the
+    execution stands: ExecutionStarted while it runs, its RunResult or ComputeError again
+    once it ended, a retryable ComputeError when the node does not run it."""
+
+    execution_id: str = Field(alias="ExecutionID")
+    job_id: str = Field(alias="JobID")
+
+
 class ExecutionStarted(Message):
     """Compute -> requester: the executor has started the task."""
 
@@ -156,6 +167,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "BidAccepted": BidAccepted,
     "BidRejected": BidRejected,
     "CancelExecution": CancelExecution,
+    "AdoptExecution": AdoptExecution,
     "ExecutionStarted": ExecutionStarted,
     "RunResult": RunResult,
     "ComputeError": ComputeError,

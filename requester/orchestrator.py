@@ -33,6 +33,7 @@ from protocol.execution import Execution
 from protocol.ids import new_evaluation_id, new_job_id, now_ns
 from protocol.job import Job, JobStateType
 from protocol.messages import (
+    AdoptExecution,
     ExecutionLogs,
     Heartbeat,
     NodeInfoMessage,
@@ -63,7 +64,7 @@ from requester.following import Following
 from requester.limits import SubmissionLimits, check_limits
 from requester.logs import LogRelay, LogRelayConfig
 from requester.nodes import NodeTable
-from requester.plan import ASKING, ClusterView, SchedulerConfig, job_needs
+from requester.plan import ASKING, ClusterView, SchedulerConfig, is_direct, job_needs
 from requester.planner import Held, Outbox, Planner
 from requester.replies import Replies
 from requester.reputation import Reputations
@@ -77,6 +78,8 @@ log = logging.getLogger("bacalao.requester")
 REQUESTER_ID_META = "bacalhau.org/requester.id"
 PASS_CHUNK = 64  # evaluations per store transaction
 PASS_BUDGET = 512  # evaluations per pass
+# Executions of a job taken over whose node may be running them: adopted, not asked again.
+ADOPTABLE = frozenset({S.BID_ACCEPTED, S.RUNNING, S.PUBLISHING})
 
 
 @dataclass(frozen=True)
@@ -360,7 +363,7 @@ class Orchestrator:
         if work.taken:
             with self._store.batch():
                 for job_id in work.taken:
-                    self._cancel_orphans_of(job_id)
+                    self._adopt_orphans_of(job_id)
                     replied[job_id] = None
             self._send_held()
         if work.left or work.restarted:
@@ -477,15 +480,30 @@ class Orchestrator:
         if job_ids:
             self._events.put(EndedElsewhere(tuple(job_ids)))
 
-    def _cancel_orphans_of(self, job_id: str) -> None:
+    def _adopt_orphans_of(self, job_id: str) -> None:
         """A job taken over from a requester that stopped renewing its lease: its live
-        executions answer to that requester (compute nodes reply to whoever asked), so they
-        are cancelled here, not counted against their nodes or the job's attempts; the
-        caller evaluates the job, which asks again."""
+        executions answer to that requester (compute nodes reply to whoever asked). One that
+        runs, or may (a direct ask), is adopted: its node is told to answer here from now on,
+        and says where the run stands (a node that does not run it says so, and the job asks
+        again). The rest (asks not yet decided, bids waiting for an accept) are cancelled
+        here, not counted against their nodes or the job's attempts; the caller evaluates
+        the job, which asks again for them."""
         live = [e for e in self._store.executions(job_id) if not e.state.terminal]
         taker = self._info.node_id
+        adopted = [
+            e for e in live if e.state in ADOPTABLE or (e.state == S.ASK_FOR_BID and is_direct(e))
+        ]
+        for execution in adopted:
+            self._store.update_execution(
+                execution.id,
+                message=f"{taker} took the job over; {execution.node_id} answers it now",
+                expect=(execution.state,),
+            )
+            self._planner.send_to(
+                execution.node_id, AdoptExecution(execution_id=execution.id, job_id=job_id)
+            )
         self._end_executions(
-            live,
+            [e for e in live if e not in adopted],
             S.CANCELLED,
             lambda e: (
                 f"the requester that asked {e.node_id} stopped following the job; "

@@ -74,7 +74,9 @@ class Replies:
                     state=S.FAILED,
                     desired=D.STOPPED,
                     message=payload.message,
-                    expect=(S.BID_ACCEPTED, S.RUNNING, S.PUBLISHING),
+                    # a direct ask's node answers an adoption before it heard of the start
+                    expect=(S.BID_ACCEPTED, S.RUNNING, S.PUBLISHING)
+                    + ((S.ASK_FOR_BID,) if is_direct(execution) else ()),
                     verdict=Verdict(retryable=payload.retryable),
                 )
                 return failed.job_id

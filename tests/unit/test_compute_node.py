@@ -4,6 +4,7 @@ capacity is sized and enforced by the node itself; duplicate and late messages l
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from protocol.envelope import Envelope
 from protocol.execution import ComputeState, Execution
 from protocol.job import Job
 from protocol.messages import (
+    AdoptExecution,
     AskForBid,
     BidAccepted,
     BidRejected,
@@ -556,3 +558,63 @@ def test_a_short_run_on_a_direct_ask_reports_only_its_result(tmp_path: Path) -> 
         outbox.close()
     assert published.of("e-short") == ["RunResult"]
     assert published.of("e-long") == ["ExecutionStarted", "RunResult"]
+
+
+def from_taker(payload: Message) -> Envelope:
+    """A message from the requester that took the job over from n-requester."""
+    return Envelope(type(payload).__name__, "m-t", "n-taker", 0, payload)
+
+
+def to_taker(outbox: Outbox, kind: type[Message], execution_id: str) -> list[Message]:
+    return [
+        m
+        for node_id, m in outbox.addressed
+        if node_id == "n-taker"
+        and isinstance(m, kind)
+        and getattr(m, "execution_id", None) == execution_id
+    ]
+
+
+def test_a_run_adopted_by_the_requester_that_took_its_job_over_answers_that_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    compute, outbox = make_node(tmp_path)
+    assert bid_of(compute, outbox, sized_ask("e-1", sleep_s=60)).accepted
+    compute.handle(accepted("e-1"))
+    wait_until(lambda: sent(outbox, ExecutionStarted, "e-1"), 10, message="the run")
+    compute.handle(from_taker(AdoptExecution(execution_id="e-1", job_id="j-e-1")))
+    assert len(to_taker(outbox, ExecutionStarted, "e-1")) == 1  # where it stands: running
+    source = compute.log_source("e-1")
+    assert source is not None
+    assert source.requester == "n-taker"  # its logs too
+    # the requester that asked has no say any more; the one that took it over has
+    with caplog.at_level(logging.WARNING, logger="bacalao.compute"):
+        compute.handle(message(CancelExecution(execution_id="e-1", job_id="j-e-1", reason="")))
+    assert "event=message_from_wrong_node what='a cancel' execution=e-1" in caplog.text
+    assert sent(outbox, RunResult, "e-1") == []
+    compute.handle(from_taker(CancelExecution(execution_id="e-1", job_id="j-e-1", reason="")))
+    wait_until(lambda: to_taker(outbox, RunResult, "e-1"), 10, message="the result, to it")
+    assert len(sent(outbox, RunResult, "e-1")) == 1
+    compute.close()
+
+
+def test_a_finished_run_adopted_is_told_again_and_one_not_run_here_is_refused(
+    tmp_path: Path,
+) -> None:
+    compute, outbox = make_node(tmp_path)
+    compute.handle(direct(sized_ask("e-done")))
+    wait_until(lambda: sent(outbox, RunResult, "e-done"), 10, message="the run's result")
+    compute.handle(from_taker(AdoptExecution(execution_id="e-done", job_id="j-e-done")))
+    [told] = to_taker(outbox, RunResult, "e-done")
+    assert told == sent(outbox, RunResult, "e-done")[0]
+    assert bid_of(compute, outbox, sized_ask("e-bid")).accepted  # reserved, never accepted
+    for execution_id in ("e-bid", "e-unknown"):
+        compute.handle(from_taker(AdoptExecution(execution_id=execution_id, job_id="j")))
+        [refusal] = to_taker(outbox, ComputeError, execution_id)
+        assert isinstance(refusal, ComputeError)
+        assert refusal.retryable
+        assert f"does not run execution {execution_id}" in refusal.message
+    source = compute.log_source("e-bid")
+    assert source is not None
+    assert source.requester == "n-requester"
+    compute.close()

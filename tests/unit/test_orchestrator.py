@@ -14,11 +14,13 @@ from protocol.envelope import Envelope
 from protocol.execution import ComputeState, DesiredState, Execution, RunCommandResult
 from protocol.job import Job, JobStateType
 from protocol.messages import (
+    AdoptExecution,
     AskForBid,
     BidAccepted,
     BidRejected,
     BidResult,
     CancelExecution,
+    ComputeError,
     ExecutionStarted,
     Message,
     NodeInfoMessage,
@@ -437,18 +439,16 @@ def test_on_a_shared_store_a_requester_acts_only_on_the_jobs_it_leases(tmp_path:
         assert theirs.leases.owner(their_job) == "n-other"
 
 
-def test_a_job_taken_over_has_its_orphaned_executions_cancelled_and_is_asked_again(
-    tmp_path: Path,
-) -> None:
-    """Another requester asked n-a and then stopped renewing the job's lease: n-a answers to
-    that one, so its execution is cancelled here (not counted against n-a) and n-a is asked
-    again by the new owner."""
+@contextmanager
+def taken_over(tmp_path: Path, orphan_state: S) -> Iterator[tuple[Orchestrator, Recorder, str]]:
+    """A job another requester ("n-gone") asked n-a for, its execution left in
+    ``orphan_state``, and its lease lapsed: taken over by a started orchestrator."""
     path = str(tmp_path / "jobs.db")
     with JobStore(path, lease_owner="n-gone") as theirs:
         orphaned_job = Job.model_validate(noop_job())
         orphaned_job.id = "j-orphaned"
         job_id = theirs.create_job(orphaned_job, "ev-1").id
-        orphan = theirs.create_execution(
+        theirs.create_execution(
             Execution(
                 id="e-orphan",
                 job_id=job_id,
@@ -457,26 +457,83 @@ def test_a_job_taken_over_has_its_orphaned_executions_cancelled_and_is_asked_aga
                 desired_state=DesiredState(state_type=D.RUNNING),
             )
         )
-        theirs.update_execution(orphan.id, state=S.RUNNING, expect=(S.ASK_FOR_BID,))
+        if orphan_state != S.ASK_FOR_BID:
+            theirs.update_execution("e-orphan", state=orphan_state, expect=(S.ASK_FOR_BID,))
         theirs.leases.release("n-gone", [job_id])  # as good as lapsed
-        sent = Recorder()
-        with JobStore(path, lease_owner="n-requester") as store:
+    sent = Recorder()
+    with JobStore(path, lease_owner="n-requester") as store:
+        info = NodeInfo(node_id="n-requester", node_type=NodeType.REQUESTER)
+        service = Orchestrator(info, store, sent, RequesterConfig(settle_s=0))
+        service.handle(envelope("n-a", NodeInfoMessage(info=compute_info("n-a"))))
+        service.start()
+        try:  # as the lease keeper does: claim, then hand over
             assert store.leases.claim("n-requester", [job_id], ttl_s=60) == [job_id]
-            info = NodeInfo(node_id="n-requester", node_type=NodeType.REQUESTER)
-            service = Orchestrator(info, store, sent, RequesterConfig(settle_s=0))
-            service.handle(envelope("n-a", NodeInfoMessage(info=compute_info("n-a"))))
-            service.start()
-            try:
-                service.take_over([job_id])
-                [(node_id, ask)] = wait_until(
-                    lambda: sent.to_whom(AskForBid), 10, message="the job asked again"
-                )
-            finally:
-                service.close()
-            assert node_id == "n-a"
-            assert isinstance(ask, AskForBid)
-            assert ask.execution.id != orphan.id
-            cancelled = store.get_execution(orphan.id)
-            assert cancelled.state == S.CANCELLED
-            assert "n-requester took it over" in cancelled.compute_state.message
-            assert service.reputations.get("n-a") is None  # not the node's doing
+            service.take_over([job_id])
+            yield service, sent, job_id
+        finally:
+            service.close()
+
+
+def test_a_job_taken_over_has_its_undecided_asks_cancelled_and_is_asked_again(
+    tmp_path: Path,
+) -> None:
+    """n-a bid for the other requester's ask and waits for that one's accept, which will
+    not come: the execution is cancelled here (not counted against n-a) and n-a asked again."""
+    with taken_over(tmp_path, S.ASK_FOR_BID_ACCEPTED) as (service, sent, _):
+        [(node_id, ask)] = wait_until(
+            lambda: sent.to_whom(AskForBid), 10, message="the job asked again"
+        )
+        assert node_id == "n-a"
+        assert isinstance(ask, AskForBid)
+        assert ask.execution.id != "e-orphan"
+        cancelled = service.store.get_execution("e-orphan")
+        assert cancelled.state == S.CANCELLED
+        assert "n-requester took it over" in cancelled.compute_state.message
+        assert service.reputations.get("n-a") is None  # not the node's doing
+        assert sent.to_whom(AdoptExecution) == []
+
+
+def test_a_job_taken_over_has_its_running_execution_adopted_not_run_again(
+    tmp_path: Path,
+) -> None:
+    """n-a runs the other requester's execution: it is told to answer here, and its result
+    completes the job, which is asked of nobody again."""
+    with taken_over(tmp_path, S.RUNNING) as (service, sent, job_id):
+        [(node_id, adopt)] = wait_until(
+            lambda: sent.to_whom(AdoptExecution), 10, message="the execution adopted"
+        )
+        assert (node_id, adopt) == ("n-a", AdoptExecution(execution_id="e-orphan", job_id=job_id))
+        running = service.store.get_execution("e-orphan")
+        assert running.state == S.RUNNING
+        assert "n-requester took the job over" in running.compute_state.message
+        output = RunCommandResult(stdout="ok\n", exit_code=0)
+        service.handle(
+            envelope("n-a", RunResult(execution_id="e-orphan", job_id=job_id, run_output=output))
+        )
+        done = wait_until(
+            lambda: service.store.get_job(job_id).state.state_type == JobStateType.COMPLETED,
+            10,
+            message="the job completed",
+        )
+        assert done
+        assert sent.to_whom(AskForBid) == []
+        assert [e.id for e in service.store.executions(job_id)] == ["e-orphan"]
+
+
+def test_an_adopted_execution_its_node_does_not_run_is_asked_again(tmp_path: Path) -> None:
+    with taken_over(tmp_path, S.RUNNING) as (service, sent, job_id):
+        wait_until(lambda: sent.to_whom(AdoptExecution), 10, message="the execution adopted")
+        refusal = ComputeError(
+            execution_id="e-orphan",
+            job_id=job_id,
+            message="node n-a does not run execution e-orphan",
+            retryable=True,
+        )
+        service.handle(envelope("n-a", refusal))
+        [(node_id, ask)] = wait_until(
+            lambda: sent.to_whom(AskForBid), 10, message="the job asked again"
+        )
+        assert node_id == "n-a"
+        assert isinstance(ask, AskForBid)
+        assert ask.execution.id != "e-orphan"
+        assert service.store.get_execution("e-orphan").state == S.FAILED
