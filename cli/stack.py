@@ -29,11 +29,12 @@ from cli.listen import (
 from cli.security import security_for
 from compute.bidding.locality import DataLocality
 from compute.bidding.selection import JobSelection
+from compute.config import ComputeConfig
 from compute.executors.registry import default_executors
 from compute.gpus import detect as detect_gpus
 from compute.gpus import gpu_labels
 from compute.metrics import ComputeMetrics
-from compute.node import ComputeConfig, ComputeNode
+from compute.node import ComputeNode
 from compute.publishers.capability import ResultLinks
 from compute.publishers.local_server import results_app
 from compute.publishers.registry import default_publishers

@@ -20,16 +20,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-from compute.bidding.base import BidRequest, BidRule
+from compute.bidding.base import BidRule
 from compute.bidding.chain import blocking_rules, decide, default_rules, may_block
-from compute.bidding.locality import DataLocality
-from compute.bidding.selection import JobSelection, selection_rules
+from compute.bidding.selection import selection_rules
 from compute.capacity import CapacityTracker, execution_needs
-from compute.logs import LogServer, LogServerConfig, LogSource
+from compute.config import ComputeConfig, Outbox
+from compute.description import Description
+from compute.logs import LogServer, LogSource
 from compute.runner import ActivityLog, Plugins, Runner
 from compute.slots import HOLDS_CAPACITY, Slot, Slots, SlotState
 from protocol.envelope import Envelope
@@ -48,8 +47,7 @@ from protocol.messages import (
     Message,
     RunResult,
 )
-from protocol.node import ComputeNodeInfo, NodeInfo, NodeType
-from protocol.resources import Resources
+from protocol.node import NodeInfo, NodeType
 
 log = logging.getLogger("bacalao.compute")
 
@@ -59,43 +57,6 @@ CAPACITY = "capacity"  # what refuses an ask the rules allow, when the node lack
 # A run started on a direct ask says so after this long, unless its RunResult (which tells
 # the requester it started, too) is ready first: a short run costs one message, not two.
 STARTED_HOLD_S = 0.05
-
-
-class Outbox(Protocol):
-    def send(self, node_id: str, message: Message) -> None: ...
-
-    def hold(self, node_id: str, message: Message, key: str, delay_s: float) -> None: ...
-
-    def drop(self, key: str) -> bool: ...
-
-    def release(self, key: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class ComputeConfig:
-    max_capacity: Resources
-    max_job_resources: Resources | None = None
-    # What a task that leaves a dimension of its Resources empty holds (the requester's
-    # default too, so both sides count the same).
-    default_job_resources: Resources = field(
-        default_factory=lambda: Resources(cpu=0.1, memory=64 * 1024**2)
-    )
-    labels: dict[str, str] = field(default_factory=dict)
-    reservation_ttl_s: float = 30.0
-    default_execution_timeout_s: float = 1800.0
-    max_execution_timeout_s: float = 0.0
-    accept_networked_jobs: bool = False
-    max_parallel_runs: int = 64
-    data_locality: DataLocality = DataLocality.ANYWHERE
-    finished_memory_s: float = 30.0
-    bid_workers: int = 4
-    installed_check_s: float = 10.0
-    job_selection: JobSelection = field(default_factory=JobSelection)
-    tamper_results: bool = False  # tests only: this node's results differ from all others'
-    logs: LogServerConfig = field(default_factory=LogServerConfig)
-
-
-Installed = tuple[frozenset[str], frozenset[str], frozenset[str]]
 
 
 class ComputeNode:
@@ -121,7 +82,7 @@ class ComputeNode:
         self._blocking = blocking_rules(rules)
         self._clock = clock
         self.capacity = CapacityTracker(config.max_capacity, clock=clock)
-        self._node_type = node_type
+        self._description = Description(node_id, node_type, config, plugins)
         work_dir.mkdir(parents=True, exist_ok=True)
         self._runner = Runner(
             node_id,
@@ -143,7 +104,6 @@ class ComputeNode:
         self._listeners: list[Callable[[], None]] = []
         self.counts: Counter[str] = Counter()  # bids by outcome, for /metrics
         self.refusals: Counter[str] = Counter()  # refused asks by what refused them
-        self._installed_cache: tuple[float, Installed] | None = None
         # Serves each run's stdout and stderr to its requester while it runs (compute/logs.py).
         self.logs = LogServer(self, outbox, config.logs)
 
@@ -164,24 +124,7 @@ class ComputeNode:
         """This node's NodeInfo, and the executions (reserved or running) its
         AvailableCapacity left out, from one snapshot: a requester tells its own placements
         apart by them."""
-        engines, publishers, sources = self._installed()
-        snapshot = self.capacity.snapshot()
-        info = NodeInfo(
-            node_id=self.node_id,
-            node_type=self._node_type,
-            labels=self._config.labels,
-            compute_node_info=ComputeNodeInfo(
-                execution_engines=sorted(engines),
-                publishers=sorted(publishers),
-                storage_sources=sorted(sources),
-                max_capacity=self._config.max_capacity,
-                available_capacity=snapshot.available,
-                max_job_requirements=self._max_job(),
-                running_executions=snapshot.running_count,
-                enqueued_executions=snapshot.reserved_count,
-            ),
-        )
-        return info, sorted(snapshot.holders)
+        return self._description.described(self.capacity.snapshot())
 
     def holding(self) -> list[str]:
         """Executions this node holds (reserved or running), plus runs finished in the last
@@ -206,26 +149,6 @@ class ComputeNode:
         """Forget executions finished, or asks withdrawn, longer ago than
         ``finished_memory_s`` (lock held)."""
         self._slots.prune(self._clock() - self._config.finished_memory_s)
-
-    def _installed(self) -> Installed:
-        """Engines, publishers and sources that answer now (a Docker daemon or an IPFS API
-        may come and go), checked at most every ``installed_check_s``."""
-        now = time.monotonic()
-        cached = self._installed_cache
-        if cached is None or now - cached[0] >= self._config.installed_check_s:
-            plugins = self._plugins
-            installed = (
-                frozenset(plugins.executors.installed()),
-                frozenset(plugins.publishers.installed()),
-                frozenset(plugins.storage.installed()),
-            )
-            if cached is not None and cached[1] != installed:
-                log.info("event=plugins_changed installed=%s", installed)
-            self._installed_cache = cached = (now, installed)
-        return cached[1]
-
-    def _max_job(self) -> Resources:
-        return self._config.max_job_resources or self._config.max_capacity
 
     def _changed(self) -> None:
         for listener in self._listeners:
@@ -346,21 +269,7 @@ class ComputeNode:
             self._reply(requester, unusable)
             return
         needs = execution_needs(asked, execution.resources(), self._config.default_job_resources)
-        engines, publishers, sources = self._installed()
-        decision = decide(
-            BidRequest(
-                job=job,
-                resources=needs,
-                node_labels=self._config.labels,
-                engines=engines,
-                publishers=publishers,
-                storage_sources=sources,
-                max_job_resources=self._max_job(),
-                accept_networked_jobs=self._config.accept_networked_jobs,
-                max_execution_timeout_s=self._config.max_execution_timeout_s,
-            ),
-            self._rules,
-        )
+        decision = decide(self._description.bid_request(job, needs), self._rules)
         busy = False
         reason = decision.reason
         reserved = False

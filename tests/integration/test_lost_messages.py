@@ -11,7 +11,7 @@ import pytest
 
 from cli.devstack import Devstack
 from cli.stack import NodeOptions
-from compute.node import Outbox
+from compute.config import Outbox
 from protocol.messages import Message, RunResult
 from tests.support.jobs import noop_job
 from tests.support.wait import wait_until

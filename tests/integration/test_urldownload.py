@@ -16,9 +16,10 @@ import httpx
 import pytest
 import trustme
 
+from compute.config import ComputeConfig
 from compute.executors.interrupts import RunControls
 from compute.executors.noop import NoopExecutor
-from compute.node import ComputeConfig, ComputeNode
+from compute.node import ComputeNode
 from compute.publishers.noop import NoopPublisher
 from compute.registry import Registry
 from compute.runner import Plugins

@@ -13,8 +13,9 @@ import pytest
 
 from compute.bidding.base import YES, BidDecision, BidRequest
 from compute.capacity import CapacityTracker
+from compute.config import ComputeConfig
 from compute.executors.noop import NoopExecutor
-from compute.node import STARTED_HOLD_S, ComputeConfig, ComputeNode
+from compute.node import STARTED_HOLD_S, ComputeNode
 from compute.publishers.noop import NoopPublisher
 from compute.registry import Registry
 from compute.runner import Plugins

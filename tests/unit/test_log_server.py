@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from compute.config import ComputeConfig
 from compute.executors.noop import NoopExecutor
 from compute.logs import LogServer, LogServerConfig, LogSource
-from compute.node import ComputeConfig, ComputeNode
+from compute.node import ComputeNode
 from compute.publishers.noop import NoopPublisher
 from compute.registry import Registry
 from compute.runner import Plugins
