@@ -80,6 +80,7 @@ PASS_CHUNK = 64  # evaluations per store transaction
 PASS_BUDGET = 512  # evaluations per pass
 # Executions of a job taken over whose node may be running them: adopted, not asked again.
 ADOPTABLE = frozenset({S.BID_ACCEPTED, S.RUNNING, S.PUBLISHING})
+ADOPT_TRIES = 5  # AdoptExecution sent at most this often, an audit interval apart
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ class Orchestrator:
         self._worker: int | None = None
         self._started_ns = 0
         self._from_before: set[str] = set()  # jobs not ended at start, while settling
+        # executions adopted whose node has not answered: (node, job, sent at, tries)
+        self._adopting: dict[str, tuple[str, str, float, int]] = {}
         self._passes = 0
         self.counts: Counter[str] = Counter()  # asks and their answers, for /metrics
         self.refusals: Counter[str] = Counter()  # refused asks by what refused them
@@ -235,6 +238,7 @@ class Orchestrator:
                 "Carried": len(self._carried),
                 "Placed": self._ledger.live_count(),
                 "Events": self._events.qsize(),
+                "Adopting": len(self._adopting),
             },
         }
 
@@ -307,6 +311,7 @@ class Orchestrator:
             if time.monotonic() - last_audit >= self._config.audit_s:
                 last_audit = time.monotonic()
                 due.update(dict.fromkeys(sorted(self._jobs_with_disowned_executions())))
+                self._adopt_again(last_audit)
             try:
                 self._pass(work, due)
             except Exception:  # a failed commit, say: log it, the next pass starts afresh
@@ -356,6 +361,7 @@ class Orchestrator:
         for start in range(0, len(work.messages), PASS_CHUNK):
             with self._store.batch():
                 for envelope in work.messages[start : start + PASS_CHUNK]:
+                    self._heard(envelope)
                     job_id = self._replies.handle(envelope)
                     if job_id:
                         replied[job_id] = None
@@ -458,6 +464,7 @@ class Orchestrator:
         """Store listener: an execution ended, its room is free again, and what it says of
         its node counts in the node's reputation."""
         self.reputations.record(execution)
+        self._adopting.pop(execution.id, None)
         if threading.get_ident() == self._worker:
             self._ledger.ended(execution.id)
             self._room_freed = True
@@ -494,14 +501,15 @@ class Orchestrator:
             e for e in live if e.state in ADOPTABLE or (e.state == S.ASK_FOR_BID and is_direct(e))
         ]
         for execution in adopted:
-            self._store.update_execution(
-                execution.id,
-                message=f"{taker} took the job over; {execution.node_id} answers it now",
-                expect=(execution.state,),
-            )
-            self._planner.send_to(
-                execution.node_id, AdoptExecution(execution_id=execution.id, job_id=job_id)
-            )
+            try:
+                self._store.update_execution(
+                    execution.id,
+                    message=f"{taker} took the job over; {execution.node_id} answers it now",
+                    expect=(execution.state,),
+                )
+            except StateTransitionError:
+                continue  # it moved on since it was read: the evaluation sees what it is
+            self._adopt(execution.node_id, execution.id, job_id, tries=1)
         self._end_executions(
             [e for e in live if e not in adopted],
             S.CANCELLED,
@@ -510,6 +518,31 @@ class Orchestrator:
                 f"{taker} took it over"
             ),
         )
+
+    def _adopt(self, node_id: str, execution_id: str, job_id: str, tries: int) -> None:
+        self._adopting[execution_id] = (node_id, job_id, time.monotonic(), tries)
+        self._planner.send_to(node_id, AdoptExecution(execution_id=execution_id, job_id=job_id))
+
+    def _heard(self, envelope: Envelope) -> None:
+        """A word from a node about an execution this requester adopted: it was told."""
+        execution_id = getattr(envelope.payload, "execution_id", None)
+        adopting = self._adopting.get(execution_id) if isinstance(execution_id, str) else None
+        if adopting is not None and adopting[0] == envelope.sender:
+            self._adopting.pop(str(execution_id), None)
+
+    def _adopt_again(self, now_s: float) -> None:
+        """An adoption its node has not answered within an audit interval was lost (the bus
+        only promises its timeouts): tell the node again, up to ``ADOPT_TRIES`` times. Past
+        that, or once the node no longer lists the execution, the audit's disowned check
+        ends it and the job asks again."""
+        for execution_id, (node_id, job_id, sent_s, tries) in list(self._adopting.items()):
+            if now_s - sent_s < self._config.audit_s:
+                continue
+            if tries >= ADOPT_TRIES:
+                self._adopting.pop(execution_id, None)
+                continue
+            self._adopt(node_id, execution_id, job_id, tries + 1)
+        self._send_held()
 
     def _jobs_with_disowned_executions(self) -> set[str]:
         """Jobs with an execution its node no longer lists (see ``scheduler.disowned``)."""

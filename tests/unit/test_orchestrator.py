@@ -32,7 +32,7 @@ from protocol.resources import Resources
 from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as S
 from requester.events import RoomNews
-from requester.orchestrator import REQUESTER_ID_META, Orchestrator, RequesterConfig
+from requester.orchestrator import ADOPT_TRIES, REQUESTER_ID_META, Orchestrator, RequesterConfig
 from requester.plan import Plan, SchedulerConfig
 from requester.planner import Planner
 from requester.replies import MAX_REFUSAL_LABELS, refusal_label
@@ -440,7 +440,9 @@ def test_on_a_shared_store_a_requester_acts_only_on_the_jobs_it_leases(tmp_path:
 
 
 @contextmanager
-def taken_over(tmp_path: Path, orphan_state: S) -> Iterator[tuple[Orchestrator, Recorder, str]]:
+def taken_over(
+    tmp_path: Path, orphan_state: S, config: RequesterConfig | None = None
+) -> Iterator[tuple[Orchestrator, Recorder, str]]:
     """A job another requester ("n-gone") asked n-a for, its execution left in
     ``orphan_state``, and its lease lapsed: taken over by a started orchestrator."""
     path = str(tmp_path / "jobs.db")
@@ -463,7 +465,7 @@ def taken_over(tmp_path: Path, orphan_state: S) -> Iterator[tuple[Orchestrator, 
     sent = Recorder()
     with JobStore(path, lease_owner="n-requester") as store:
         info = NodeInfo(node_id="n-requester", node_type=NodeType.REQUESTER)
-        service = Orchestrator(info, store, sent, RequesterConfig(settle_s=0))
+        service = Orchestrator(info, store, sent, config or RequesterConfig(settle_s=0))
         service.handle(envelope("n-a", NodeInfoMessage(info=compute_info("n-a"))))
         service.start()
         try:  # as the lease keeper does: claim, then hand over
@@ -518,6 +520,27 @@ def test_a_job_taken_over_has_its_running_execution_adopted_not_run_again(
         assert done
         assert sent.to_whom(AskForBid) == []
         assert [e.id for e in service.store.executions(job_id)] == ["e-orphan"]
+
+
+def test_an_adoption_its_node_does_not_answer_is_sent_again_until_it_does(
+    tmp_path: Path,
+) -> None:
+    """The bus only promises its timeouts: an AdoptExecution may be lost. Unanswered, it is
+    sent again each audit interval; once the node answers, no more."""
+    config = RequesterConfig(settle_s=0, audit_s=0.05)
+    with taken_over(tmp_path, S.RUNNING, config) as (service, sent, job_id):
+        wait_until(lambda: len(sent.to_whom(AdoptExecution)) >= 3, 10, message="the adoption again")
+        answer = ExecutionStarted(execution_id="e-orphan", job_id=job_id)
+        service.handle(envelope("n-a", answer))
+        wait_until(lambda: service.debug()["Orchestrator"]["Adopting"] == 0, 10, message="it heard")
+        told = len(sent.to_whom(AdoptExecution))
+        # a pass after the answer, and audits past it: nothing more is sent
+        passes = service.debug()["Orchestrator"]["Passes"]
+        wait_until(
+            lambda: service.debug()["Orchestrator"]["Passes"] > passes + 3, 10, message="passes"
+        )
+        assert len(sent.to_whom(AdoptExecution)) == told <= ADOPT_TRIES
+        assert service.store.get_execution("e-orphan").state == S.RUNNING
 
 
 def test_an_adopted_execution_its_node_does_not_run_is_asked_again(tmp_path: Path) -> None:
