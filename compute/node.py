@@ -30,12 +30,13 @@ from compute.config import ComputeConfig, Outbox
 from compute.description import Description
 from compute.logs import LogServer, LogSource
 from compute.runner import ActivityLog, Plugins, Runner
-from compute.slots import HOLDS_CAPACITY, Slot, Slots, SlotState
+from compute.slots import ANY_REQUESTER, HOLDS_CAPACITY, Slot, Slots, SlotState
 from protocol.envelope import Envelope
 from protocol.errors import TransportError
 from protocol.execution import Execution
 from protocol.messages import (
     AdoptExecution,
+    AdoptionRefused,
     AskForBid,
     BidAccepted,
     BidRejected,
@@ -279,7 +280,7 @@ class ComputeNode:
             slot = self._slots.get(execution.id)
             if slot is not None and slot.state is SlotState.WITHDRAWN:
                 self._slots.move(execution.id, None, now_s)
-                if slot.requester == requester:
+                if slot.requester in (requester, ANY_REQUESTER):
                     log.debug("event=bid_dropped execution=%s reason='ask withdrawn'", execution.id)
                     return
                 slot = None  # withdrawn by another node, which had no say
@@ -404,14 +405,22 @@ class ComputeNode:
         node may ask this, as any may ask for a bid; an execution this node does not run, or
         whose bid was never accepted, is not adopted (its new owner asks again)."""
         answer: Message | None
+        release = False
         with self._lock:
             slot = self._slots.get(adopt.execution_id)
             if slot is None or slot.state not in (SlotState.RUNNING, SlotState.FINISHED):
-                answer = ComputeError(
+                # Its new owner fails it and asks again, so it must not start here later: a
+                # bid waiting for an accept lets its room go, and an ask not decided yet (a
+                # bid worker has it) or not arrived is dropped when it is, whoever asked.
+                if slot is None:
+                    self._slots.withdraw(adopt.execution_id, ANY_REQUESTER, self._clock())
+                elif slot.state is SlotState.RESERVED:
+                    self._forget(adopt.execution_id)
+                    release = True
+                answer = AdoptionRefused(
                     execution_id=adopt.execution_id,
                     job_id=adopt.job_id,
-                    message=f"node {self.node_id} does not run execution {adopt.execution_id}",
-                    retryable=True,
+                    reason=f"node {self.node_id} does not run execution {adopt.execution_id}",
                 )
             else:
                 before, slot.requester = slot.requester, sender
@@ -426,6 +435,8 @@ class ComputeNode:
                     before,
                     sender,
                 )
+        if release:
+            self._release(adopt.execution_id, f"its job was taken over by {sender}")
         if answer is not None:
             self._reply(sender, answer)
 

@@ -49,6 +49,11 @@ HOLDS_CAPACITY = frozenset({S.RESERVED, S.RUNNING})
 LISTED = frozenset({S.RESERVED, S.RUNNING, S.FINISHED})
 
 
+# The requester of a slot withdrawn by an adoption this node refused: the ask it names is
+# dropped whoever sends it (its job's new owner asks again under another ID).
+ANY_REQUESTER = ""
+
+
 class SlotTransitionError(RuntimeError):
     """A move the table does not allow: a bug in the node, never the peer's doing."""
 

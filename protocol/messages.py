@@ -57,10 +57,19 @@ class AdoptExecution(Message):
     its job, and the sender took the job over (its lease lapsed to the sender, see
     requester/store/leases.py): from now on tell the sender of it. Answered with where the
     execution stands: ExecutionStarted while it runs, its RunResult or ComputeError again
-    once it ended, a retryable ComputeError when the node does not run it."""
+    once it ended, AdoptionRefused when the node does not run it."""
 
     execution_id: str = Field(alias="ExecutionID")
     job_id: str = Field(alias="JobID")
+
+
+class AdoptionRefused(Message):
+    """Compute -> requester: the answer to an AdoptExecution for an execution this node does
+    not run (never asked, not accepted, or forgotten): it will not run here; ask again."""
+
+    execution_id: str = Field(alias="ExecutionID")
+    job_id: str = Field(alias="JobID")
+    reason: str = Field(default="", alias="Reason", max_length=1024)
 
 
 class ExecutionStarted(Message):
@@ -168,6 +177,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "BidRejected": BidRejected,
     "CancelExecution": CancelExecution,
     "AdoptExecution": AdoptExecution,
+    "AdoptionRefused": AdoptionRefused,
     "ExecutionStarted": ExecutionStarted,
     "RunResult": RunResult,
     "ComputeError": ComputeError,

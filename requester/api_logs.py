@@ -67,7 +67,8 @@ def logs_router(service: OrchestratorService, relay: LogRelay | None) -> APIRout
         wanted = match_execution(executions, execution_id, job.id)
         if relay is None:
             raise NotFoundError("this requester does not serve logs")
-        owner = await run_in_threadpool(followed_elsewhere, service.store, job.id, executions)
+        asked = [e for e in executions if e.id == wanted] if wanted else executions
+        owner = await run_in_threadpool(followed_elsewhere, service.store, job.id, asked)
         if owner:
             # A compute node streams a running execution's output only to the requester
             # that asked for it; an ended one's stored output any requester serves.
@@ -87,8 +88,9 @@ def logs_router(service: OrchestratorService, relay: LogRelay | None) -> APIRout
 
 
 def followed_elsewhere(store: Store, job_id: str, executions: Sequence[Execution]) -> str:
-    """The other requester a job with a live execution is followed by, on a store several
-    requesters share ("" when it is this one's, nobody's, or has nothing running)."""
+    """The other requester a job is followed by, on a store several requesters share, when
+    one of ``executions`` (those whose logs are asked for) is live: "" when the job is this
+    one's or nobody's, or they all ended (their stored output any requester serves)."""
     mine = store.lease_owner
     if not mine or all(execution.state.terminal for execution in executions):
         return ""

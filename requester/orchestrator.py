@@ -154,6 +154,8 @@ class Orchestrator:
         self._worker: int | None = None
         self._started_ns = 0
         self._from_before: set[str] = set()  # jobs not ended at start, while settling
+        self._stopped_here: set[str] = set()  # stopped through the API, not yet evaluated
+        self._ended_elsewhere: set[str] = set()  # stopped through another, not yet evaluated
         # executions adopted whose node has not answered: (node, job, sent at, tries)
         self._adopting: dict[str, tuple[str, str, float, int]] = {}
         self._passes = 0
@@ -397,22 +399,31 @@ class Orchestrator:
             self._backlog.open_to_all()
         room = work.room or self._room_freed or bool(replied)
         self._room_freed = False
-        order = {**replied, **self._carried, **due}
+        # Stops to carry out go first (cheap, and they free room); until evaluated, a job
+        # stopped through this API is acted on without a lease, and one another requester
+        # stopped keeps this one's lease, released once its executions are cancelled.
+        self._stopped_here.update(work.stopped)
+        self._ended_elsewhere.update(work.ended)
+        order = dict.fromkeys([*work.stopped, *work.ended])
+        order.update({**replied, **self._carried, **due})
         if room and self._backlog:
             rooms = self._ledger.rooms(self.node_table.capacity_reports())
             order.update(dict.fromkeys(self._backlog.due(rooms, PASS_BUDGET)))
         if work.census or (work.room and now < self._settle_until_ns()):
             order.update(dict.fromkeys(self._queued_jobs(everything=work.census)))
         order.update(work.submitted)
-        order.update(dict.fromkeys(work.stopped + work.ended))
         # A job another requester follows is left to it, whatever brought it here (a late
-        # message, a wake, the backlog); one another requester stopped is this one's until
-        # it has cancelled the executions it asked for (it keeps the lease until then).
-        jobs = self._following.jobs(order, also=work.stopped)
+        # message, a wake, the backlog).
+        jobs = self._following.jobs(order, also=self._stopped_here)
         self._carried = dict.fromkeys(jobs[PASS_BUDGET:])
-        self._evaluate_all(jobs[:PASS_BUDGET])
-        if work.ended:  # the stops are carried out: nobody follows those jobs now
-            self._store.leases.release(self._store.lease_owner, work.ended)
+        evaluated = jobs[:PASS_BUDGET]
+        self._evaluate_all(evaluated)
+        done = set(evaluated)
+        released = sorted(self._ended_elsewhere & done)
+        if released:  # the stops are carried out: nobody follows those jobs now
+            self._store.leases.release(self._store.lease_owner, released)
+        self._ended_elsewhere -= done
+        self._stopped_here -= done
 
     def _queued_jobs(self, everything: bool) -> Iterable[str]:
         """Jobs a change of nodes may unblock: every queued job when the set of nodes

@@ -17,6 +17,7 @@ from protocol.envelope import Envelope
 from protocol.errors import NotFoundError, StateTransitionError
 from protocol.execution import Execution
 from protocol.messages import (
+    AdoptionRefused,
     BidRejected,
     BidResult,
     CancelExecution,
@@ -68,6 +69,8 @@ class Replies:
                 return self._on_started(envelope.sender, payload, execution)
             if isinstance(payload, RunResult):
                 return self._on_run_result(envelope.sender, payload, execution)
+            if isinstance(payload, AdoptionRefused):
+                return self._on_not_adopted(envelope.sender, payload, execution)
             if isinstance(payload, ComputeError):
                 failed = self._store.update_execution(
                     payload.execution_id,
@@ -90,6 +93,23 @@ class Replies:
             return None
         log.warning("event=unexpected_message type=%s sender=%s", envelope.type, envelope.sender)
         return None
+
+    def _on_not_adopted(
+        self, sender: str, refused: AdoptionRefused, execution: Execution
+    ) -> str | None:
+        """The node does not run an execution this requester adopted with a job it took
+        over: cancelled, not held against the node (it never had it) nor counted as an
+        attempt; the job asks again."""
+        if execution.state.terminal:
+            return None
+        cancelled = self._store.update_execution(
+            refused.execution_id,
+            state=S.CANCELLED,
+            desired=D.STOPPED,
+            message=f"{sender} does not run it ({refused.reason}): asked again",
+            expect=(execution.state,),
+        )
+        return cancelled.job_id
 
     def _of_its_node(self, envelope: Envelope) -> Execution | None:
         """The execution the message is about, if its sender is the node it was given to:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from protocol.errors import NotFoundError, ValidationError
 from protocol.ids import now_ns as clock_ns
+from protocol.states import ExecutionStateType
 from requester.store.core import ACTIVE_JOB_STATES
 from requester.store.database import Connection, Database
 
@@ -27,6 +28,12 @@ def _marks(count: int) -> str:
 DEFAULT_TTL_S = 15.0
 _ACTIVE = tuple(state.value for state in ACTIVE_JOB_STATES)  # jobs not ended
 _ACTIVE_MARKS = _marks(len(_ACTIVE))
+_LIVE = tuple(state.value for state in ExecutionStateType if not state.terminal)
+# SQL: the leased job has an execution not yet ended (parameters: _LIVE)
+_RUNS_LIVE = (
+    "EXISTS (SELECT 1 FROM executions WHERE executions.job_id = leases.job_id"  # noqa: S608
+    f" AND executions.state IN ({_marks(len(_LIVE))}))"
+)
 
 
 def insert_lease(conn: Connection, job_id: str, owner: str, expires_at_ns: int) -> None:
@@ -132,32 +139,30 @@ class Leases:
         return [str(row[0]) for row in rows]
 
     def unowned(self, now_ns: int | None = None) -> list[str]:
-        """Jobs not yet ended that nobody holds a live lease of, oldest first: what a
-        requester takes over."""
-        now = clock_ns() if now_ns is None else now_ns
-        query = (
-            "SELECT jobs.id FROM jobs LEFT JOIN leases ON leases.job_id = jobs.id"  # noqa: S608
-            f" WHERE jobs.state IN ({_ACTIVE_MARKS})"
-            " AND (leases.job_id IS NULL OR leases.expires_at_ns <= ?)"
-            " ORDER BY jobs.created_ns, jobs.id"
-        )
-        with self._db.read() as conn:
-            rows = conn.execute(query, (*_ACTIVE, now)).fetchall()
-        return [str(row[0]) for row in rows]
+        """The jobs :meth:`lapsed` lists, oldest first: what a requester takes over."""
+        return list(self.lapsed(now_ns))
 
     def lapsed(self, now_ns: int | None = None) -> dict[str, str]:
-        """:meth:`unowned`'s jobs, each with the owner whose lease lapsed ("" for a job that
-        never had one)."""
+        """Jobs somebody must follow that nobody holds a live lease of, oldest first, each
+        with the owner whose lease lapsed ("" for a job that never had one): jobs not yet
+        ended, and ended ones whose owner died before it cancelled their executions (a stop
+        through another requester leaves the lease to the owner)."""
         now = clock_ns() if now_ns is None else now_ns
         query = (
-            "SELECT jobs.id, leases.owner FROM jobs"  # noqa: S608
-            " LEFT JOIN leases ON leases.job_id = jobs.id"
+            "SELECT id, owner FROM ("  # noqa: S608
+            "SELECT jobs.id AS id, leases.owner AS owner, jobs.created_ns AS created_ns"
+            " FROM jobs LEFT JOIN leases ON leases.job_id = jobs.id"
             f" WHERE jobs.state IN ({_ACTIVE_MARKS})"
             " AND (leases.job_id IS NULL OR leases.expires_at_ns <= ?)"
-            " ORDER BY jobs.created_ns, jobs.id"
+            " UNION ALL"
+            " SELECT jobs.id, leases.owner, jobs.created_ns"
+            " FROM leases JOIN jobs ON jobs.id = leases.job_id"
+            f" WHERE jobs.state NOT IN ({_ACTIVE_MARKS}) AND leases.expires_at_ns <= ?"
+            f" AND {_RUNS_LIVE}"
+            ") AS lapsed ORDER BY created_ns, id"
         )
         with self._db.read() as conn:
-            rows = conn.execute(query, (*_ACTIVE, now)).fetchall()
+            rows = conn.execute(query, (*_ACTIVE, now, *_ACTIVE, now, *_LIVE)).fetchall()
         return {str(row[0]): str(row[1] or "") for row in rows}
 
     def ended(self, owner: str, now_ns: int | None = None) -> list[str]:
@@ -174,16 +179,17 @@ class Leases:
         return [str(row[0]) for row in rows]
 
     def sweep(self, now_ns: int | None = None) -> None:
-        """Delete the lapsed leases of jobs that ended (their owner stopped renewing before it
-        carried a stop out): nobody will claim them."""
+        """Delete the lapsed leases of jobs that ended with nothing left running (their
+        owner stopped renewing before it let them go): nobody needs to claim them."""
         now = clock_ns() if now_ns is None else now_ns
         query = (
             "DELETE FROM leases WHERE expires_at_ns <= ?"  # noqa: S608
-            " AND job_id IN (SELECT id FROM jobs"
-            f" WHERE state NOT IN ({_ACTIVE_MARKS}))"
+            " AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = leases.job_id"
+            f" AND jobs.state NOT IN ({_ACTIVE_MARKS}))"
+            f" AND NOT {_RUNS_LIVE}"
         )
         with self._db.transaction() as conn:
-            conn.execute(query, (now, *_ACTIVE))
+            conn.execute(query, (now, *_ACTIVE, *_LIVE))
 
     def _owned(self, conn: Connection, owner: str, job_ids: Sequence[str] | None) -> list[str]:
         query = "SELECT job_id FROM leases WHERE owner = ?"

@@ -5,9 +5,10 @@ A change is a function of the reputation as stored (:meth:`Reputation.recorded` 
 outcome), applied to the row read under the writer's lock, so outcomes recorded by several
 requesters add up instead of the last writer's view replacing the others'. The changes a
 batch makes are written at its end, one node after another in ID order: two requesters'
-batches that both touch nodes A and B then lock A's row before B's, and never wait on each
-other in a cycle (PostgreSQL aborted one of them as a deadlock when each wrote its rows in
-the order its executions ended).
+batches that both touch nodes A and B then lock A's row before B's, so reputation rows make
+no cycle of waits between them (PostgreSQL aborted one of them as a deadlock when each wrote
+its rows in the order its executions ended). Job and execution rows are locked in the order
+a pass changes them; each belongs to the one requester that follows its job.
 """
 
 from __future__ import annotations

@@ -817,6 +817,31 @@ def test_a_job_another_owner_ended_keeps_its_lease_until_that_owner_lets_it_go(
     assert store_backend.sql("SELECT job_id FROM leases") == []
 
 
+def test_an_ended_job_whose_owner_died_before_cancelling_its_runs_is_claimed(
+    store_backend: StoreBackend,
+) -> None:
+    """Stopped through another requester while its owner still held the lease, then the
+    owner died: the job's execution still runs, so its lapsed lease is listed for a taker
+    (who adopts and cancels the run) and not swept."""
+    owner = store_backend.open(lease_owner="r-1", lease_ttl_s=30)
+    stopper = store_backend.open(lease_owner="r-2", lease_ttl_s=30)
+    job = owner.create_job(make_job(), "v")
+    execution = owner.create_execution(make_execution(job.id))
+    owner.update_execution(execution.id, state=E.ASK_FOR_BID)
+    stopper.update_job_state(job.id, J.STOPPED, "stopped by user")
+    later = job.create_time + 31 * S
+    stopper.leases.sweep(now_ns=later)
+    assert stopper.leases.lapsed(now_ns=later) == {job.id: "r-1"}
+    assert stopper.leases.unowned(now_ns=later) == [job.id]
+    assert stopper.leases.claim("r-2", [job.id], ttl_s=30, now_ns=later) == [job.id]
+    stopper.update_execution(
+        execution.id, state=E.CANCELLED, desired=ExecutionDesiredStateType.STOPPED
+    )
+    assert stopper.leases.ended("r-2", now_ns=later) == [job.id]
+    stopper.leases.release("r-2", [job.id])
+    assert stopper.leases.lapsed(now_ns=later) == {}
+
+
 def test_lapsed_leases_name_the_owner_that_let_them_lapse(store: JobStore) -> None:
     held, lapsed, never = (store.create_job(make_job(), "v").id for _ in range(3))
     store.leases.claim("r-1", [held], ttl_s=60, now_ns=0)

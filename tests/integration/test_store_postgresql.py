@@ -14,13 +14,24 @@ from typer.testing import CliRunner
 
 from cli.main import create_app
 from protocol.errors import StateTransitionError
+from protocol.execution import ComputeState, DesiredState, Execution
+from protocol.job import Job, JobStateType
+from protocol.messages import CancelExecution, NodeInfoMessage
+from protocol.node import NodeInfo, NodeType
+from protocol.states import ExecutionDesiredStateType as D
 from protocol.states import ExecutionStateType as E
+from requester import orchestrator as orchestrator_module
+from requester.orchestrator import Orchestrator, RequesterConfig
 from requester.reputation import Outcome, Reputation
 from requester.store import SCHEMA_VERSION, JobStore, StoreError
+from tests.support.jobs import noop_job
 from tests.support.postgres import PostgresServer
+from tests.support.recorders import Recorder
 from tests.support.services import free_port
 from tests.support.stored import make_execution, make_job
 from tests.support.threads import run_together
+from tests.support.wait import wait_until
+from tests.unit.test_orchestrator import compute_info, envelope
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -154,3 +165,66 @@ def test_serve_with_a_store_that_does_not_work_is_one_line_naming_store(
     shown = url.replace(":secret@", ":***@")
     assert lines[0].startswith(f"Error: --store: {shown}: {problem}")
     assert "secret" not in result.stderr
+
+
+def test_stops_to_carry_out_go_first_and_survive_a_pass_that_has_no_budget_left(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two jobs this requester follows are stopped through another requester; a pass with
+    room for one evaluation takes a stop first, and the other stop, carried, is carried out
+    by the next pass (its lease kept until then): both runs are cancelled, both leases go."""
+    monkeypatch.setattr(orchestrator_module, "PASS_BUDGET", 1)
+    path = postgres.create_database()
+    with (
+        JobStore(path, lease_owner="n-requester") as store,
+        JobStore(path, lease_owner="n-other") as other,
+    ):
+        stopped = []
+        for index in range(2):
+            job = Job.model_validate(noop_job())
+            job.id = f"j-stopped-{index}"
+            stopped.append(store.create_job(job, "ev").id)
+            store.create_execution(
+                Execution(
+                    id=f"e-{index}",
+                    job_id=job.id,
+                    node_id="n-a",
+                    compute_state=ComputeState(state_type=E.ASK_FOR_BID),
+                    desired_state=DesiredState(state_type=D.RUNNING),
+                )
+            )
+            store.update_execution(f"e-{index}", state=E.RUNNING, expect=(E.ASK_FOR_BID,))
+        busy = Job.model_validate(noop_job())
+        busy.id = "j-busy"
+        store.create_job(busy, "ev")
+        sent = Recorder()
+        info = NodeInfo(node_id="n-requester", node_type=NodeType.REQUESTER)
+        service = Orchestrator(info, store, sent, RequesterConfig(settle_s=0))
+        service.handle(envelope("n-a", NodeInfoMessage(info=compute_info("n-a"))))
+        service.start()
+        try:
+            wait_until(  # the jobs it resumed at its start, one per pass
+                lambda: service.debug()["Orchestrator"]["Evaluations"] >= 3,
+                10,
+                message="the start's evaluations",
+            )
+            for job_id in stopped:
+                other.update_job_state(job_id, JobStateType.STOPPED, "stopped by user")
+            assert store.leases.ended("n-requester") == stopped
+            service.ended_elsewhere(stopped)  # as the lease keeper's next beat does
+            wait_until(
+                lambda: all(
+                    store.get_execution(f"e-{index}").state == E.CANCELLED for index in (0, 1)
+                ),
+                10,
+                message="both runs cancelled",
+            )
+            wait_until(
+                lambda: store.leases.held("n-requester") == ["j-busy"],
+                10,
+                message="both stopped jobs' leases let go",
+            )
+        finally:
+            service.close()
+        cancels = [getattr(m, "execution_id", "") for _, m in sent.to_whom(CancelExecution)]
+        assert sorted(cancels) == ["e-0", "e-1"]

@@ -25,6 +25,7 @@ from protocol.execution import ComputeState, Execution
 from protocol.job import Job
 from protocol.messages import (
     AdoptExecution,
+    AdoptionRefused,
     AskForBid,
     BidAccepted,
     BidRejected,
@@ -611,11 +612,14 @@ def test_a_finished_run_adopted_is_told_again_and_one_not_run_here_is_refused(
     assert bid_of(compute, outbox, sized_ask("e-bid")).accepted  # reserved, never accepted
     for execution_id in ("e-bid", "e-unknown"):
         compute.handle(from_taker(AdoptExecution(execution_id=execution_id, job_id="j")))
-        [refusal] = to_taker(outbox, ComputeError, execution_id)
-        assert isinstance(refusal, ComputeError)
-        assert refusal.retryable
-        assert f"does not run execution {execution_id}" in refusal.message
-    source = compute.log_source("e-bid")
-    assert source is not None
-    assert source.requester == "n-requester"
+        [refusal] = to_taker(outbox, AdoptionRefused, execution_id)
+        assert isinstance(refusal, AdoptionRefused)
+        assert f"does not run execution {execution_id}" in refusal.reason
+    # the refused bid let its room go, and the ask not seen yet will not run when it comes
+    assert compute.log_source("e-bid") is None
+    assert compute.capacity.available() == NODE_MAX
+    late = sized_ask("e-unknown")
+    compute.handle(direct(late))
+    assert sent(outbox, ExecutionStarted, "e-unknown") == []
+    assert sent(outbox, BidResult, "e-unknown") == []
     compute.close()

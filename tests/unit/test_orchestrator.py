@@ -15,12 +15,12 @@ from protocol.execution import ComputeState, DesiredState, Execution, RunCommand
 from protocol.job import Job, JobStateType
 from protocol.messages import (
     AdoptExecution,
+    AdoptionRefused,
     AskForBid,
     BidAccepted,
     BidRejected,
     BidResult,
     CancelExecution,
-    ComputeError,
     ExecutionStarted,
     Message,
     NodeInfoMessage,
@@ -544,13 +544,11 @@ def test_an_adoption_its_node_does_not_answer_is_sent_again_until_it_does(
 
 
 def test_an_adopted_execution_its_node_does_not_run_is_asked_again(tmp_path: Path) -> None:
+    """Not held against the node (it never had the execution) nor counted as an attempt."""
     with taken_over(tmp_path, S.RUNNING) as (service, sent, job_id):
         wait_until(lambda: sent.to_whom(AdoptExecution), 10, message="the execution adopted")
-        refusal = ComputeError(
-            execution_id="e-orphan",
-            job_id=job_id,
-            message="node n-a does not run execution e-orphan",
-            retryable=True,
+        refusal = AdoptionRefused(
+            execution_id="e-orphan", job_id=job_id, reason="node n-a does not run it"
         )
         service.handle(envelope("n-a", refusal))
         [(node_id, ask)] = wait_until(
@@ -559,4 +557,7 @@ def test_an_adopted_execution_its_node_does_not_run_is_asked_again(tmp_path: Pat
         assert node_id == "n-a"
         assert isinstance(ask, AskForBid)
         assert ask.execution.id != "e-orphan"
-        assert service.store.get_execution("e-orphan").state == S.FAILED
+        refused = service.store.get_execution("e-orphan")
+        assert refused.state == S.CANCELLED
+        assert "n-a does not run it" in refused.compute_state.message
+        assert service.reputations.get("n-a") is None
