@@ -476,22 +476,28 @@ def taken_over(
             service.close()
 
 
+def asked_again_instead_of_the_orphan(service: Orchestrator, sent: Recorder, why: str) -> None:
+    """n-a is asked again under a new execution; the orphan is cancelled, saying ``why``,
+    and not held against n-a (not the node's doing)."""
+    [(node_id, ask)] = wait_until(
+        lambda: sent.to_whom(AskForBid), 10, message="the job asked again"
+    )
+    assert node_id == "n-a"
+    assert isinstance(ask, AskForBid)
+    assert ask.execution.id != "e-orphan"
+    cancelled = service.store.get_execution("e-orphan")
+    assert cancelled.state == S.CANCELLED
+    assert why in cancelled.compute_state.message
+    assert service.reputations.get("n-a") is None
+
+
 def test_a_job_taken_over_has_its_undecided_asks_cancelled_and_is_asked_again(
     tmp_path: Path,
 ) -> None:
     """n-a bid for the other requester's ask and waits for that one's accept, which will
     not come: the execution is cancelled here (not counted against n-a) and n-a asked again."""
     with taken_over(tmp_path, S.ASK_FOR_BID_ACCEPTED) as (service, sent, _):
-        [(node_id, ask)] = wait_until(
-            lambda: sent.to_whom(AskForBid), 10, message="the job asked again"
-        )
-        assert node_id == "n-a"
-        assert isinstance(ask, AskForBid)
-        assert ask.execution.id != "e-orphan"
-        cancelled = service.store.get_execution("e-orphan")
-        assert cancelled.state == S.CANCELLED
-        assert "n-requester took it over" in cancelled.compute_state.message
-        assert service.reputations.get("n-a") is None  # not the node's doing
+        asked_again_instead_of_the_orphan(service, sent, "n-requester took it over")
         assert sent.to_whom(AdoptExecution) == []
 
 
@@ -551,13 +557,4 @@ def test_an_adopted_execution_its_node_does_not_run_is_asked_again(tmp_path: Pat
             execution_id="e-orphan", job_id=job_id, reason="node n-a does not run it"
         )
         service.handle(envelope("n-a", refusal))
-        [(node_id, ask)] = wait_until(
-            lambda: sent.to_whom(AskForBid), 10, message="the job asked again"
-        )
-        assert node_id == "n-a"
-        assert isinstance(ask, AskForBid)
-        assert ask.execution.id != "e-orphan"
-        refused = service.store.get_execution("e-orphan")
-        assert refused.state == S.CANCELLED
-        assert "n-a does not run it" in refused.compute_state.message
-        assert service.reputations.get("n-a") is None
+        asked_again_instead_of_the_orphan(service, sent, "n-a does not run it")
