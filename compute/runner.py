@@ -12,6 +12,7 @@ what the job says (a run holds the node for at most twice the timeout, plus publ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO, runtime_checkable
 
-from compute.executors.base import Executor, Mount, RunRequest
+from compute.executors.base import Executor, Mount, RunOutcome, RunRequest
 from compute.executors.interrupts import RunControl, RunControls, StopReason
 from compute.publishers.base import Publisher
 from compute.registry import Registry
@@ -55,12 +56,28 @@ class Plugins:
     publishers: Registry[Publisher]
 
 
-def read_truncated(path: Path, limit_bytes: int) -> tuple[str, bool]:
-    if not path.exists():
-        return "", False
-    with path.open("rb") as handle:
-        data = handle.read(limit_bytes + 1)
+def output_text(kept: str | None, path: Path, limit_bytes: int) -> tuple[str, bool]:
+    """A task's output as RunResult carries it, at most ``limit_bytes`` of it, and whether
+    it was cut: from memory (``kept``) or else from its file at ``path``."""
+    if kept is not None:
+        data = kept.encode("utf-8")
+    else:
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(limit_bytes + 1)
+        except FileNotFoundError:
+            return "", False
     return data[:limit_bytes].decode("utf-8", "replace"), len(data) > limit_bytes
+
+
+def write_results(results_dir: Path, outcome: RunOutcome) -> None:
+    """The result folder as publishers and the verifier read it: ``exitCode``, and the
+    ``stdout`` / ``stderr`` files an executor kept in memory."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "exitCode").write_text(str(outcome.exit_code))
+    for name, text in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
+        if text is not None:
+            (results_dir / name).write_text(text, encoding="utf-8")
 
 
 class ActivityLog:
@@ -178,8 +195,7 @@ class Runner:
         task = job.task
         executor = self._plugins.executors.get(task.engine.type)
         timeout_s = float(task.timeouts.execution_timeout or self._default_timeout_s)
-        results_dir = exec_dir / "results"
-        results_dir.mkdir(parents=True)
+        results_dir = exec_dir / "results"  # made by the executor, or below when it is read
         inputs = self._stage(
             execution.id,
             [*task.input_sources, *executor.extra_inputs(task.engine)],
@@ -189,7 +205,7 @@ class Runner:
         outputs = []
         for result_path in task.result_paths:
             folder = results_dir / result_path.folder
-            folder.mkdir()
+            folder.mkdir(parents=True)
             outputs.append(Mount(source=folder, target=result_path.path, read_only=False))
         request = RunRequest(
             job_id=job.id,
@@ -223,15 +239,19 @@ class Runner:
             memory=request.resources.memory,
             exit_code=outcome.exit_code,
         )
-        (results_dir / "exitCode").write_text(str(outcome.exit_code))
+        publisher = self._plugins.publishers.get(task.publisher.type)
+        verified = bool(verification(job))
+        if outcome.stdout is None or publisher.reads_results or verified or self._tamper_results:
+            write_results(results_dir, outcome)
         if self._tamper_results:
             with (results_dir / "stdout").open("a") as stdout_file:
                 stdout_file.write(f"tampered by {self._node_id}\n")
-        hashed = result_hash(results_dir) if verification(job) else ""
-        publisher = self._plugins.publishers.get(task.publisher.type)
+            outcome = dataclasses.replace(outcome, stdout=None)
+        hashed = result_hash(results_dir) if verified else ""
         published = publisher.publish(task.publisher, job.id, execution.id, results_dir)
-        stdout, stdout_cut = read_truncated(results_dir / "stdout", self._output_limit_bytes)
-        stderr, stderr_cut = read_truncated(results_dir / "stderr", self._output_limit_bytes)
+        limit = self._output_limit_bytes
+        stdout, stdout_cut = output_text(outcome.stdout, results_dir / "stdout", limit)
+        stderr, stderr_cut = output_text(outcome.stderr, results_dir / "stderr", limit)
         log.info(
             "event=execution_done execution=%s exit_code=%d error=%r",
             execution.id,

@@ -25,7 +25,8 @@ class RunRequest:
     """Everything an executor needs; inputs are already staged on this host.
 
     ``outputs`` are empty writable folders inside ``results_dir`` (one per ResultPath), and
-    the executor writes the task's ``stdout`` and ``stderr`` files into ``results_dir``.
+    the executor writes the task's ``stdout`` and ``stderr`` files into ``results_dir``
+    (creating it), unless it returns them in :class:`RunOutcome` instead.
     """
 
     job_id: str
@@ -63,10 +64,17 @@ def task_env(request: RunRequest, engine_env: Mapping[str, str]) -> dict[str, st
 @dataclass(frozen=True)
 class RunOutcome:
     """How the task ended. ``error`` is set when it did not run to its own end
-    (timeout, out of memory, trap, cancelled); ``exit_code`` is then non-zero too."""
+    (timeout, out of memory, trap, cancelled); ``exit_code`` is then non-zero too.
+
+    ``stdout`` and ``stderr``: the task's output, from an executor that has it in memory and
+    wrote no files (noop); None when it is in ``results_dir``'s files of those names. The
+    runner writes the files itself only when a publisher or the verifier reads the folder.
+    """
 
     exit_code: int
     error: str = ""
+    stdout: str | None = None
+    stderr: str | None = None
 
 
 class Executor(Protocol):

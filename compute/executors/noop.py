@@ -1,12 +1,14 @@
 """``noop`` executor: runs nothing, for tests and benchmarks.
 
-It writes ``Stdout``/``Stderr`` to the result files and ends with ``ExitCode`` after
-``SleepSeconds`` of simulated work. The sleep ends early on cancel or timeout, with the same
-outcomes as a real engine (see :mod:`compute.executors.interrupts`); the files are then empty.
+It ends with ``ExitCode`` after ``SleepSeconds`` of simulated work and hands back ``Stdout`` /
+``Stderr`` in its outcome, touching no file (the runner writes the result files when something
+reads them). The sleep ends early on cancel or timeout, with the same outcomes as a real
+engine (see :mod:`compute.executors.interrupts`); the output is then empty.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -48,15 +50,13 @@ class NoopExecutor:
 
     def run(self, request: RunRequest) -> RunOutcome:
         params = noop_params(request.engine)
-        request.results_dir.mkdir(parents=True, exist_ok=True)
-        stdout_path = request.results_dir / "stdout"
-        stderr_path = request.results_dir / "stderr"
         started = time.monotonic()
         with self._controls.track(request.execution_id, request.timeout_s, watchdog=False) as ctl:
             stopped = ctl.reason or ctl.wait(params.sleep_seconds)
-            outcome = ctl.outcome() if stopped else RunOutcome(exit_code=params.exit_code)
-        stdout_path.write_text("" if stopped else params.stdout, encoding="utf-8")
-        stderr_path.write_text("" if stopped else params.stderr, encoding="utf-8")
+            if stopped:
+                outcome = dataclasses.replace(ctl.outcome(), stdout="", stderr="")
+            else:
+                outcome = RunOutcome(params.exit_code, stdout=params.stdout, stderr=params.stderr)
         log.debug(
             "event=noop_run execution=%s exit_code=%d error=%r duration_s=%.3f",
             request.execution_id,

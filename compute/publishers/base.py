@@ -12,6 +12,11 @@ class Publisher(Protocol):
     @property
     def type(self) -> str: ...
 
+    @property
+    def reads_results(self) -> bool:
+        """Whether :meth:`publish` reads ``results_dir`` (False: the runner need not write it)."""
+        ...
+
     def is_installed(self) -> bool: ...
 
     def publish(

@@ -41,6 +41,10 @@ class IPFSPublisher:
     def type(self) -> str:
         return "ipfs"
 
+    @property
+    def reads_results(self) -> bool:
+        return True
+
     def is_installed(self) -> bool:
         return self.client is not None and self.client.answers(ttl_s=self.installed_ttl_s)
 

@@ -70,6 +70,10 @@ class LocalPublisher:
     def type(self) -> str:
         return "local"
 
+    @property
+    def reads_results(self) -> bool:
+        return True
+
     def is_installed(self) -> bool:
         return True
 

@@ -17,6 +17,11 @@ class NoopPublisher:
     def type(self) -> str:
         return "noop"
 
+    @property
+    def reads_results(self) -> bool:
+        """It keeps nothing: the results folder is never read."""
+        return False
+
     def is_installed(self) -> bool:
         return True
 

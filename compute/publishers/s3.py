@@ -135,6 +135,10 @@ class S3Publisher:
     def type(self) -> str:
         return "s3"
 
+    @property
+    def reads_results(self) -> bool:
+        return True
+
     def is_installed(self) -> bool:
         if self._installed is None:
             self._installed = has_credentials()

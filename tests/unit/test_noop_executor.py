@@ -35,28 +35,26 @@ def noop_request(
     )
 
 
-def test_writes_stdout_stderr_and_returns_the_exit_code(tmp_path: Path) -> None:
+def test_returns_stdout_stderr_and_the_exit_code_and_writes_no_file(tmp_path: Path) -> None:
     request = noop_request(tmp_path, ExitCode=7, Stdout="out\n", Stderr="err\n")
 
     outcome = NoopExecutor().run(request)
 
-    assert outcome == RunOutcome(exit_code=7)
-    assert (request.results_dir / "stdout").read_text() == "out\n"
-    assert (request.results_dir / "stderr").read_text() == "err\n"
+    assert outcome == RunOutcome(exit_code=7, stdout="out\n", stderr="err\n")
+    assert not request.results_dir.exists()
 
 
 def test_defaults_to_success_with_empty_output(tmp_path: Path) -> None:
     request = noop_request(tmp_path)
 
-    assert NoopExecutor().run(request) == RunOutcome(exit_code=0)
-    assert (request.results_dir / "stdout").read_text() == ""
+    assert NoopExecutor().run(request) == RunOutcome(exit_code=0, stdout="", stderr="")
 
 
 def test_params_are_matched_case_insensitively(tmp_path: Path) -> None:
     request = noop_request(tmp_path, exitcode=2, STDOUT="x")
 
-    assert NoopExecutor().run(request).exit_code == 2
-    assert (request.results_dir / "stdout").read_text() == "x"
+    outcome = NoopExecutor().run(request)
+    assert (outcome.exit_code, outcome.stdout) == (2, "x")
 
 
 def test_bad_params_raise_execution_error_naming_the_field(tmp_path: Path) -> None:
@@ -71,8 +69,7 @@ def test_sleep_ends_at_the_timeout(tmp_path: Path) -> None:
     outcome = NoopExecutor().run(request)
 
     assert time.monotonic() - started < PROMPT_S
-    assert outcome == RunOutcome(TIMEOUT_EXIT_CODE, "execution timed out after 0.05s")
-    assert (request.results_dir / "stdout").read_text() == ""
+    assert outcome == RunOutcome(TIMEOUT_EXIT_CODE, "execution timed out after 0.05s", "", "")
 
 
 def test_cancel_from_another_thread_ends_the_sleep(tmp_path: Path) -> None:
@@ -82,7 +79,7 @@ def test_cancel_from_another_thread_ends_the_sleep(tmp_path: Path) -> None:
 
     executor.cancel("e-1")
 
-    assert run.join() == RunOutcome(CANCELLED_EXIT_CODE, "cancelled")
+    assert run.join() == RunOutcome(CANCELLED_EXIT_CODE, "cancelled", "", "")
     assert executor.running() == []
 
 
@@ -106,7 +103,7 @@ def test_cancel_before_the_run_starts_cancels_it_at_once(tmp_path: Path) -> None
 
     outcome = executor.run(noop_request(tmp_path, SleepSeconds=LONG_SLEEP_S))
 
-    assert outcome == RunOutcome(CANCELLED_EXIT_CODE, "cancelled")
+    assert outcome == RunOutcome(CANCELLED_EXIT_CODE, "cancelled", "", "")
     assert executor.run(noop_request(tmp_path, "e-2", ExitCode=1)).exit_code == 1
 
 
