@@ -5,7 +5,6 @@ either way, cut at the node's output limit."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -55,12 +54,14 @@ def runner(tmp_path: Path, reader: FolderReader, output_limit_bytes: int = 1024)
     return Runner("n-1", plugins, tmp_path / "work", output_limit_bytes=output_limit_bytes)
 
 
-def execution(publisher: str, stdout: str = "out\n", **job: Any) -> Execution:
+def execution(
+    publisher: str, stdout: str = "out\n", labels: dict[str, str] | None = None
+) -> Execution:
     task = {
         "Engine": {"Type": "noop", "Params": {"ExitCode": 3, "Stdout": stdout, "Stderr": "e"}},
         "Publisher": {"Type": publisher},
     }
-    built = Job.model_validate({"ID": "j-1", "Count": 2, "Tasks": [task], **job})
+    built = Job.model_validate({"ID": "j-1", "Count": 2, "Tasks": [task], "Labels": labels or {}})
     return Execution(id="e-1", job_id=built.id, node_id="n-1", job=built)
 
 
@@ -90,9 +91,9 @@ def test_a_publisher_that_reads_the_folder_finds_the_output_files(tmp_path: Path
 
 
 def test_verification_hashes_the_same_files_whatever_the_publisher(tmp_path: Path) -> None:
-    verified = {"Labels": {VERIFY_KEY: "deterministic"}}
-    by_noop = run(runner(tmp_path / "a", FolderReader()), execution("noop", **verified))
-    by_reader = run(runner(tmp_path / "b", FolderReader()), execution("reader", **verified))
+    verified = {VERIFY_KEY: "deterministic"}
+    by_noop = run(runner(tmp_path / "a", FolderReader()), execution("noop", labels=verified))
+    by_reader = run(runner(tmp_path / "b", FolderReader()), execution("reader", labels=verified))
 
     assert by_noop.result_hash
     assert by_noop.result_hash == by_reader.result_hash
